@@ -1,0 +1,90 @@
+"""Shared fixtures: real server processes on loopback and small hand-made registers.
+
+- `server_factory` / `module_server_factory` start `nixlookup-server` processes through
+  `tests/serverproc.py` and stop every one of them (by pid) when the test / module ends, pass or fail.
+- `small_register` is a text register of seeded random Swedish mobile numbers with the same keys as a
+  Python `set`: the oracle the service's verdicts are compared with.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from serverproc import ServerProcess
+
+__all__ = ["RegisterFile", "ServerFactory"]
+
+ServerFactory = Callable[..., ServerProcess]
+"""``factory(args: Sequence[str] = (), env: Mapping[str, str] | None = None, **kwargs) -> ServerProcess``
+(started and SERVING; kwargs go to `ServerProcess`)."""
+
+_MOBILE_PREFIXES = np.array([70, 72, 73, 76, 79], dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class RegisterFile:
+    """A register file on disk and the keys it holds."""
+
+    path: Path
+    keys: NDArray[np.uint64]
+    key_set: frozenset[int]
+
+
+def make_mobile_keys(count: int, seed: int) -> NDArray[np.uint64]:
+    """`count` distinct seeded random Swedish mobile E.164 keys (46 7X NNN NN NN)."""
+    rng = np.random.default_rng(seed)
+    prefixes = _MOBILE_PREFIXES[rng.integers(0, len(_MOBILE_PREFIXES), size=count * 2)]
+    subscribers = rng.integers(0, 10_000_000, size=count * 2).astype(np.uint64)
+    keys = np.uint64(46_000_000_000) + prefixes * np.uint64(10_000_000) + subscribers
+    unique = np.unique(keys)
+    rng.shuffle(unique)
+    return unique[:count]
+
+
+def write_register(path: Path, keys: NDArray[np.uint64]) -> RegisterFile:
+    """Write `keys` as a text register (one ``+46...`` number per line) and return its description."""
+    path.write_text("".join(f"+{int(key)}\n" for key in keys), encoding="ascii")
+    return RegisterFile(path=path, keys=keys, key_set=frozenset(int(k) for k in keys))
+
+
+@pytest.fixture(name="small_register", scope="session")
+def fixture_small_register(tmp_path_factory: pytest.TempPathFactory) -> RegisterFile:
+    """A 5,000-number text register of seeded random mobile numbers."""
+    directory = tmp_path_factory.mktemp("register")
+    return write_register(directory / "register.txt", make_mobile_keys(5_000, seed=20080601))
+
+
+def _factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    started: list[ServerProcess] = []
+
+    def start(
+        args: Sequence[str] = (), env: Mapping[str, str] | None = None, **kwargs: object
+    ) -> ServerProcess:
+        server = ServerProcess(args, env, **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            if server.running:
+                server.stop(signal.SIGTERM)
+
+
+@pytest.fixture(name="server_factory")
+def fixture_server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    """Start real servers for one test; every one is stopped when the test ends."""
+    yield from _factory(request)
+
+
+@pytest.fixture(name="module_server_factory", scope="module")
+def fixture_module_server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    """Start real servers shared by one test module; every one is stopped when the module ends."""
+    yield from _factory(request)

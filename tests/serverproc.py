@@ -1,0 +1,225 @@
+"""Start the real `nixlookup-server` as a separate process on a free loopback port, for tests and benchmarks.
+
+How it works:
+- The server is started as ``python -m nixlookup.server.app serve --listen 127.0.0.1:0 --port-file F
+  <args>``. Port 0 lets the kernel pick a free port, so two test runs can never race for one; the server
+  writes the port it bound into F once it is serving, and `start()` reads it from there.
+- `start()` then polls the standard health service until it answers SERVING (bounded in time), so a test
+  only ever talks to a server that has its register loaded. When the process dies first, the error carries
+  the tail of its log.
+- The process's stderr (its structlog output) goes to a file, never a pipe, so a chatty server cannot block
+  on a full pipe; `log_text()` reads it.
+- Inherited ``NIXLOOKUP_*`` variables are dropped, so a developer's shell cannot change what a test runs;
+  pass `env` to set them on purpose.
+- `stop(sig)` signals the process by its pid and waits (bounded); `__exit__` always stops it, escalating to
+  SIGKILL after the timeout, so no test leaves a server behind.
+
+Usage::
+
+    with ServerProcess(["--register", str(path)]) as server:
+        channel = grpc.insecure_channel(server.target)
+        ...
+        assert server.stop(signal.SIGTERM) == 0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+__all__ = ["ServerProcess", "ServerStartError"]
+
+_STARTUP_TIMEOUT_SECONDS = 30.0
+"""Loading a small register takes well under a second; 30 s covers a loaded CI machine."""
+_STOP_TIMEOUT_SECONDS = 20.0
+"""Longer than any grace period a test passes, so a clean shutdown is never mistaken for a hang."""
+_POLL_SECONDS = 0.05
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited or did not become SERVING in time; the message carries its log tail."""
+
+
+class ServerProcess:
+    """One `nixlookup-server` process on 127.0.0.1, started on a kernel-chosen free port.
+
+    `args` are extra arguments for the subcommand (``serve`` by default), e.g. ``["--register", path,
+    "--grace", "5"]``; the helper adds ``--listen`` and ``--port-file`` itself. `env` entries are added to a
+    copy of the environment with inherited ``NIXLOOKUP_*`` variables removed.
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        *,
+        command: str = "serve",
+        startup_timeout: float = _STARTUP_TIMEOUT_SECONDS,
+        wait_for_serving: bool = True,
+    ) -> None:
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.command = command
+        self.startup_timeout = startup_timeout
+        self.wait_for_serving = wait_for_serving
+        self._workdir = Path(tempfile.mkdtemp(prefix="nixlookup-server-"))
+        self.log_path = self._workdir / "server.log"
+        self._port_file = self._workdir / "port"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+        self.returncode: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> ServerProcess:
+        """Start the process and wait until it serves (or raise `ServerStartError` with its log tail)."""
+        if self._process is not None:
+            raise RuntimeError("ServerProcess already started")
+        argv = [
+            sys.executable,
+            "-m",
+            "nixlookup.server.app",
+            self.command,
+            "--listen",
+            "127.0.0.1:0",
+            "--port-file",
+            str(self._port_file),
+            *self.args,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NIXLOOKUP_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        try:
+            self._await_port()
+            if self.wait_for_serving:
+                self._await_serving()
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = _STOP_TIMEOUT_SECONDS) -> int:
+        """Send `sig` to the server's pid, wait for it to exit (SIGKILL after `timeout`); its exit code."""
+        process = self._process
+        if process is None:
+            raise RuntimeError("ServerProcess not started")
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=timeout)
+        self.returncode = process.returncode
+        return process.returncode
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` without waiting (e.g. SIGTERM while a stream is running); then call `wait()`."""
+        self._require_process().send_signal(sig)
+
+    def wait(self, timeout: float = _STOP_TIMEOUT_SECONDS) -> int:
+        """Wait for the process to exit on its own (after `signal`), returning its exit code."""
+        code = self._require_process().wait(timeout=timeout)
+        self.returncode = code
+        return code
+
+    def __enter__(self) -> ServerProcess:
+        if self._process is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None:
+            self.stop(signal.SIGTERM)
+
+    # -- what a test needs -------------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        return self._require_process().pid
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("ServerProcess has no port yet (not started)")
+        return self._port
+
+    @property
+    def target(self) -> str:
+        """``127.0.0.1:PORT``, ready for `grpc.insecure_channel` or ``nixlookup --target``."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_text(self) -> str:
+        """Everything the server wrote to stdout/stderr so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def health_status(self, service: str = "", timeout: float = 2.0) -> str:
+        """The health service's answer for `service` ("" = the whole server), e.g. ``"SERVING"``."""
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _require_process(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise RuntimeError("ServerProcess not started")
+        return self._process
+
+    def _fail(self, what: str) -> ServerStartError:
+        tail = "\n".join(self.log_text().splitlines()[-30:])
+        return ServerStartError(f"nixlookup-server {what}; last log lines:\n{tail}")
+
+    def _await_port(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        process = self._require_process()
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise self._fail(f"exited with code {process.returncode} before listening")
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                text = self._port_file.read_text(encoding="ascii").strip()
+                if text:
+                    self._port = int(text)
+                    return
+            time.sleep(_POLL_SECONDS)
+        raise self._fail(f"did not report its port within {self.startup_timeout:.0f} s")
+
+    def _await_serving(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        process = self._require_process()
+        last_status = "no answer"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise self._fail(f"exited with code {process.returncode} before SERVING")
+            try:
+                last_status = self.health_status(timeout=1.0)
+            except grpc.RpcError as error:
+                last_status = f"{error.code().name}"  # type: ignore[attr-defined]
+            if last_status == "SERVING":
+                return
+            time.sleep(_POLL_SECONDS)
+        raise self._fail(f"was not SERVING within {self.startup_timeout:.0f} s (last: {last_status})")
