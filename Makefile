@@ -1,0 +1,64 @@
+# One entry point for people and CI. `make serve` and `make test` each create .venv when it is missing
+# (or when pyproject.toml changed), install the project with its dev extras, and run.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROTO_DIR := protos
+PROTO_OUT := protos/nixlookup/v1
+PROTOS := $(wildcard $(PROTO_OUT)/*.proto)
+
+.PHONY: help venv serve test lint typecheck unit proto proto-check bench guard clean
+
+help:
+	@echo "make serve      start the server on 127.0.0.1:50051 (synthetic register unless NIXLOOKUP_REGISTER is set)"
+	@echo "make test       lint, type-check, run the test suite and the benchmark guard"
+	@echo "make proto      regenerate the committed protobuf/gRPC code"
+	@echo "make bench      run the core benchmark (nixlookup-bench core)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# mypy does not understand setuptools' editable import hook for mapped package dirs, so it reads the
+# sources through a tree of directory links named the way they are imported.
+.mypy-tree/nixlookup/v1:
+	@mkdir -p .mypy-tree/nixlookup
+	@ln -sfn ../../server .mypy-tree/nixlookup/server
+	@ln -sfn ../../client .mypy-tree/nixlookup/client
+	@ln -sfn ../../bench .mypy-tree/nixlookup/bench
+	@ln -sfn ../../protos/nixlookup/v1 .mypy-tree/nixlookup/v1
+
+serve: $(STAMP)
+	$(BIN)/nixlookup-server serve --data-dir $${NIXLOOKUP_DATA_DIR:-data}
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) .mypy-tree/nixlookup/v1
+	$(BIN)/mypy -p nixlookup.server -p nixlookup.client -p nixlookup.bench
+
+proto: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I $(PROTO_DIR) \
+		--python_out=$(PROTO_DIR) --mypy_out=$(PROTO_DIR) \
+		--grpc_python_out=$(PROTO_DIR) --mypy_grpc_out=$(PROTO_DIR) \
+		$(PROTOS)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit guard
+
+guard: $(STAMP)
+	$(BIN)/nixlookup-bench guard
+
+bench: $(STAMP)
+	$(BIN)/nixlookup-bench core
+
+clean:
+	rm -rf $(VENV) .mypy-tree .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""nixlookup.bench: the benchmark harness that guards the lookup core and compares it with alternatives."""

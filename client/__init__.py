@@ -1,0 +1,1 @@
+"""nixlookup.client: the Python client, CSV washing and the `nixlookup` CLI. Never imports the server."""

@@ -1,0 +1,88 @@
+"""One error family for the server: each class knows its gRPC status code.
+
+The service layer maps any `NixlookupError` to ``context.abort(error.status_code, str(error))`` in one
+place, so every refusal a client sees names the limit, field or check that failed. Messages never carry a
+full phone number (use `numbering.mask_number`).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = [
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "NixlookupError",
+    "NotFoundError",
+    "RegisterFileError",
+    "ResourceExhaustedError",
+    "SnapshotError",
+    "StoreError",
+    "UnavailableError",
+    "ValidationError",
+]
+
+
+class NixlookupError(Exception):
+    """Base of every error the server reports on purpose."""
+
+    status_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgumentError(NixlookupError):
+    """The request itself is malformed: a field is missing, contradictory or out of range."""
+
+    status_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ResourceExhaustedError(NixlookupError):
+    """The request exceeds a named limit (batch size, message size, ...)."""
+
+    status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPreconditionError(NixlookupError):
+    """The request is well-formed but the server's state refuses it (version mismatch, count drop ...)."""
+
+    status_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ValidationError(FailedPreconditionError):
+    """A new register version failed validation; the serving version is unchanged."""
+
+
+class NotFoundError(NixlookupError):
+    """A named list, file or version does not exist."""
+
+    status_code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExistsError(NixlookupError):
+    status_code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class UnavailableError(NixlookupError):
+    """The server cannot answer right now (no register loaded yet, shutting down)."""
+
+    status_code = grpc.StatusCode.UNAVAILABLE
+
+
+class RegisterFileError(InvalidArgumentError):
+    """A register file cannot be read: unknown format, missing column, too many bad lines."""
+
+
+class SnapshotError(FailedPreconditionError):
+    """A snapshot file is refused. `check` names the check that failed (magic, version, checksum ...)."""
+
+    def __init__(self, path: str, check: str, detail: str) -> None:
+        self.path = path
+        self.check = check
+        self.detail = detail
+        super().__init__(f"snapshot {path} refused: {check} check failed: {detail}")
+
+
+class StoreError(NixlookupError):
+    """The data directory is unusable (unwritable, inconsistent beyond recovery)."""
+
+    status_code = grpc.StatusCode.INTERNAL

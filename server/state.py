@@ -1,0 +1,104 @@
+"""What the server serves, as one immutable value behind one swappable reference.
+
+Theory of operation:
+- A `ServingState` holds every list the policy reads (the NIX register and each caller's opt-out,
+  relationship and consent lists), each an immutable `Index`. A state is never modified: an update builds
+  a new state and swaps it in.
+- `StateHolder.current()` is one attribute read. Readers call it once per RPC (once per batch on a stream)
+  and keep using the state they got, so an answer is always computed from exactly one version of every
+  list, and its reply names those versions. The swap is a single reference assignment (atomic under the
+  GIL); an old state is freed when the last RPC holding it finishes.
+- Writers (reloads, deltas) serialise among themselves with their own lock; readers never take a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from types import MappingProxyType
+
+from nixlookup.server.errors import UnavailableError
+from nixlookup.server.index import Index
+
+__all__ = ["ListKey", "ListKind", "ServingState", "StateHolder"]
+
+
+class ListKind(IntEnum):
+    """Which list; values equal `nixlookup.v1.ListKind`."""
+
+    REGISTER = 0
+    OPT_OUT = 1
+    RELATIONSHIP = 2
+    CONSENT = 3
+
+    @property
+    def slug(self) -> str:
+        """Lower-case name used in file names, logs and the CLI (`opt-out`, `relationship` ...)."""
+        return self.name.lower().replace("_", "-")
+
+
+ListKey = tuple[ListKind, str]
+"""(kind, caller): the register is ``(ListKind.REGISTER, "")``."""
+
+REGISTER_KEY: ListKey = (ListKind.REGISTER, "")
+
+
+@dataclass(frozen=True, slots=True)
+class ServingState:
+    """One consistent version of everything served."""
+
+    register: Index
+    lists: Mapping[ListKey, Index] = field(default_factory=lambda: MappingProxyType({}))
+    generation: int = 0
+
+    def list_for(self, kind: ListKind, caller: str) -> Index | None:
+        """The caller's list of this kind, or None when the caller has none."""
+        if kind is ListKind.REGISTER:
+            return self.register
+        return self.lists.get((kind, caller))
+
+    def replacing(self, key: ListKey, index: Index | None) -> ServingState:
+        """A new state with one list replaced (or dropped, when `index` is None)."""
+        if key == REGISTER_KEY:
+            if index is None:
+                raise ValueError("the register cannot be dropped")
+            return ServingState(register=index, lists=self.lists, generation=self.generation + 1)
+        lists = dict(self.lists)
+        if index is None:
+            lists.pop(key, None)
+        else:
+            lists[key] = index
+        return ServingState(
+            register=self.register, lists=MappingProxyType(lists), generation=self.generation + 1
+        )
+
+
+class StateHolder:
+    """The one swappable reference to the serving state."""
+
+    def __init__(self, initial: ServingState | None = None) -> None:
+        self._state = initial
+        self._write_lock = threading.Lock()
+
+    @property
+    def write_lock(self) -> threading.Lock:
+        """Held by whoever builds the next state from the current one (reload, delta)."""
+        return self._write_lock
+
+    @property
+    def loaded(self) -> bool:
+        return self._state is not None
+
+    def current(self) -> ServingState:
+        """The state to answer from; take it once per RPC or batch and keep it."""
+        state = self._state
+        if state is None:
+            raise UnavailableError("no register loaded yet; retry shortly")
+        return state
+
+    def swap(self, new: ServingState) -> ServingState | None:
+        """Make `new` the serving state; returns the previous one."""
+        old, self._state = self._state, new
+        return old
