@@ -1,0 +1,187 @@
+"""Load drivers for any server speaking `nixlookup.v1.Lookup`: per-call `Check` and bulk `CheckStream`.
+
+The same drivers, with the same prebuilt requests, run against the real server and the reference server,
+so the only thing that differs between two figures of a run is the server. Requests are built before the
+clock starts (the client shares the machine's cores with the server; its own encoding cost is not what is
+measured). Every run is bounded by a count and by a time budget, whichever comes first, and checks the
+answers it gets against the expected hits: a fast wrong answer is reported as wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, latency_stats
+from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+
+__all__ = [
+    "BulkMode",
+    "bulk_check",
+    "channel_options",
+    "unary_check",
+    "wait_until_serving",
+]
+
+BulkMode = Literal["bytes", "texts"]
+
+_MESSAGE_LIMIT = 64 * 1024 * 1024
+_CALL_TIMEOUT_S = 10.0
+
+
+def channel_options() -> list[tuple[str, int]]:
+    """Client channel options: big enough messages for 100k-number batches (texts included)."""
+    return [
+        ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
+        ("grpc.max_send_message_length", _MESSAGE_LIMIT),
+    ]
+
+
+def wait_until_serving(target: str, *, timeout_s: float, service: str = "") -> None:
+    """Poll the standard health service until it says SERVING; raise TimeoutError otherwise."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer"
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last_error = f"status {health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}"
+            except grpc.RpcError as error:
+                last_error = str(error.code())
+            time.sleep(0.1)
+    raise TimeoutError(f"{target} not SERVING after {timeout_s:.0f} s ({last_error})")
+
+
+async def _unary_run(
+    target: str,
+    requests: Sequence[lookup_pb2.CheckRequest],
+    expected_blocked: NDArray[np.bool_],
+    *,
+    in_flight: int,
+    max_seconds: float,
+) -> tuple[list[int], float, int]:
+    latencies: list[int] = []
+    wrong = 0
+    next_index = 0
+    deadline = time.perf_counter() + max_seconds
+    async with grpc.aio.insecure_channel(target, options=channel_options()) as channel:
+        stub = lookup_pb2_grpc.LookupStub(channel)
+        # One warm-up call per worker: connection set-up is not part of the steady-state figure.
+        await asyncio.gather(*(stub.Check(requests[0], timeout=_CALL_TIMEOUT_S) for _ in range(in_flight)))
+
+        async def worker() -> None:
+            nonlocal next_index, wrong
+            while next_index < len(requests) and time.perf_counter() < deadline:
+                index = next_index
+                next_index += 1
+                start = time.perf_counter_ns()
+                answer = await stub.Check(requests[index], timeout=_CALL_TIMEOUT_S)
+                latencies.append(time.perf_counter_ns() - start)
+                if (answer.verdict == lookup_pb2.BLOCKED) != bool(expected_blocked[index]):
+                    wrong += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        elapsed = time.perf_counter() - started
+    return latencies, elapsed, wrong
+
+
+def unary_check(
+    target: str,
+    queries: NDArray[np.uint64],
+    expected_blocked: NDArray[np.bool_],
+    *,
+    in_flight: int,
+    max_calls: int,
+    max_seconds: float,
+) -> tuple[LatencyStats, int]:
+    """`Check` by e164 with `in_flight` concurrent callers (asyncio tasks on one channel).
+
+    Returns the latency statistics and the number of wrong answers.
+    """
+    count = min(max_calls, queries.size)
+    requests = [lookup_pb2.CheckRequest(e164=key) for key in queries[:count].tolist()]
+    latencies, elapsed, wrong = asyncio.run(
+        _unary_run(target, requests, expected_blocked[:count], in_flight=in_flight, max_seconds=max_seconds)
+    )
+    return latency_stats(latencies, elapsed), wrong
+
+
+def _batches(
+    queries: NDArray[np.uint64], texts: Sequence[str] | None, batch_size: int, mode: BulkMode
+) -> list[lookup_pb2.CheckBatch]:
+    batches: list[lookup_pb2.CheckBatch] = []
+    for batch_id, start in enumerate(range(0, queries.size, batch_size)):
+        stop = min(start + batch_size, queries.size)
+        if mode == "bytes":
+            batch = lookup_pb2.CheckBatch(
+                e164_le=queries[start:stop].astype("<u8").tobytes(), batch_id=batch_id
+            )
+        else:
+            if texts is None:
+                raise ValueError("texts mode needs the queries as written")
+            batch = lookup_pb2.CheckBatch(texts=texts[start:stop], batch_id=batch_id)
+        batches.append(batch)
+    return batches
+
+
+def bulk_check(
+    target: str,
+    queries: NDArray[np.uint64],
+    expected_blocked: NDArray[np.bool_],
+    *,
+    batch_size: int,
+    mode: BulkMode,
+    texts: Sequence[str] | None = None,
+    max_seconds: float,
+) -> BulkStats:
+    """Send `queries` through one `CheckStream` in batches; numbers/s from first send to last answer."""
+    batches = _batches(queries, texts, batch_size, mode)
+    deadline_holder: list[float] = []
+
+    def requests() -> Iterator[lookup_pb2.CheckBatch]:
+        for batch in batches:
+            if time.perf_counter() > deadline_holder[0]:
+                return
+            yield batch
+
+    answered = 0
+    answered_batches = 0
+    blocked_seen = 0
+    blocked_expected = 0
+    correct = True
+    with grpc.insecure_channel(target, options=channel_options()) as channel:
+        stub = lookup_pb2_grpc.LookupStub(channel)
+        # Warm-up: one small batch on the same channel, so connection set-up is not timed.
+        warm = lookup_pb2.CheckBatch(e164_le=queries[:16].astype("<u8").tobytes())
+        for _ in stub.CheckStream(iter([warm]), timeout=_CALL_TIMEOUT_S):
+            pass
+        started = time.perf_counter()
+        deadline_holder.append(started + max_seconds)
+        for result in stub.CheckStream(requests(), timeout=max_seconds + 60):
+            start = answered
+            answered += result.count
+            answered_batches += 1
+            blocked = np.unpackbits(
+                np.frombuffer(result.blocked, dtype=np.uint8), count=result.count, bitorder="little"
+            ).astype(np.bool_)
+            expected = expected_blocked[start:answered]
+            if result.count != expected.size or not np.array_equal(blocked, expected):
+                correct = False
+            blocked_seen += int(blocked.sum())
+            blocked_expected += int(expected.sum())
+        elapsed = time.perf_counter() - started
+    return bulk_stats(
+        answered, answered_batches, elapsed, correct=correct and blocked_seen == blocked_expected
+    )
