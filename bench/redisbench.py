@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import redis
 import redis.asyncio
-from numpy.typing import NDArray
-
 from nixlookup.bench.procs import ManagedProcess, free_port, managed_process, rss_bytes, wait_for_port
 from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, latency_stats
+from numpy.typing import NDArray
 
 __all__ = [
     "INSTALL_HINT",
@@ -129,7 +128,7 @@ def redis_memory(handle: RedisHandle) -> RedisMemory:
 
 
 async def _unary_run(
-    port: int, members: list[int], expected: NDArray[np.bool_], *, in_flight: int, max_seconds: float
+    port: int, members: list[str], expected: NDArray[np.bool_], *, in_flight: int, max_seconds: float
 ) -> tuple[list[int], float, int]:
     latencies: list[int] = []
     wrong = 0
@@ -172,7 +171,7 @@ def redis_unary_check(
     latencies, elapsed, wrong = asyncio.run(
         _unary_run(
             handle.port,
-            queries[:count].tolist(),
+            [str(key) for key in queries[:count].tolist()],
             expected_blocked[:count],
             in_flight=in_flight,
             max_seconds=max_seconds,

@@ -20,18 +20,20 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from numpy.typing import NDArray
-
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+from numpy.typing import NDArray
 
 __all__ = ["ReferenceLookup", "main", "naive_key", "serve"]
 
 _VERSION = "reference"
+_Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def naive_key(text: str) -> int:
@@ -66,8 +68,8 @@ class ReferenceLookup(lookup_pb2_grpc.LookupServicer):
         self._register_date = _timestamp(now)
         self._valid_until = _timestamp(now + timedelta(days=61))
 
-    async def Check(
-        self, request: lookup_pb2.CheckRequest, context: grpc.aio.ServicerContext
+    async def Check(  # noqa: N802 - method names are the proto's
+        self, request: lookup_pb2.CheckRequest, context: _Context
     ) -> lookup_pb2.CheckResponse:
         which = request.WhichOneof("number")
         key = request.e164 if which == "e164" else naive_key(request.text) if which == "text" else 0
@@ -85,10 +87,10 @@ class ReferenceLookup(lookup_pb2_grpc.LookupServicer):
             valid_until=self._valid_until,
         )
 
-    async def CheckStream(
+    async def CheckStream(  # noqa: N802 - method names are the proto's
         self,
         request_iterator: AsyncIterator[lookup_pb2.CheckBatch],
-        context: grpc.aio.ServicerContext,
+        context: _Context,
     ) -> AsyncIterator[lookup_pb2.CheckBatchResult]:
         async for batch in request_iterator:
             if batch.e164_le:
@@ -110,8 +112,8 @@ class ReferenceLookup(lookup_pb2_grpc.LookupServicer):
                 batch_id=batch.batch_id,
             )
 
-    async def GetRegisterInfo(
-        self, request: lookup_pb2.GetRegisterInfoRequest, context: grpc.aio.ServicerContext
+    async def GetRegisterInfo(  # noqa: N802 - method names are the proto's
+        self, request: lookup_pb2.GetRegisterInfoRequest, context: _Context
     ) -> lookup_pb2.RegisterInfo:
         return lookup_pb2.RegisterInfo(
             register=lookup_pb2.ListInfo(version=_VERSION, source="reference", count=len(self._keys)),
@@ -128,7 +130,7 @@ async def serve(listen: str, keys_path: Path) -> None:
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
         ]
     )
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     started = time.perf_counter()
     keys = np.load(keys_path).astype(np.uint64, copy=False)

@@ -150,28 +150,29 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def _format_float(value: float) -> str:
+    magnitude = abs(value)
+    if magnitude == 0:
+        return "0"
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    decimals = 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2 if magnitude >= 1 else -1
+    return f"{value:.{decimals}f}" if decimals >= 0 else f"{value:.3g}"
+
+
 def format_value(value: Cell) -> str:
     """A cell as people read it: 3 significant digits, thousands grouped, '-' for not measured."""
     if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        magnitude = abs(value)
-        if magnitude >= 1000:
-            return f"{value:,.0f}"
-        if magnitude >= 100:
-            return f"{value:.0f}"
-        if magnitude >= 10:
-            return f"{value:.1f}"
-        if magnitude >= 1:
-            return f"{value:.2f}"
-        if magnitude == 0:
-            return "0"
-        return f"{value:.3g}"
-    return str(value)
+        text = "-"
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, int):
+        text = f"{value:,}"
+    elif isinstance(value, float):
+        text = _format_float(value)
+    else:
+        text = str(value)
+    return text
 
 
 def _markdown_table(table: Table) -> list[str]:
