@@ -1,0 +1,234 @@
+"""The facts the NIX rules test, for one number (`OneFacts`) and for a batch (`BatchFacts`).
+
+Each rule of the policy table is a condition over these facts. Facts are computed lazily and at most
+once: a number decided by an early rule (invalid, opted out, exempt purpose) never pays for the register
+lookup, and a batch whose purpose is exempt never touches the register at all.
+
+Both classes answer the same questions with the same meaning; `OneFacts` asks the caller's lists
+directly (a few scalar lookups), `BatchFacts` asks them through the caller's `CallerOverlay` (one
+vectorised probe per batch). `tests/test_policy_agreement.py` holds the two to exact agreement.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+from nixlookup.server._policy_overlay import (
+    ON_CONSENT,
+    ON_OPT_OUT,
+    ON_RELATIONSHIP,
+    CallerHits,
+    CallerOverlay,
+)
+from nixlookup.server.index import Index
+from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
+from nixlookup.server.state import ListKind, ServingState
+from nixlookup.server.vocabulary import Purpose
+from numpy.typing import NDArray
+
+__all__ = ["EXEMPT_PURPOSES", "BatchFacts", "Mask", "OneFacts", "relationship_counts_until"]
+
+Mask = NDArray[np.bool_]
+
+EXEMPT_PURPOSES: frozenset[Purpose] = frozenset(
+    {
+        Purpose.MARKET_RESEARCH,
+        Purpose.PUBLIC_INFORMATION,
+        Purpose.POLITICAL,
+        Purpose.RELIGIOUS,
+        Purpose.PUBLIC_INTEREST,
+    }
+)
+"""Purposes outside the register's scope (nixtelefon.org/undantagen)."""
+
+
+def relationship_counts_until(end_day: int, grace_days: int) -> int:
+    """The last day a relationship that ended on `end_day` still counts (0 = it has not ended)."""
+    return 0 if end_day == 0 else end_day + grace_days
+
+
+class OneFacts:
+    """What the rules need to know about one number, looked up on first use."""
+
+    def __init__(
+        self,
+        state: ServingState,
+        parsed: ParsedNumber,
+        *,
+        caller: str,
+        purpose: Purpose,
+        today: int,
+        grace_days: int,
+    ) -> None:
+        self._state = state
+        self._caller = caller
+        self.key = parsed.key
+        self.problem = Problem(parsed.problem)
+        self.valid = self.problem == Problem.OK
+        self.exempt_purpose = purpose in EXEMPT_PURPOSES
+        self.mobile = self.valid and parsed.line_type == LineType.MOBILE
+        self.today = today
+        self.grace_days = grace_days
+
+    def _list(self, kind: ListKind) -> Index | None:
+        return self._state.list_for(kind, self._caller)
+
+    def _end_day(self, kind: ListKind) -> int | None:
+        """The entry's end day on the caller's list of `kind` (0 = no end), None when not on it."""
+        found = self._list(kind)
+        if not self.valid or found is None or not found.contains(self.key):
+            return None
+        return found.value_of(self.key) or 0
+
+    @cached_property
+    def opted_out(self) -> bool:
+        found = self._list(ListKind.OPT_OUT)
+        return self.valid and found is not None and found.contains(self.key)
+
+    @cached_property
+    def relationship_until(self) -> int | None:
+        """Last day the caller's relationship counts (0 = ongoing); None when there is none."""
+        end = self._end_day(ListKind.RELATIONSHIP)
+        return None if end is None else relationship_counts_until(end, self.grace_days)
+
+    @cached_property
+    def relationship_live(self) -> bool:
+        until = self.relationship_until
+        return until is not None and (until == 0 or until >= self.today)
+
+    @cached_property
+    def consent_until(self) -> int | None:
+        """Last day the consent counts (0 = no expiry); None when there is none."""
+        return self._end_day(ListKind.CONSENT)
+
+    @cached_property
+    def consent_live(self) -> bool:
+        until = self.consent_until
+        return until is not None and (until == 0 or until >= self.today)
+
+    @cached_property
+    def registered(self) -> bool:
+        return self.valid and self._state.register.contains(self.key)
+
+    @property
+    def mobile_flag(self) -> bool:
+        """Mobile, purpose not exempt, and neither a live relationship nor a live consent."""
+        return (
+            self.mobile and not self.exempt_purpose and not self.relationship_live and not self.consent_live
+        )
+
+    def cap_day(self, kind: ListKind) -> int:
+        """The day the answer's basis ends for a rule resting on list `kind` (0 = no end)."""
+        if kind is ListKind.RELATIONSHIP:
+            return self.relationship_until or 0
+        if kind is ListKind.CONSENT:
+            return self.consent_until or 0
+        return 0
+
+
+class BatchFacts:
+    """What the rules need to know about a batch of numbers, as masks, computed on first use."""
+
+    def __init__(
+        self,
+        state: ServingState,
+        parsed: ParsedBatch,
+        *,
+        overlay: CallerOverlay | None,
+        purpose: Purpose,
+        today: int,
+        grace_days: int,
+    ) -> None:
+        self._state = state
+        self._overlay = overlay
+        self.keys = parsed.keys
+        self.size = int(parsed.keys.size)
+        self.invalid: Mask = parsed.problems != Problem.OK
+        self.exempt_purpose = purpose in EXEMPT_PURPOSES
+        self._line_types = parsed.line_types
+        self.today = today
+        self.grace_days = grace_days
+
+    @cached_property
+    def hits(self) -> CallerHits | None:
+        """The numbers on any of the caller's lists (None: none are, or the caller has no lists)."""
+        if self._overlay is None:
+            return None
+        return self._overlay.lookup(self.keys)
+
+    def _scatter(self, values_at_hits: Mask) -> Mask | bool:
+        hits = self.hits
+        if hits is None or not values_at_hits.any():
+            return False
+        full = np.zeros(self.size, dtype=np.bool_)
+        full[hits.positions] = values_at_hits
+        return full
+
+    def _live(self, ends: NDArray[np.uint32], on_list: Mask, grace_days: int) -> Mask:
+        ends64 = ends.astype(np.int64)
+        live: Mask = on_list & ((ends64 == 0) | (ends64 + grace_days >= self.today))
+        return live
+
+    @cached_property
+    def relationship_live_at_hits(self) -> Mask:
+        hits = self.hits
+        if hits is None:
+            return np.zeros(0, dtype=np.bool_)
+        on_list = (hits.flags & ON_RELATIONSHIP) != 0
+        return self._live(hits.relationship_end, on_list, self.grace_days)
+
+    @cached_property
+    def consent_live_at_hits(self) -> Mask:
+        hits = self.hits
+        if hits is None:
+            return np.zeros(0, dtype=np.bool_)
+        return self._live(hits.consent_end, (hits.flags & ON_CONSENT) != 0, 0)
+
+    @cached_property
+    def opted_out(self) -> Mask | bool:
+        hits = self.hits
+        if hits is None:
+            return False
+        return self._scatter((hits.flags & ON_OPT_OUT) != 0)
+
+    @cached_property
+    def relationship_live(self) -> Mask | bool:
+        return self._scatter(self.relationship_live_at_hits)
+
+    @cached_property
+    def consent_live(self) -> Mask | bool:
+        return self._scatter(self.consent_live_at_hits)
+
+    @cached_property
+    def registered(self) -> Mask:
+        return self._state.register.contains_many(self.keys)
+
+    @cached_property
+    def mobile(self) -> Mask:
+        mobile: Mask = self._line_types == LineType.MOBILE
+        np.logical_and(mobile, ~self.invalid, out=mobile)
+        return mobile
+
+    @cached_property
+    def mobile_flag(self) -> Mask:
+        """Mobile, purpose not exempt, and neither a live relationship nor a live consent."""
+        if self.exempt_purpose:
+            return np.zeros(self.size, dtype=np.bool_)
+        flag = self.mobile.copy()
+        hits = self.hits
+        if hits is not None:
+            flag[hits.positions] &= ~(self.relationship_live_at_hits | self.consent_live_at_hits)
+        return flag
+
+    def cap_days_at_hits(self, kind: ListKind) -> NDArray[np.int64]:
+        """Per hit, the day the basis of a rule resting on list `kind` ends (0 = no end)."""
+        hits = self.hits
+        if hits is None:
+            return np.zeros(0, dtype=np.int64)
+        if kind is ListKind.RELATIONSHIP:
+            ends = hits.relationship_end.astype(np.int64)
+            return np.where(ends == 0, 0, ends + self.grace_days)
+        if kind is ListKind.CONSENT:
+            return hits.consent_end.astype(np.int64)
+        return np.zeros(hits.positions.size, dtype=np.int64)

@@ -1,0 +1,389 @@
+"""The NIX rules: may this caller call this number for this purpose, why, and until when.
+
+Theory of operation:
+- The rules are one ordered table, `rules_for(settings)` (the default is `NIX_RULES`). Each row names a
+  condition, the verdict and reason it gives, and the source it rests on. **The first row whose
+  condition holds decides.** Reading the table top to bottom is reading the law and the industry rules
+  in order of precedence:
+
+  1. invalid number                                  -> INVALID / INVALID_NUMBER
+  2. on the caller's own opt-out list                -> BLOCKED / COMPANY_OPT_OUT
+  3. purpose exempt from NIX                         -> ALLOWED / EXEMPT_PURPOSE
+  4. live customer relationship with the caller      -> ALLOWED / CUSTOMER_RELATIONSHIP
+  5. live consent to the caller                      -> ALLOWED / CONSENT
+  6. in the NIX register                             -> BLOCKED / NIX_REGISTERED
+  6b. mobile (only with block_mobile_without_relationship) -> BLOCKED / MOBILE_WITHOUT_RELATIONSHIP
+  7. otherwise                                       -> ALLOWED / NOT_REGISTERED
+
+- Row 6b sits after the register so a registered mobile number keeps the legal reason
+  (NIX_REGISTERED), and after relationship and consent so those still allow the call; being after
+  row 3 it only ever applies to purposes the register applies to (sales, marketing, fundraising).
+  Without the option, the same condition only raises `mobile_flag`, a hint, never a block.
+- "Live": a relationship counts while its end day is 0 (ongoing) or end + `relationship_grace_days`
+  >= today; a consent while its expiry is 0 (none) or expiry >= today. Today is `now`'s UTC date.
+- `valid_until`: every valid answer is good until the register version's date + 2 calendar months
+  (`valid_until_for`, the day clamped: Dec 31 -> Feb 28/29). An answer resting on a relationship or a
+  consent is good only until the day that relationship (with grace) or consent ends, where that is
+  sooner; then `valid_until` is 00:00 UTC of that day, and `valid_until_days` is that day number.
+  INVALID answers have none (None / 0).
+- `decide_one` (scalar, for `Check`) and `decide_many` (vectorised, for `CheckStream`) evaluate the
+  same table over the same facts (`_policy_facts`) and agree exactly; a property test holds them to
+  it. `decide_many` has no per-number Python loop: each row is one mask, the caller's three lists are
+  probed once through a cached overlay (`_policy_overlay`), and rows after one that decides the whole
+  batch (an exempt purpose) are never evaluated, so such a batch never touches the register.
+- A decision is computed from one `ServingState`: the caller takes the state once per RPC or batch,
+  and `lists_used` names the versions of everything that state offered for the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from nixlookup.server._policy_dates import (
+    add_calendar_months,
+    as_utc,
+    day_of,
+    midnight_of_day,
+)
+from nixlookup.server._policy_facts import EXEMPT_PURPOSES, BatchFacts, Mask, OneFacts
+from nixlookup.server._policy_overlay import CallerOverlay, OverlayCache
+from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
+from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind, ServingState
+from nixlookup.server.vocabulary import Purpose, Reason, Verdict
+from numpy.typing import NDArray
+
+__all__ = [
+    "EXEMPT_PURPOSES",
+    "NIX_RULES",
+    "VALID_MONTHS",
+    "VERDICT_OF_REASON",
+    "BatchDecision",
+    "Decision",
+    "ListUse",
+    "Policy",
+    "PolicySettings",
+    "Rule",
+    "rules_for",
+    "valid_until_for",
+]
+
+VALID_MONTHS = 2
+"""A number found not registered may be called for this many calendar months from the register's date."""
+
+SOURCE_NIX_FOR_FORETAG = "nixtelefon.org/for-foretag"
+SOURCE_NIX_UNDANTAGEN = "nixtelefon.org/undantagen"
+SOURCE_SWEDMA = (
+    "Swedma/Kontakta, etiska regler för telefonförsäljning (mobilnummer: endast befintliga kunder)"
+)
+SOURCE_NUMBERING = "E.164 / PTS Swedish numbering plan (libphonenumber SE metadata)"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """Server options that change the rules (set once at start-up)."""
+
+    relationship_grace_days: int = 365
+    """Days a customer relationship still counts after it ended (NIX: normally at most 12 months)."""
+    block_mobile_without_relationship: bool = False
+    """Turn the Swedma/Kontakta mobile rule from a flag (`mobile_flag`) into a block (row 6b)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.relationship_grace_days <= 3660:
+            raise ValueError(
+                f"relationship_grace_days must be within 0..3660, got {self.relationship_grace_days}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of the policy table."""
+
+    number: str
+    name: str
+    verdict: Verdict
+    reason: Reason
+    source: str
+    explanation: str
+    when_one: Callable[[OneFacts], bool]
+    """Does the row apply to this number (given no earlier row did)?"""
+    when_many: Callable[[BatchFacts], Mask | bool]
+    """The same, for a batch: a mask, or a plain bool meaning "every number" / "no number"."""
+    capped_by: ListKind | None = None
+    """The list whose end day limits `valid_until` for answers this row gives."""
+
+
+def _always_one(facts: OneFacts) -> bool:
+    return True
+
+
+def _always_many(facts: BatchFacts) -> bool:
+    return True
+
+
+RULE_INVALID = Rule(
+    number="1",
+    name="invalid-number",
+    verdict=Verdict.INVALID,
+    reason=Reason.INVALID_NUMBER,
+    source=SOURCE_NUMBERING,
+    explanation="not a valid phone number",
+    when_one=lambda f: not f.valid,
+    when_many=lambda f: f.invalid,
+)
+RULE_OPT_OUT = Rule(
+    number="2",
+    name="company-opt-out",
+    verdict=Verdict.BLOCKED,
+    reason=Reason.COMPANY_OPT_OUT,
+    source=f"{SOURCE_NIX_FOR_FORETAG} (the company's own spärrlista wins over every exemption)",
+    explanation="on the caller's own opt-out list",
+    when_one=lambda f: f.opted_out,
+    when_many=lambda f: f.opted_out,
+)
+RULE_EXEMPT_PURPOSE = Rule(
+    number="3",
+    name="exempt-purpose",
+    verdict=Verdict.ALLOWED,
+    reason=Reason.EXEMPT_PURPOSE,
+    source=f"{SOURCE_NIX_UNDANTAGEN} (market research, public information, political, religious, "
+    "public interest)",
+    explanation="the purpose is outside the NIX register's scope",
+    when_one=lambda f: f.exempt_purpose,
+    when_many=lambda f: f.exempt_purpose,
+)
+RULE_RELATIONSHIP = Rule(
+    number="4",
+    name="customer-relationship",
+    verdict=Verdict.ALLOWED,
+    reason=Reason.CUSTOMER_RELATIONSHIP,
+    source=f"{SOURCE_NIX_UNDANTAGEN} (existing customer relationship, counting up to 12 months after it"
+    " ended)",
+    explanation="a live customer relationship with the caller",
+    when_one=lambda f: f.relationship_live,
+    when_many=lambda f: f.relationship_live,
+    capped_by=ListKind.RELATIONSHIP,
+)
+RULE_CONSENT = Rule(
+    number="5",
+    name="consent",
+    verdict=Verdict.ALLOWED,
+    reason=Reason.CONSENT,
+    source=f"{SOURCE_NIX_UNDANTAGEN} (the person's explicit consent to the company)",
+    explanation="a live consent to the caller",
+    when_one=lambda f: f.consent_live,
+    when_many=lambda f: f.consent_live,
+    capped_by=ListKind.CONSENT,
+)
+RULE_REGISTERED = Rule(
+    number="6",
+    name="nix-registered",
+    verdict=Verdict.BLOCKED,
+    reason=Reason.NIX_REGISTERED,
+    source=f"{SOURCE_NIX_FOR_FORETAG} (sales, marketing and fundraising calls)",
+    explanation="in the NIX register",
+    when_one=lambda f: f.registered,
+    when_many=lambda f: f.registered,
+)
+RULE_MOBILE = Rule(
+    number="6b",
+    name="mobile-without-relationship",
+    verdict=Verdict.BLOCKED,
+    reason=Reason.MOBILE_WITHOUT_RELATIONSHIP,
+    source=SOURCE_SWEDMA,
+    explanation="a mobile number with no customer relationship or consent (server blocks the ethics rule)",
+    when_one=lambda f: f.mobile,
+    when_many=lambda f: f.mobile,
+)
+RULE_NOT_REGISTERED = Rule(
+    number="7",
+    name="not-registered",
+    verdict=Verdict.ALLOWED,
+    reason=Reason.NOT_REGISTERED,
+    source=f"{SOURCE_NIX_FOR_FORETAG} (a checked number may be called for 2 months from the register's date)",
+    explanation="not in the NIX register",
+    when_one=_always_one,
+    when_many=_always_many,
+)
+
+NIX_RULES: tuple[Rule, ...] = (
+    RULE_INVALID,
+    RULE_OPT_OUT,
+    RULE_EXEMPT_PURPOSE,
+    RULE_RELATIONSHIP,
+    RULE_CONSENT,
+    RULE_REGISTERED,
+    RULE_NOT_REGISTERED,
+)
+"""The default table (mobile numbers flagged, not blocked)."""
+
+
+def rules_for(settings: PolicySettings) -> tuple[Rule, ...]:
+    """The ordered table for these settings: `NIX_RULES`, plus row 6b when mobiles are blocked."""
+    if not settings.block_mobile_without_relationship:
+        return NIX_RULES
+    at = NIX_RULES.index(RULE_REGISTERED) + 1
+    return (*NIX_RULES[:at], RULE_MOBILE, *NIX_RULES[at:])
+
+
+VERDICT_OF_REASON: dict[Reason, Verdict] = {rule.reason: rule.verdict for rule in (*NIX_RULES, RULE_MOBILE)}
+_BLOCKED_BY_REASON = np.zeros(256, dtype=np.bool_)
+_VERDICT_BY_REASON = np.zeros(256, dtype=np.uint8)
+for _reason, _verdict in VERDICT_OF_REASON.items():
+    _BLOCKED_BY_REASON[_reason] = _verdict is Verdict.BLOCKED
+    _VERDICT_BY_REASON[_reason] = _verdict
+
+
+def valid_until_for(register_date: datetime) -> datetime:
+    """Until when a NOT_REGISTERED answer holds: the register's date + 2 calendar months (UTC)."""
+    return add_calendar_months(register_date, VALID_MONTHS)
+
+
+@dataclass(frozen=True, slots=True)
+class ListUse:
+    """One list an answer rested on, by version."""
+
+    key: ListKey
+    version: str
+    loaded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for one number."""
+
+    verdict: Verdict
+    reason: Reason
+    valid_until: datetime | None
+    mobile_flag: bool
+    detail: str
+    rule: str = ""
+    """The number of the table row that decided ("1" ... "7", "6b")."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDecision:
+    """The answers for a batch, one entry per number, in order."""
+
+    blocked: NDArray[np.bool_]
+    invalid: NDArray[np.bool_]
+    reasons: NDArray[np.uint8]
+    mobile_flag: NDArray[np.bool_]
+    valid_until_days: NDArray[np.uint32]
+    """Per number, the day number (days since 1970-01-01) of its valid_until; 0 for INVALID."""
+    valid_until: datetime
+    """Register date + 2 months: the valid_until of this batch's NOT_REGISTERED answers."""
+
+    @property
+    def count(self) -> int:
+        return int(self.reasons.size)
+
+    def verdicts(self) -> NDArray[np.uint8]:
+        """One Verdict value per number."""
+        return _VERDICT_BY_REASON[self.reasons]
+
+
+class Policy:
+    """Applies the ordered rule table to numbers, one at a time or a batch at a time."""
+
+    def __init__(self, settings: PolicySettings | None = None) -> None:
+        self.settings = settings if settings is not None else PolicySettings()
+        self.rules = rules_for(self.settings)
+        self._overlays = OverlayCache()
+
+    def decide_one(
+        self, state: ServingState, parsed: ParsedNumber, *, caller: str, purpose: Purpose, now: datetime
+    ) -> Decision:
+        """The answer for one number (the `Check` path)."""
+        facts = OneFacts(
+            state,
+            parsed,
+            caller=caller,
+            purpose=Purpose(purpose),
+            today=day_of(now),
+            grace_days=self.settings.relationship_grace_days,
+        )
+        rule = next(rule for rule in self.rules if rule.when_one(facts))
+        if rule is RULE_INVALID:
+            detail = f"rule 1 {rule.name}: {PROBLEM_TEXT.get(facts.problem, 'not a valid phone number')}"
+            return Decision(rule.verdict, rule.reason, None, False, detail, rule.number)
+        valid_until = valid_until_for(state.register.meta.register_date)
+        if rule.capped_by is not None:
+            cap = facts.cap_day(rule.capped_by)
+            if cap and cap < day_of(valid_until):
+                valid_until = midnight_of_day(cap)
+        detail = f"rule {rule.number} {rule.name}: {rule.explanation}"
+        return Decision(rule.verdict, rule.reason, valid_until, facts.mobile_flag, detail, rule.number)
+
+    def decide_many(
+        self, state: ServingState, parsed: ParsedBatch, *, caller: str, purpose: Purpose, now: datetime
+    ) -> BatchDecision:
+        """The answers for a batch (the `CheckStream` path), vectorised, equal to `decide_one` per number."""
+        facts = BatchFacts(
+            state,
+            parsed,
+            overlay=self._overlay_for(state, caller),
+            purpose=Purpose(purpose),
+            today=day_of(now),
+            grace_days=self.settings.relationship_grace_days,
+        )
+        # Forward: evaluate rows until one holds for every number (rows after it cannot decide anything,
+        # so their facts, e.g. the register probe, are never computed).
+        masked: list[tuple[Rule, Mask]] = []
+        rest = self.rules[-1]  # the table ends in an "otherwise" row, so some row always holds for all
+        for rule in self.rules:
+            holds = rule.when_many(facts)
+            if holds is True:
+                rest = rule
+                break
+            if holds is not False:
+                masked.append((rule, holds))
+        # Backward: paint reasons from the last holding row to the first, so the first row wins.
+        reasons = np.full(facts.size, rest.reason, dtype=np.uint8)
+        for rule, holds in reversed(masked):
+            np.copyto(reasons, np.uint8(rule.reason), where=holds)
+
+        valid_until = valid_until_for(state.register.meta.register_date)
+        base_day = day_of(valid_until)
+        valid_until_days = np.where(facts.invalid, np.uint32(0), np.uint32(base_day)).astype(np.uint32)
+        hits = facts.hits
+        if hits is not None:
+            for rule in (*(rule for rule, _ in masked), rest):
+                if rule.capped_by is None:
+                    continue
+                decided_here = reasons[hits.positions] == rule.reason
+                caps = facts.cap_days_at_hits(rule.capped_by)
+                sooner = decided_here & (caps != 0) & (caps < base_day)
+                valid_until_days[hits.positions[sooner]] = caps[sooner]
+        return BatchDecision(
+            blocked=_BLOCKED_BY_REASON[reasons],
+            invalid=facts.invalid,
+            reasons=reasons,
+            mobile_flag=facts.mobile_flag,
+            valid_until_days=valid_until_days,
+            valid_until=valid_until,
+        )
+
+    def lists_used(self, state: ServingState, caller: str) -> tuple[ListUse, ...]:
+        """The register and every list the state holds for `caller`, with their versions."""
+        used = [ListUse(REGISTER_KEY, state.register.meta.version, as_utc(state.register.meta.created_at))]
+        if caller:
+            for kind in (ListKind.OPT_OUT, ListKind.RELATIONSHIP, ListKind.CONSENT):
+                found = state.list_for(kind, caller)
+                if found is not None:
+                    used.append(ListUse((kind, caller), found.meta.version, as_utc(found.meta.created_at)))
+        return tuple(used)
+
+    def _overlay_for(self, state: ServingState, caller: str) -> CallerOverlay | None:
+        if not caller:
+            return None
+        lists = (
+            state.list_for(ListKind.OPT_OUT, caller),
+            state.list_for(ListKind.RELATIONSHIP, caller),
+            state.list_for(ListKind.CONSENT, caller),
+        )
+        if all(found is None for found in lists):
+            return None
+        return self._overlays.get(lists)
