@@ -236,12 +236,13 @@ class _BlockedBitset:
             batch.nbytes += batch._directory_blocks.nbytes
         return batch
 
-    def _block_slots(self, queries: NDArray[np.uint64]) -> NDArray[np.unsignedinteger]:
+    def _block_slots(self, queries: NDArray[np.uint64]) -> NDArray[Any]:
         blocks = queries >> U64(_BLOCK_SHIFT)
         if self._directory_blocks is None:
             # Below-range blocks wrap around to huge values, so one minimum clamps both sides.
             slot = np.minimum(blocks - self._first_block, U64(self._span))
-            return self._directory[slot]
+            slots: NDArray[Any] = self._directory[slot]
+            return slots
         position = np.searchsorted(self._directory_blocks, blocks)
         position[position >= self._directory_blocks.size] = self._directory_blocks.size
         clipped = np.minimum(position, self._directory_blocks.size - 1)
@@ -251,10 +252,10 @@ class _BlockedBitset:
 
     def contains_many(self, queries: NDArray[np.uint64]) -> NDArray[np.bool_]:
         slots = self._block_slots(queries)
-        byte_index = slots.astype(self._index_dtype) << self._index_dtype(_BLOCK_SHIFT - 3)
+        byte_index: NDArray[Any] = np.left_shift(slots.astype(self._index_dtype), _BLOCK_SHIFT - 3)
         byte_index |= ((queries & _LOW_MASK) >> U64(3)).astype(self._index_dtype)
         bit = (self._bits[byte_index] >> (queries & U64(7)).astype(np.uint8)) & np.uint8(1)
-        found = bit.view(np.bool_)
+        found: NDArray[np.bool_] = bit.view(np.bool_)
         # Integer positions, not a boolean mask: masked gathers/scatters on a random mask mispredict.
         sparse_positions = np.flatnonzero(slots == _SPARSE_SLOT)
         if sparse_positions.size:

@@ -70,7 +70,7 @@ def write_snapshot(path: Path, index: Index, *, extra: Mapping[str, Any] | None 
     scalars, arrays = index.export_batch()
     sections: list[tuple[str, bytes | NDArray[Any]]] = [("bitmap", index.bitmap.serialize())]
     sections.extend(arrays.items())
-    table = []
+    table: list[dict[str, Any]] = []
     offset = 0
     for name, data in sections:
         length = len(data) if isinstance(data, bytes) else int(data.nbytes)
@@ -105,7 +105,8 @@ def write_snapshot(path: Path, index: Index, *, extra: Mapping[str, Any] | None 
             for (_, data), entry in zip(sections, table, strict=True):
                 payload = data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()
                 crc = _write(handle, payload, crc)
-                crc = _write(handle, b"\x00" * (_aligned(entry["length"]) - entry["length"]), crc)
+                length = int(entry["length"])
+                crc = _write(handle, b"\x00" * (_aligned(length) - length), crc)
             handle.write(_TRAILER.pack(crc, END_MAGIC))
             handle.flush()
             os.fsync(handle.fileno())
