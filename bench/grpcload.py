@@ -16,9 +16,10 @@ from typing import Literal
 
 import grpc
 import numpy as np
+from numpy.typing import NDArray
+
 from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, latency_stats
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
-from numpy.typing import NDArray
 
 __all__ = [
     "BulkMode",

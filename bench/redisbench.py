@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import redis
 import redis.asyncio
+from numpy.typing import NDArray
+
 from nixlookup.bench.procs import ManagedProcess, free_port, managed_process, rss_bytes, wait_for_port
 from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, latency_stats
-from numpy.typing import NDArray
 
 __all__ = [
     "INSTALL_HINT",

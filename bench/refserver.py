@@ -27,8 +27,9 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from numpy.typing import NDArray
+
+from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = ["ReferenceLookup", "main", "naive_key", "serve"]
 

@@ -1,0 +1,292 @@
+"""`nixlookup-bench rpc`: the gRPC service end to end, against a bare grpcio server in the same run.
+
+It starts the real server (`nixlookup-server serve`, register from a text file) and the reference server
+(`refserver`: grpcio answering from a Python set) on loopback, then, with the same prebuilt requests:
+- unary `Check` by e164 at 1, 8 and 32 calls in flight: QPS, p50, p99, server CPU per call;
+- bulk `CheckStream` with packed bytes and with texts, at batch sizes 1k, 10k, 100k: numbers/s (best of N)
+  and server CPU per number;
+and reports nixlookup's figures as ratios against the reference. Contenders alternate at every step, so
+drift in the machine's load hits both alike. Server CPU comes from /proc/<pid>/stat (user + system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nixlookup.bench.grpcload import BulkMode, bulk_check, unary_check
+from nixlookup.bench.procs import cpu_seconds, rss_bytes
+from nixlookup.bench.report import Plot, Report, Table
+from nixlookup.bench.servers import RunningServer, nixlookup_server, reference_server
+from nixlookup.bench.timing import BulkStats, progress, ratio
+from nixlookup.bench.workload import Workload, make_workload, write_register_text
+
+__all__ = [
+    "RpcSettings",
+    "measure_bulk",
+    "measure_unary",
+    "run_rpc",
+]
+
+_OURS = "nixlookup"
+_REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class RpcSettings:
+    size: int = 1_500_000
+    seed: int = 20080101
+    concurrency: tuple[int, ...] = (1, 8, 32)
+    batch_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    modes: tuple[BulkMode, ...] = ("bytes", "texts")
+    unary_calls: int = 6_000  # per level and contender
+    unary_seconds: float = 6.0
+    bulk_numbers: int = 1_000_000  # per bulk run (bytes)
+    text_numbers: int = 300_000  # per bulk run (texts: ~10x slower per number)
+    bulk_seconds: float = 8.0
+    bulk_repeats: int = 3  # best of N bulk runs
+
+
+def _unary_key(contender: str, level: int, what: str) -> str:
+    prefix = "" if contender == _OURS else f"{contender}_"
+    return f"{prefix}unary_c{level}_{what}"
+
+
+def _bulk_key(contender: str, mode: str, batch: int, what: str) -> str:
+    prefix = "" if contender == _OURS else f"{contender}_"
+    return f"{prefix}bulk_{mode}_{batch}_{what}"
+
+
+def measure_unary(
+    servers: dict[str, RunningServer], workload: Workload, settings: RpcSettings
+) -> dict[str, Any]:
+    """Per-call figures for every server at every concurrency level, contenders interleaved."""
+    figures: dict[str, Any] = {}
+    for level in settings.concurrency:
+        for name, server in servers.items():
+            progress(f"rpc: unary Check, {level} in flight, {name}")
+            cpu_before = cpu_seconds(server.pid)
+            stats, wrong = unary_check(
+                server.target,
+                workload.queries,
+                workload.expected_blocked,
+                in_flight=level,
+                max_calls=settings.unary_calls,
+                max_seconds=settings.unary_seconds,
+            )
+            cpu_used = cpu_seconds(server.pid) - cpu_before
+            figures |= {
+                _unary_key(name, level, "qps"): stats.qps,
+                _unary_key(name, level, "p50_ms"): stats.p50_ms,
+                _unary_key(name, level, "p99_ms"): stats.p99_ms,
+                _unary_key(name, level, "calls"): stats.calls,
+                _unary_key(name, level, "wrong"): wrong,
+                _unary_key(name, level, "server_cpu_us_per_call"): cpu_used / max(1, stats.calls) * 1e6,
+            }
+    return figures
+
+
+def _best_bulk(
+    server: RunningServer,
+    *,
+    workload: Workload,
+    texts: Sequence[str],
+    mode: BulkMode,
+    batch: int,
+    settings: RpcSettings,
+) -> tuple[BulkStats, float]:
+    count = settings.bulk_numbers if mode == "bytes" else settings.text_numbers
+    queries, expected = workload.queries[:count], workload.expected_blocked[:count]
+    best: BulkStats | None = None
+    best_cpu = 0.0
+    for _ in range(settings.bulk_repeats):
+        cpu_before = cpu_seconds(server.pid)
+        stats = bulk_check(
+            server.target,
+            queries,
+            expected,
+            batch_size=batch,
+            mode=mode,
+            texts=texts[:count] if mode == "texts" else None,
+            max_seconds=settings.bulk_seconds,
+        )
+        cpu_used = cpu_seconds(server.pid) - cpu_before
+        if best is None or stats.numbers_per_s > best.numbers_per_s:
+            best, best_cpu = stats, cpu_used / max(1, stats.numbers) * 1e9
+        if not stats.correct:
+            break
+    assert best is not None
+    return best, best_cpu
+
+
+def measure_bulk(
+    servers: dict[str, RunningServer], workload: Workload, settings: RpcSettings
+) -> dict[str, Any]:
+    """Bulk figures for every server, mode and batch size, contenders interleaved."""
+    texts = workload.query_texts(settings.text_numbers) if "texts" in settings.modes else []
+    figures: dict[str, Any] = {}
+    for mode in settings.modes:
+        for batch in settings.batch_sizes:
+            for name, server in servers.items():
+                progress(f"rpc: CheckStream {mode}, batches of {batch:,}, {name}")
+                stats, cpu_ns = _best_bulk(
+                    server, workload=workload, texts=texts, mode=mode, batch=batch, settings=settings
+                )
+                figures |= {
+                    _bulk_key(name, mode, batch, "numbers_per_s"): stats.numbers_per_s,
+                    _bulk_key(name, mode, batch, "numbers"): stats.numbers,
+                    _bulk_key(name, mode, batch, "correct"): stats.correct,
+                    _bulk_key(name, mode, batch, "server_cpu_ns_per_number"): cpu_ns,
+                }
+    return figures
+
+
+def _ratios(figures: dict[str, Any], settings: RpcSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for level in settings.concurrency:
+        out[f"unary_c{level}_vs_reference"] = ratio(
+            figures.get(_unary_key(_OURS, level, "qps")), figures.get(_unary_key(_REFERENCE, level, "qps"))
+        )
+    for mode in settings.modes:
+        for batch in settings.batch_sizes:
+            out[f"bulk_{mode}_{batch}_vs_reference"] = ratio(
+                figures.get(_bulk_key(_OURS, mode, batch, "numbers_per_s")),
+                figures.get(_bulk_key(_REFERENCE, mode, batch, "numbers_per_s")),
+            )
+    for batch in settings.batch_sizes:
+        out[f"bulk_bytes_vs_texts_{batch}"] = ratio(
+            figures.get(_bulk_key(_OURS, "bytes", batch, "numbers_per_s")),
+            figures.get(_bulk_key(_OURS, "texts", batch, "numbers_per_s")),
+        )
+    return out
+
+
+@contextlib.contextmanager
+def started_servers(
+    workload: Workload, workdir: Path, *, with_reference: bool = True
+) -> Iterator[dict[str, RunningServer]]:
+    """The real server (register from a text file) and the reference server, both on loopback."""
+    register_path = write_register_text(workdir / "register.txt", workload.register)
+    with contextlib.ExitStack() as stack:
+        progress(f"starting nixlookup-server on {workload.size:,} numbers")
+        servers = {_OURS: stack.enter_context(nixlookup_server(register_path, workdir))}
+        if with_reference:
+            progress("starting the reference grpcio server")
+            servers[_REFERENCE] = stack.enter_context(
+                reference_server(workload.register, workdir / "reference")
+            )
+        yield servers
+
+
+_UNARY_COLUMNS = ("qps", "p50_ms", "p99_ms", "server_cpu_us_per_call")
+_BULK_COLUMNS = ("numbers_per_s", "server_cpu_ns_per_number", "correct")
+
+
+def _tables(figures: dict[str, Any], settings: RpcSettings) -> list[Table]:
+    unary = Table(
+        title="Unary Check (e164), nixlookup vs bare grpcio reference",
+        columns=["in flight", "QPS", "p50 ms", "p99 ms", "server CPU us/call", "ref QPS", "ref p50 ms",
+                 "ref p99 ms", "ref CPU us/call", "QPS vs ref"],
+    )  # fmt: skip
+    for level in settings.concurrency:
+        ours = [figures.get(_unary_key(_OURS, level, what)) for what in _UNARY_COLUMNS]
+        reference = [figures.get(_unary_key(_REFERENCE, level, what)) for what in _UNARY_COLUMNS]
+        unary.rows.append([level, *ours, *reference, figures.get(f"unary_c{level}_vs_reference")])
+    bulk = Table(
+        title="Bulk CheckStream, numbers/s",
+        columns=[
+            "payload",
+            "batch",
+            "numbers/s",
+            "server CPU ns/number",
+            "correct",
+            "ref numbers/s",
+            "vs ref",
+        ],
+    )
+    for mode in settings.modes:
+        for batch in settings.batch_sizes:
+            ours = [figures.get(_bulk_key(_OURS, mode, batch, what)) for what in _BULK_COLUMNS]
+            reference = [
+                figures.get(_bulk_key(_REFERENCE, mode, batch, "numbers_per_s")),
+                figures.get(f"bulk_{mode}_{batch}_vs_reference"),
+            ]
+            bulk.rows.append([mode, batch, *ours, *reference])
+    return [unary, bulk]
+
+
+def _plots(figures: dict[str, Any], settings: RpcSettings) -> list[Plot]:
+    levels = [float(level) for level in settings.concurrency]
+    latency = Plot(
+        name="latency-vs-concurrency",
+        title="Unary Check p99 latency vs calls in flight",
+        xlabel="calls in flight",
+        ylabel="p99 latency (ms)",
+        x=levels,
+        series={
+            f"{name} p99": [figures.get(_unary_key(name, level, "p99_ms")) for level in settings.concurrency]
+            for name in (_OURS, _REFERENCE)
+        },
+        logx=True,
+    )
+    batches = [float(batch) for batch in settings.batch_sizes]
+    throughput = Plot(
+        name="throughput-vs-batch",
+        title="CheckStream throughput vs batch size",
+        xlabel="numbers per batch",
+        ylabel="numbers/s",
+        x=batches,
+        series={
+            f"{name} {mode}": [
+                figures.get(_bulk_key(name, mode, batch, "numbers_per_s")) for batch in settings.batch_sizes
+            ]
+            for name in (_OURS, _REFERENCE)
+            for mode in settings.modes
+        },
+        logx=True,
+        logy=True,
+    )
+    return [latency, throughput]
+
+
+def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str, Any]:
+    """Every rpc figure of one run (see the module docstring)."""
+    query_count = max(settings.bulk_numbers, settings.text_numbers, settings.unary_calls)
+    workload = make_workload(settings.size, query_count, settings.seed)
+    figures: dict[str, Any] = {"register_size": workload.size}
+    with (
+        tempfile.TemporaryDirectory(prefix="nixlookup-bench-rpc-", dir=workdir) as tmp,
+        started_servers(workload, Path(tmp)) as servers,
+    ):
+        figures["server_ready_s"] = servers[_OURS].ready_s
+        figures["reference_ready_s"] = servers[_REFERENCE].ready_s
+        figures["server_rss_bytes"] = rss_bytes(servers[_OURS].pid)
+        figures["reference_rss_bytes"] = rss_bytes(servers[_REFERENCE].pid)
+        figures |= measure_unary(servers, workload, settings)
+        figures |= measure_bulk(servers, workload, settings)
+    figures |= _ratios(figures, settings)
+    return figures
+
+
+def run_rpc(settings: RpcSettings, workdir: Path | None = None) -> Report:
+    report = Report(
+        command="rpc",
+        parameters={"size": settings.size, "seed": settings.seed, "unary_calls": settings.unary_calls,
+                    "bulk_numbers": settings.bulk_numbers, "text_numbers": settings.text_numbers,
+                    "bulk_repeats": settings.bulk_repeats},
+    )  # fmt: skip
+    started = time.perf_counter()
+    report.figures = rpc_figures(settings, workdir)
+    report.duration_s = time.perf_counter() - started
+    report.tables = _tables(report.figures, settings)
+    report.plots = _plots(report.figures, settings)
+    report.notes.append(
+        "client, nixlookup server and reference server share this machine's cores; requests are prebuilt, "
+        "so client encoding cost is not in the figures"
+    )
+    return report
