@@ -1,0 +1,266 @@
+"""`nixlookup admin ...`: reload the register, apply deltas, compact, show version history.
+
+    nixlookup admin reload /srv/nix/register-2026-11-30.txt [--force] [--expect-version V]
+    nixlookup admin reload /srv/lists/acme-optout.txt --list-kind opt-out --caller acme
+    nixlookup admin apply-delta --add new.txt --remove cancelled.txt [--expect-version V]
+    nixlookup admin compact [--all | --list-kind KIND --caller C]
+    nixlookup admin history [--list-kind KIND --caller C]
+    nixlookup admin lists ...            (the callers' lists: see `nixlookup lists --help`)
+
+`reload` asks the server to read PATH (a file on the server, passed as an absolute path): it is validated
+there (bad lines, truncation, checksum, count drop) and refused with the reason while the old version keeps
+serving. `apply-delta` reads numbers as written from text or CSV files and sends them; the server answers
+once the delta is durable. Exit status: 0 done, 1 refused by the server, 2 usage or local file error.
+Numbers never appear in the output.
+
+`register_admin_commands(subparsers)` adds the `admin` group to the `nixlookup` parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from nixlookup.client.cli_lists import add_lists_parser, read_numbers, until_day
+from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+
+__all__ = ["main", "register_admin_commands"]
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_TIMEOUT_SECONDS = 120.0
+"""A reload of millions of numbers takes about a second; the deadline leaves room for a busy machine."""
+DEFAULT_CHUNK = 200_000
+"""Numbers per ApplyDelta: about 4 MB of texts, under the server's default 8 MiB message limit. A file
+larger than one chunk becomes several deltas, each durable on its own (said in the output)."""
+
+_KINDS: dict[str, lookup_pb2.ListKind.ValueType] = {
+    "register": lookup_pb2.LIST_KIND_REGISTER,
+    "opt-out": lookup_pb2.LIST_KIND_OPT_OUT,
+    "relationship": lookup_pb2.LIST_KIND_RELATIONSHIP,
+    "consent": lookup_pb2.LIST_KIND_CONSENT,
+}
+_SLUGS = {value: slug for slug, value in _KINDS.items()}
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _UsageError(ValueError):
+    pass
+
+
+def _list_ref(args: argparse.Namespace) -> lookup_pb2.ListRef:
+    kind = _KINDS[args.list_kind]
+    if kind == lookup_pb2.LIST_KIND_REGISTER and args.caller:
+        raise _UsageError("--caller applies to a caller's list; pass --list-kind too")
+    if kind != lookup_pb2.LIST_KIND_REGISTER and not args.caller:
+        raise _UsageError(f"a {args.list_kind} list belongs to a caller: pass --caller")
+    return lookup_pb2.ListRef(kind=kind, caller=args.caller or "")
+
+
+def _name(ref: lookup_pb2.ListRef) -> str:
+    slug = _SLUGS.get(ref.kind, str(ref.kind))
+    return slug if not ref.caller else f"{slug}/{ref.caller}"
+
+
+def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, lookup_pb2_grpc.AdminStub]:
+    target = args.admin_server or os.environ.get("NIXLOOKUP_SERVER") or DEFAULT_SERVER
+    channel = grpc.insecure_channel(target)
+    return channel, lookup_pb2_grpc.AdminStub(channel)
+
+
+def _print_info(info: lookup_pb2.ListInfo) -> None:
+    print(
+        f"{_name(info.list)}: version {info.version}, {info.count:,} numbers, source {info.source}"
+        + (" (SYNTHETIC)" if info.synthetic else "")
+    )
+
+
+def _run_reload(args: argparse.Namespace) -> int:
+    request = lookup_pb2.ReloadRequest(
+        list=_list_ref(args),
+        path=str(Path(args.path).resolve()),
+        format=args.format or "",
+        column=args.column or "",
+        until_column=args.until_column or "",
+        force=args.force,
+        expect_version=args.expect_version or "",
+    )
+    if args.register_date:
+        moment = datetime.fromisoformat(args.register_date)
+        request.register_date.CopyFrom(
+            Timestamp(seconds=int(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp()))
+        )
+    channel, stub = _stub(args)
+    with channel:
+        response = stub.Reload(request, timeout=args.timeout)
+    _print_info(response.info)
+    print(
+        f"  replaced {response.previous_version or '(new list)'}; {response.bad_lines} bad lines skipped; "
+        f"{response.load_seconds:.3f} s"
+    )
+    return 0
+
+
+def _run_apply_delta(args: argparse.Namespace) -> int:
+    ref = _list_ref(args)
+    if not args.add and not args.remove:
+        raise _UsageError("give --add FILE, --remove FILE or both")
+    adds = read_numbers(Path(args.add), args.column) if args.add else []
+    removes = read_numbers(Path(args.remove), args.column) if args.remove else []
+    until = until_day(args.until) if args.until else 0
+    if until and ref.kind not in (lookup_pb2.LIST_KIND_RELATIONSHIP, lookup_pb2.LIST_KIND_CONSENT):
+        raise _UsageError("--until applies to relationship and consent lists")
+    requests: list[lookup_pb2.ApplyDeltaRequest] = []
+    chunk = max(1, args.chunk)
+    for start in range(0, max(len(adds), len(removes), 1), chunk):
+        add_part, remove_part = adds[start : start + chunk], removes[start : start + chunk]
+        request = lookup_pb2.ApplyDeltaRequest(list=ref, add_texts=add_part, remove_texts=remove_part)
+        if until and add_part:
+            request.add_until_days_le = until.to_bytes(4, "little") * len(add_part)
+        requests.append(request)
+    requests[0].expect_version = args.expect_version or ""
+    if len(requests) > 1:
+        print(f"{len(adds) + len(removes):,} numbers: sending {len(requests)} deltas of up to {chunk:,} each")
+    channel, stub = _stub(args)
+    with channel:
+        for request in requests:
+            response = stub.ApplyDelta(request, timeout=args.timeout)
+            print(
+                f"{_name(ref)}: version {response.version} (was {response.previous_version or '-'}): "
+                f"+{response.added:,} -{response.removed:,}, {response.invalid:,} invalid skipped, "
+                f"{response.count:,} numbers; durable"
+            )
+    return 0
+
+
+def _run_compact(args: argparse.Namespace) -> int:
+    request = lookup_pb2.CompactRequest(all=args.all)
+    if not args.all:
+        request.list.CopyFrom(_list_ref(args))
+    channel, stub = _stub(args)
+    with channel:
+        response = stub.Compact(request, timeout=args.timeout)
+    if not response.compacted:
+        print("nothing to compact: no journalled deltas")
+    for info in response.compacted:
+        print("compacted ", end="")
+        _print_info(info)
+    return 0
+
+
+def _run_history(args: argparse.Namespace) -> int:
+    ref = _list_ref(args)
+    target = args.admin_server or os.environ.get("NIXLOOKUP_SERVER") or DEFAULT_SERVER
+    with grpc.insecure_channel(target) as channel:
+        info = lookup_pb2_grpc.LookupStub(channel).GetRegisterInfo(
+            lookup_pb2.GetRegisterInfoRequest(), timeout=args.timeout
+        )
+    every = [info.register, *info.lists]
+    chosen = [item for item in every if item.list.kind == ref.kind and item.list.caller == ref.caller]
+    if not chosen:
+        print(f"the server holds no {_name(ref)} list")
+        return 1
+    _print_info(chosen[0])
+    for event in chosen[0].history:
+        moment = datetime.fromtimestamp(event.loaded_at.seconds, UTC).isoformat(timespec="seconds")
+        print(
+            f"  {moment}  {event.kind:<8} {event.version:<18} {event.count:>12,}  "
+            f"+{event.adds:,} -{event.removes:,}  {event.source}"
+        )
+    return 0
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Usage and file errors exit 2, a server refusal exits 1 with its status and reason."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (_UsageError, OSError, ValueError) as error:
+            print(f"nixlookup admin: {error}", file=sys.stderr)
+            return 2
+        except grpc.RpcError as error:
+            code = getattr(error, "code", None)
+            details = getattr(error, "details", None)
+            status = code().name if callable(code) else "error"
+            message = details() if callable(details) else str(error)
+            print(f"nixlookup admin: server refused: {status}: {message}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        dest="admin_server",
+        default=None,
+        help=f"server address (default: $NIXLOOKUP_SERVER or {DEFAULT_SERVER})",
+    )
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="deadline in seconds")
+    parser.add_argument(
+        "--list-kind", choices=list(_KINDS), default="register", help="which list (default: the register)"
+    )
+    parser.add_argument("--caller", default="", help="the company owning the list (not for the register)")
+
+
+def register_admin_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `admin` with its subcommands to the `nixlookup` parser; returns the `admin` parser."""
+    admin: argparse.ArgumentParser = subparsers.add_parser(
+        "admin", help="reload the register, apply deltas, compact, history (the server's Admin service)"
+    )
+    commands = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+
+    reload = commands.add_parser("reload", help="load a new version from a file on the server")
+    _common(reload)
+    reload.add_argument("path", help="text, CSV or snapshot file readable by the server")
+    reload.add_argument("--force", action="store_true", help="accept a count drop beyond the server's limit")
+    reload.add_argument("--format", choices=["text", "csv", "snapshot"], help="default: by content")
+    reload.add_argument("--column", help="CSV column holding the numbers (default: the first)")
+    reload.add_argument("--until-column", help="CSV column with each entry's end date (dated lists)")
+    reload.add_argument("--expect-version", help="refuse unless this is the serving version")
+    reload.add_argument("--register-date", help="the register version's date, YYYY-MM-DD (default: now)")
+    reload.set_defaults(func=_guarded(_run_reload))
+
+    delta = commands.add_parser("apply-delta", help="add and remove numbers (durable when it returns)")
+    _common(delta)
+    delta.add_argument("--add", metavar="FILE", help="numbers to add (text: one per line, or CSV)")
+    delta.add_argument("--remove", metavar="FILE", help="numbers to remove")
+    delta.add_argument("--column", help="CSV column holding the numbers (default: the first)")
+    delta.add_argument("--until", help="end date YYYY-MM-DD of the added entries (dated lists)")
+    delta.add_argument("--expect-version", help="refuse unless this is the serving version")
+    delta.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="numbers per ApplyDelta")
+    delta.set_defaults(func=_guarded(_run_apply_delta))
+
+    compact = commands.add_parser("compact", help="fold journalled deltas into a new snapshot")
+    _common(compact)
+    compact.add_argument("--all", action="store_true", help="every list with journalled deltas")
+    compact.set_defaults(func=_guarded(_run_compact))
+
+    history = commands.add_parser("history", help="a list's serving version and its version history")
+    _common(history)
+    history.set_defaults(func=_guarded(_run_history))
+
+    add_lists_parser(commands)
+    return admin
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `nixlookup admin ...` on its own (``python -m nixlookup.client.cli_admin ...``)."""
+    parser = argparse.ArgumentParser(prog="nixlookup")
+    register_admin_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The `nixlookup.v1.Admin` service: proto in, `Store` calls, proto out. No rules live here.
+
+- Reload, ApplyDelta, Compact and DropList map one-to-one onto `Store.reload`, `apply_delta`, `compact`
+  and `drop`; every refusal is a `NixlookupError` the `RpcGuard` interceptor turns into its status
+  (FAILED_PRECONDITION for a failed validation or version mismatch, INVALID_ARGUMENT for a malformed
+  request or unreadable file, NOT_FOUND for an unknown list).
+- ApplyDelta answers only after `Store.apply_delta` returned, i.e. after the delta is durable.
+- Admin is a separate service so a deployment can expose Lookup and keep Admin on loopback or behind
+  authentication. Reload paths are files on the server, read with the server's permissions.
+- `version_history` gives the Lookup service's GetRegisterInfo the store's per-list history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from nixlookup.server.convert import datetime_to_timestamp, list_ref, timestamp_to_datetime
+from nixlookup.server.errors import InvalidArgumentError
+from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind
+from nixlookup.server.store import ListDescription, Store, VersionRecord, check_list_key
+from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+
+__all__ = ["AdminServicer", "list_info_of", "version_history", "version_info_of"]
+
+_KINDS = {int(kind): kind for kind in ListKind}
+
+
+def _list_key(ref: lookup_pb2.ListRef) -> ListKey:
+    kind = _KINDS.get(int(ref.kind))
+    if kind is None:
+        raise InvalidArgumentError(f"list.kind {ref.kind} is not a known ListKind")
+    return check_list_key(kind, ref.caller)
+
+
+def _packed(data: bytes, field: str, width: int, dtype: str) -> NDArray[np.generic]:
+    if len(data) % width:
+        raise InvalidArgumentError(f"{field} must be a whole number of {width}-byte little-endian words")
+    return np.frombuffer(data, dtype=dtype)
+
+
+def version_info_of(record: VersionRecord) -> lookup_pb2.VersionInfo:
+    return lookup_pb2.VersionInfo(
+        version=record.version,
+        source=record.source,
+        count=record.count,
+        loaded_at=datetime_to_timestamp(record.loaded_at),
+        adds=record.adds,
+        removes=record.removes,
+        kind=record.kind,
+    )
+
+
+def list_info_of(description: ListDescription) -> lookup_pb2.ListInfo:
+    return lookup_pb2.ListInfo(
+        list=list_ref(description.key),
+        version=description.version,
+        source=description.source,
+        count=description.count,
+        register_date=datetime_to_timestamp(description.register_date),
+        loaded_at=datetime_to_timestamp(description.loaded_at),
+        checksum=description.checksum,
+        synthetic=description.synthetic,
+        history=[version_info_of(record) for record in description.history],
+        index_bytes=description.index_bytes,
+    )
+
+
+def version_history(store: Store) -> Mapping[ListKey, Sequence[lookup_pb2.VersionInfo]]:
+    """Every list's history, newest first, as GetRegisterInfo reports it (`service.HistorySource`)."""
+    return {
+        description.key: [version_info_of(record) for record in description.history]
+        for description in store.describe()
+    }
+
+
+class AdminServicer(lookup_pb2_grpc.AdminServicer):
+    """Reloads, deltas, compaction and list removal over gRPC, on top of one `Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def _info(self, key: ListKey) -> lookup_pb2.ListInfo:
+        for description in self._store.describe():
+            if description.key == key:
+                return list_info_of(description)
+        return lookup_pb2.ListInfo(list=list_ref(key))
+
+    def Reload(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.ReloadRequest, context: grpc.ServicerContext
+    ) -> lookup_pb2.ReloadResponse:
+        if not request.path:
+            raise InvalidArgumentError("path is required: a register file on the server")
+        result = self._store.reload(
+            _list_key(request.list),
+            Path(request.path),
+            fmt=request.format or None,
+            column=request.column or None,
+            until_column=request.until_column or None,
+            force=request.force,
+            register_date=(
+                timestamp_to_datetime(request.register_date) if request.HasField("register_date") else None
+            ),
+            expect_version=request.expect_version or None,
+        )
+        return lookup_pb2.ReloadResponse(
+            info=list_info_of(result.info),
+            previous_version=result.previous_version,
+            bad_lines=result.bad_lines,
+            load_seconds=result.load_seconds,
+        )
+
+    def ApplyDelta(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.ApplyDeltaRequest, context: grpc.ServicerContext
+    ) -> lookup_pb2.ApplyDeltaResponse:
+        until = _packed(request.add_until_days_le, "add_until_days_le", 4, "<u4")
+        result = self._store.apply_delta(
+            _list_key(request.list),
+            add=_packed(request.add_e164_le, "add_e164_le", 8, "<u8").astype(np.uint64),
+            add_until_days=until.astype(np.uint32) if until.size else None,
+            remove=_packed(request.remove_e164_le, "remove_e164_le", 8, "<u8").astype(np.uint64),
+            add_texts=list(request.add_texts),
+            remove_texts=list(request.remove_texts),
+            expect_version=request.expect_version or None,
+        )
+        return lookup_pb2.ApplyDeltaResponse(
+            version=result.version,
+            previous_version=result.previous_version,
+            added=result.added,
+            removed=result.removed,
+            count=result.count,
+            invalid=result.invalid,
+        )
+
+    def Compact(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.CompactRequest, context: grpc.ServicerContext
+    ) -> lookup_pb2.CompactResponse:
+        key = None if request.all else (_list_key(request.list) if request.HasField("list") else REGISTER_KEY)
+        compacted = self._store.compact(key)
+        return lookup_pb2.CompactResponse(compacted=[self._info(each) for each in compacted])
+
+    def DropList(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.DropListRequest, context: grpc.ServicerContext
+    ) -> lookup_pb2.DropListResponse:
+        return lookup_pb2.DropListResponse(last_version=self._store.drop(_list_key(request.list)))

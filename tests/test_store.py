@@ -1,0 +1,305 @@
+"""The store in-process: durable deltas, validated reloads, compaction, recovery from damaged files."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import RegisterFile, make_mobile_keys, write_register
+from numpy.typing import NDArray
+
+from nixlookup.server.datadir import list_paths
+from nixlookup.server.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    SnapshotError,
+    StoreError,
+    ValidationError,
+)
+from nixlookup.server.snapshot import write_snapshot
+from nixlookup.server.state import REGISTER_KEY, ListKind
+from nixlookup.server.store import Store, StoreSettings
+
+OPT_OUT = (ListKind.OPT_OUT, "acme")
+RELATIONSHIP = (ListKind.RELATIONSHIP, "Acme AB/Sverige")
+
+
+def _keys(values: NDArray[np.uint64] | list[int]) -> NDArray[np.uint64]:
+    return np.asarray(values, dtype=np.uint64)
+
+
+def _serving_keys(store: Store, key: tuple[ListKind, str] = REGISTER_KEY) -> set[int]:
+    index = store.holder.current().list_for(*key)
+    assert index is not None
+    return set(index.sorted_keys().tolist())
+
+
+@pytest.fixture(name="base_register")
+def fixture_base_register(tmp_path: Path) -> RegisterFile:
+    """2,000 seeded mobile numbers as a text register."""
+    return write_register(tmp_path / "base.txt", make_mobile_keys(2_000, seed=1))
+
+
+@pytest.fixture(name="open_store")
+def fixture_open_store(tmp_path: Path, base_register: RegisterFile) -> Iterator[Store]:
+    """A store in tmp_path/data seeded from the base register; closed after the test."""
+    store = Store.open(tmp_path / "data", initial_register=base_register.path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _reopen(store: Store, **settings: object) -> Store:
+    store.close()
+    return Store.open(store.root, settings=StoreSettings(**settings))  # type: ignore[arg-type]
+
+
+def test_deltas_survive_a_restart_exactly(open_store: Store, base_register: RegisterFile) -> None:
+    """Acknowledged deltas are replayed on open: same keys, same version id, history shows them."""
+    fresh = make_mobile_keys(30, seed=2)
+    first = open_store.apply_delta(REGISTER_KEY, add=fresh[:20])
+    second = open_store.apply_delta(
+        REGISTER_KEY, remove=base_register.keys[:5], add_texts=["070-123 45 67", "not a number"]
+    )
+    assert first.added == 20
+    assert (second.removed, second.invalid) == (5, 1)
+    assert second.previous_version == first.version
+    expected = (base_register.key_set | set(fresh[:20].tolist()) | {46701234567}) - set(
+        base_register.keys[:5].tolist()
+    )
+    assert _serving_keys(open_store) == expected
+    reopened = _reopen(open_store)
+    try:
+        assert _serving_keys(reopened) == expected
+        assert reopened.holder.current().register.meta.version == second.version
+        kinds = [record.kind for record in reopened.history(REGISTER_KEY)]
+        assert kinds[:3] == ["replay", "delta", "delta"]
+    finally:
+        reopened.close()
+
+
+def test_expect_version_mismatch_is_refused(open_store: Store) -> None:
+    """A delta naming a version that is not serving is refused and changes nothing."""
+    before = open_store.holder.current().register
+    with pytest.raises(FailedPreconditionError, match="expect_version"):
+        open_store.apply_delta(REGISTER_KEY, add=_keys([46701234567]), expect_version="000000-deadbeef")
+    assert open_store.holder.current().register is before
+
+
+def test_reload_swaps_and_releases_the_old_version(open_store: Store, tmp_path: Path) -> None:
+    """A reload serves the new set; the old index lives only as long as a caller holds it."""
+    state_in_flight = open_store.holder.current()  # an RPC that started before the reload
+    old = state_in_flight.register
+    other = write_register(tmp_path / "other.txt", make_mobile_keys(2_050, seed=3))
+    result = open_store.reload(REGISTER_KEY, other.path)
+    assert result.previous_version == old.meta.version
+    assert _serving_keys(open_store) == other.key_set
+    assert state_in_flight.register is old  # the in-flight call still answers from its version
+    del state_in_flight
+    gc.collect()
+    assert sys.getrefcount(old) == 2  # only `old` here (and getrefcount's argument): nobody else holds it
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "reason"),
+    [
+        ("truncated", ValidationError, "looks truncated"),
+        ("smaller", ValidationError, r"20\.0% fewer"),
+        ("bad-checksum", SnapshotError, "checksum check failed"),
+        ("garbage", InvalidArgumentError, "not valid numbers"),
+    ],
+)
+def test_bad_reloads_are_refused_and_the_old_version_serves(
+    open_store: Store, base_register: RegisterFile, tmp_path: Path, *, damage: str, error: type, reason: str
+) -> None:
+    """Each damaged file is refused with a reason naming the check; the serving version is unchanged."""
+    bigger = make_mobile_keys(2_100, seed=4)
+    path = tmp_path / f"{damage}.dat"
+    if damage == "truncated":
+        text = "".join(f"+{int(key)}\n" for key in bigger)
+        path.write_text(text[: len(text) - 5])  # cut mid-line
+    elif damage == "smaller":
+        write_register(path, base_register.keys[:1_600])
+    elif damage == "bad-checksum":
+        from nixlookup.server.index import Index
+
+        write_snapshot(path, Index.build(bigger, version="x", source="test"))
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0x40
+        path.write_bytes(bytes(raw))
+    else:
+        path.write_text("hello\n" * 50 + "".join(f"+{int(key)}\n" for key in bigger))
+    before = open_store.holder.current().register
+    with pytest.raises(error, match=reason):
+        open_store.reload(REGISTER_KEY, path)
+    assert open_store.holder.current().register is before
+    assert open_store.history(REGISTER_KEY)[0].kind == "snapshot"
+
+
+def test_force_accepts_a_large_drop(open_store: Store, base_register: RegisterFile, tmp_path: Path) -> None:
+    """`force` loads a register 20% smaller that is otherwise refused."""
+    smaller = write_register(tmp_path / "smaller.txt", base_register.keys[:1_600])
+    open_store.reload(REGISTER_KEY, smaller.path, force=True)
+    assert _serving_keys(open_store) == smaller.key_set
+
+
+def test_compaction_on_threshold_keeps_the_previous_snapshot(
+    tmp_path: Path, base_register: RegisterFile
+) -> None:
+    """After N deltas the journal folds into a snapshot; the previous one stays for a fallback."""
+    store = Store.open(
+        tmp_path / "data",
+        settings=StoreSettings(compact_after_records=3),
+        initial_register=base_register.path,
+    )
+    try:
+        fresh = make_mobile_keys(10, seed=5)
+        for key in fresh[:4]:
+            store.apply_delta(REGISTER_KEY, add=_keys([int(key)]))
+        paths = list_paths(store.root, REGISTER_KEY)
+        pointer = paths.read_current()
+        assert pointer is not None
+        assert (pointer.seq, pointer.previous_seq) == (4, 1)
+        assert paths.sequences() == [1, 4]
+        assert store.describe()[0].journal_records == 1
+        expected = base_register.key_set | set(fresh[:4].tolist())
+        store = _reopen(store)
+        assert _serving_keys(store) == expected
+    finally:
+        store.close()
+
+
+def test_torn_journal_tail_keeps_the_whole_records(open_store: Store) -> None:
+    """A record cut mid-write is discarded on open (and kept in quarantine); earlier records stay."""
+    fresh = make_mobile_keys(3, seed=6)
+    for key in fresh:
+        open_store.apply_delta(REGISTER_KEY, add=_keys([int(key)]))
+    paths = list_paths(open_store.root, REGISTER_KEY)
+    open_store.close()
+    journal = paths.journal(1)
+    raw = journal.read_bytes()
+    journal.write_bytes(raw[:-7])
+    store = Store.open(open_store.root)
+    try:
+        serving = _serving_keys(store)
+        assert set(fresh[:2].tolist()) <= serving
+        assert int(fresh[2]) not in serving
+        assert any(path.name.startswith("00000001.journal.tail-at-") for path in paths.quarantine.iterdir())
+        store.apply_delta(REGISTER_KEY, add=fresh[2:])  # appends after the cut, not after the garbage
+        store = _reopen(store)
+        assert set(fresh.tolist()) <= _serving_keys(store)
+    finally:
+        store.close()
+
+
+def test_corrupt_compacted_snapshot_falls_back_without_loss(
+    tmp_path: Path, base_register: RegisterFile
+) -> None:
+    """A refused current snapshot: previous snapshot + both journals rebuild every acknowledged delta."""
+    store = Store.open(
+        tmp_path / "data",
+        settings=StoreSettings(compact_after_records=2),
+        initial_register=base_register.path,
+    )
+    fresh = make_mobile_keys(3, seed=7)
+    for key in fresh:
+        store.apply_delta(REGISTER_KEY, add=_keys([int(key)]))
+    paths = list_paths(store.root, REGISTER_KEY)
+    store.close()
+    current = paths.snapshot(3)  # the compaction after deltas 2 and 3; delta 4 is in its journal
+    raw = bytearray(current.read_bytes())
+    raw[100] ^= 0xFF
+    current.write_bytes(bytes(raw))
+    store = Store.open(tmp_path / "data")
+    try:
+        assert _serving_keys(store) == base_register.key_set | set(fresh.tolist())
+        assert (paths.quarantine / "00000003.snap.refused").exists()
+        pointer = paths.read_current()
+        assert pointer is not None
+        assert pointer.seq == 5  # repaired at a fresh sequence number
+        store = _reopen(store)
+        assert _serving_keys(store) == base_register.key_set | set(fresh.tolist())
+    finally:
+        store.close()
+
+
+def test_corrupt_reloaded_snapshot_keeps_later_deltas(
+    open_store: Store, base_register: RegisterFile, tmp_path: Path
+) -> None:
+    """When the refused snapshot was a reload, the older register serves with every later delta applied."""
+    other = write_register(tmp_path / "other.txt", make_mobile_keys(2_000, seed=8))
+    open_store.reload(REGISTER_KEY, other.path)
+    fresh = make_mobile_keys(2, seed=9)
+    open_store.apply_delta(REGISTER_KEY, add=fresh)
+    paths = list_paths(open_store.root, REGISTER_KEY)
+    open_store.close()
+    paths.snapshot(2).write_bytes(b"NIXSNAP\x00 cut short")
+    store = Store.open(open_store.root)
+    try:
+        assert _serving_keys(store) == base_register.key_set | set(fresh.tolist())
+    finally:
+        store.close()
+
+
+def test_both_snapshots_refused_stops_the_store(open_store: Store, tmp_path: Path) -> None:
+    """With no sound snapshot left the store refuses to start rather than serve a guess."""
+    other = write_register(tmp_path / "other.txt", make_mobile_keys(2_000, seed=10))
+    open_store.reload(REGISTER_KEY, other.path)
+    paths = list_paths(open_store.root, REGISTER_KEY)
+    open_store.close()
+    for seq in (1, 2):
+        paths.snapshot(seq).write_bytes(b"junk")
+    with pytest.raises(StoreError, match="both the current and the previous snapshot"):
+        Store.open(open_store.root)
+
+
+def test_caller_lists_keep_end_days_through_restart_and_reload(open_store: Store, tmp_path: Path) -> None:
+    """Relationship end days survive deltas, a restart and a CSV reload; lists can be dropped."""
+    open_store.apply_delta(
+        RELATIONSHIP,
+        add=_keys([46701111111, 46702222222]),
+        add_texts=["073-333 33 33"],
+        add_until_days=np.array([20_000, 0, 21_000], np.uint32),
+    )
+    open_store.apply_delta(OPT_OUT, add_texts=["070-444 44 44"])
+    store = _reopen(open_store)
+    try:
+        index = store.holder.current().list_for(*RELATIONSHIP)
+        assert index is not None
+        values = index.values_many(_keys([46701111111, 46702222222, 46733333333, 46709999999]))
+        assert values.tolist() == [20_000, 0, 21_000, 0]
+        csv = tmp_path / "rel.csv"
+        csv.write_text("number,until\n070-111 11 11,2030-01-02\n070-555 55 55,\n")
+        store.reload(RELATIONSHIP, csv, until_column="until", force=True)
+        index = store.holder.current().list_for(*RELATIONSHIP)
+        assert index is not None
+        epoch_days = (datetime(2030, 1, 2, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
+        assert index.values_many(_keys([46701111111, 46705555555])).tolist() == [epoch_days, 0]
+        assert store.drop(OPT_OUT)
+        assert store.holder.current().list_for(*OPT_OUT) is None
+        store = _reopen(store)
+        assert set(store.keys()) == {REGISTER_KEY, RELATIONSHIP}
+    finally:
+        store.close()
+
+
+def test_one_writer_per_directory(open_store: Store) -> None:
+    """A second store on the same directory is refused while the first holds it."""
+    with pytest.raises(StoreError, match="in use by pid"):
+        Store.open(open_store.root)
+
+
+def test_list_keys_are_validated(open_store: Store) -> None:
+    """The register has no caller; a caller's list needs one; end days only on dated lists."""
+    with pytest.raises(InvalidArgumentError, match="caller must be empty"):
+        open_store.apply_delta((ListKind.REGISTER, "acme"), add=_keys([46701234567]))
+    with pytest.raises(InvalidArgumentError, match="must not be empty"):
+        open_store.apply_delta((ListKind.OPT_OUT, ""), add=_keys([46701234567]))
+    with pytest.raises(InvalidArgumentError, match="end days apply"):
+        open_store.apply_delta(OPT_OUT, add=_keys([46701234567]), add_until_days=np.array([5], np.uint32))
