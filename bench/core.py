@@ -168,6 +168,8 @@ _BUDGET_ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("memory, canonical", "bytes_per_number_canonical", "bytes/number", "<= 3"),
     ("memory, all structures", "bytes_per_number_total", "bytes/number", "<= 10"),
     ("load from text (parse + build)", "text_load_s", "s", "<= 0.3 at 1.5M"),
+    ("  of which parsing the text", "text_parse_s", "s", "-"),
+    ("  of which building the index", "text_index_build_s", "s", "-"),
     ("load from snapshot", "snapshot_load_s", "s", "<= 0.010 at 1.5M"),
     ("batch / dense floor", "batch_vs_dense_floor", "ratio", "<= 1.7"),
     ("Python set / batch", "pyset_vs_batch_speedup", "ratio", ">= 10"),
