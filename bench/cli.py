@@ -15,7 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nixlookup.bench.procs import install_signal_handlers, stop_all
+import grpc
+
+from nixlookup.bench.procs import ProcessStartError, install_signal_handlers, stop_all
 from nixlookup.bench.report import Report, render_markdown, write_report
 
 __all__ = ["build_parser", "main", "parse_size"]
@@ -169,6 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nixlookup-bench: interrupted; servers stopped", file=sys.stderr)
         return 130
+    except (ProcessStartError, TimeoutError, FileNotFoundError) as error:
+        print(f"nixlookup-bench {args.command}: could not run: {error}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as error:
+        print(f"nixlookup-bench {args.command}: a call failed: {error}", file=sys.stderr)
+        return 2
+    except AssertionError as error:
+        print(f"nixlookup-bench {args.command}: wrong answers, figures void: {error}", file=sys.stderr)
+        return 2
     finally:
         stopped = stop_all()
         if stopped:

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -25,6 +27,11 @@ class PythonSetLookup:
 
     def __init__(self, keys: NDArray[np.uint64]) -> None:
         self._members = frozenset(keys.tolist())
+
+    @property
+    def nbytes(self) -> int:
+        """The set's table plus its int objects (what the keys cost a Python process)."""
+        return sys.getsizeof(self._members) + sum(sys.getsizeof(key) for key in self._members)
 
     def contains_many(self, queries: NDArray[np.uint64]) -> NDArray[np.bool_]:
         members = self._members

@@ -64,7 +64,8 @@ def _fresh_numbers(workload: Workload, count: int, seed: int) -> np.ndarray[Any,
     position = np.minimum(np.searchsorted(taken, candidates), taken.size - 1)
     fresh = candidates[taken[position] != candidates]
     np.random.default_rng(seed).shuffle(fresh)
-    return fresh[:count]
+    chosen: np.ndarray[Any, np.dtype[np.uint64]] = fresh[:count]
+    return chosen
 
 
 def _prepare(settings: ReloadSettings, workdir: Path) -> _Registers:

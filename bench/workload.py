@@ -57,7 +57,8 @@ def make_workload(size: int, query_count: int, seed: int) -> Workload:
 
 
 def written_forms(keys: NDArray[np.uint64]) -> list[str]:
-    """Keys written the ways call lists write them: `0701234567`, `070-123 45 67`, `+46 70 123 45 67`."""
+    """Keys written the ways call lists write them: `0701234567`, `070-123 45 67`, `+46 70 123 45 67`,
+    `0046701234567`. (Not bare `46...` digits: for short fixed-line numbers that form is ambiguous.)"""
     texts: list[str] = []
     for position, digits in enumerate(keys.astype(str).tolist()):
         if not digits.startswith("46"):
@@ -72,7 +73,7 @@ def written_forms(keys: NDArray[np.uint64]) -> list[str]:
         elif style == 2:
             texts.append(f"+46 {digits[2:4]} {digits[4:7]} {digits[7:9]} {digits[9:]}")
         else:
-            texts.append(digits)
+            texts.append("0046" + digits[2:])
     return texts
 
 
