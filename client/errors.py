@@ -1,0 +1,89 @@
+"""Typed client errors: every failed call surfaces as a `NixlookupClientError` carrying the gRPC status.
+
+The message is the server's own (it names the limit or field that failed) followed by what to do about
+it, so a caller can log ``str(error)`` and an operator knows the next step. Subclasses let code catch the
+cases it can handle: `ServerUnavailableError` (retry later / check the address), `DeadlineExceededError`
+(raise the timeout), `InvalidRequestError` (fix the request), `LimitExceededError` (smaller batches).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = [
+    "DeadlineExceededError",
+    "InvalidRequestError",
+    "LimitExceededError",
+    "NixlookupClientError",
+    "ServerUnavailableError",
+    "from_rpc_error",
+]
+
+_ADVICE: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.UNAVAILABLE: (
+        "the server is not reachable or is shutting down; check that nixlookup-server runs at {target} "
+        "(--target / NIXLOOKUP_TARGET) and retry"
+    ),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (
+        "the call did not finish within its deadline; raise the timeout (timeout=... / --timeout) or check "
+        "the server's load"
+    ),
+    grpc.StatusCode.INVALID_ARGUMENT: "the request was refused as malformed; fix the field or limit named above",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (
+        "a server limit was exceeded; send smaller batches (batch_size=...) or retry when the server is "
+        "less busy"
+    ),
+    grpc.StatusCode.FAILED_PRECONDITION: "the server's state refused the request; see the reason above",
+    grpc.StatusCode.UNIMPLEMENTED: "the server at {target} does not serve this method; is it nixlookup-server?",
+    grpc.StatusCode.INTERNAL: "the server failed; its log has the details",
+    grpc.StatusCode.CANCELLED: "the call was cancelled",
+}
+
+
+class NixlookupClientError(Exception):
+    """A call to nixlookup-server failed. `code` is the gRPC status, `details` the server's message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, *, target: str = "", method: str = "") -> None:
+        self.code = code
+        self.details = details
+        self.target = target
+        self.method = method
+        advice = _ADVICE.get(code, "see the server's message").format(target=target or "the target")
+        where = f"{method} at {target}" if method and target else method or target or "call"
+        super().__init__(f"{where} failed: {code.name}: {details or '(no details)'} -> {advice}")
+
+
+class ServerUnavailableError(NixlookupClientError):
+    """UNAVAILABLE after all retries: the server is down, unreachable or shutting down."""
+
+
+class DeadlineExceededError(NixlookupClientError):
+    """DEADLINE_EXCEEDED: the call took longer than its deadline."""
+
+
+class InvalidRequestError(NixlookupClientError):
+    """INVALID_ARGUMENT: the request is malformed (e.g. a batch over the server's limit)."""
+
+
+class LimitExceededError(NixlookupClientError):
+    """RESOURCE_EXHAUSTED: a message or concurrency limit of the server was exceeded."""
+
+
+_CLASS_BY_CODE: dict[grpc.StatusCode, type[NixlookupClientError]] = {
+    grpc.StatusCode.UNAVAILABLE: ServerUnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceededError,
+}
+
+
+def from_rpc_error(error: grpc.RpcError, *, target: str, method: str) -> NixlookupClientError:
+    """The typed error for a failed gRPC call (sync or asyncio)."""
+    code_of = getattr(error, "code", None)
+    details_of = getattr(error, "details", None)
+    code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
+    details = details_of() if callable(details_of) else str(error)
+    if not isinstance(code, grpc.StatusCode):
+        code = grpc.StatusCode.UNKNOWN
+    cls = _CLASS_BY_CODE.get(code, NixlookupClientError)
+    return cls(code, details or "", target=target, method=method)
