@@ -99,7 +99,7 @@ def prepare_batches(
         raise TypeError("check_many takes an iterable of numbers; for one number use check()")
     iterator = iter(numbers)
     for batch_id in itertools.count():
-        chunk = list(itertools.islice(iterator, batch_size))
-        if not chunk:
+        items: list[str | int] = list(itertools.islice(iterator, batch_size))
+        if not items:
             return
-        yield _chunk_batch(batch_id, chunk, common)
+        yield _chunk_batch(batch_id, items, common)

@@ -28,13 +28,17 @@ _ADVICE: dict[grpc.StatusCode, str] = {
         "the call did not finish within its deadline; raise the timeout (timeout=... / --timeout) or check "
         "the server's load"
     ),
-    grpc.StatusCode.INVALID_ARGUMENT: "the request was refused as malformed; fix the field or limit named above",
+    grpc.StatusCode.INVALID_ARGUMENT: (
+        "the request was refused as malformed; fix the field or limit named above"
+    ),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (
         "a server limit was exceeded; send smaller batches (batch_size=...) or retry when the server is "
         "less busy"
     ),
     grpc.StatusCode.FAILED_PRECONDITION: "the server's state refused the request; see the reason above",
-    grpc.StatusCode.UNIMPLEMENTED: "the server at {target} does not serve this method; is it nixlookup-server?",
+    grpc.StatusCode.UNIMPLEMENTED: (
+        "the server at {target} does not serve this method; is it nixlookup-server?"
+    ),
     grpc.StatusCode.INTERNAL: "the server failed; its log has the details",
     grpc.StatusCode.CANCELLED: "the call was cancelled",
 }

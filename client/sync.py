@@ -258,7 +258,7 @@ class Client:
                 raise from_rpc_error(error, target=self.target, method="CheckStream") from None
             finally:
                 state.end_attempt()
-                responses.cancel()
+                responses.cancel()  # type: ignore[no-untyped-call]
             if state.source_error is not None:
                 raise state.source_error
             if state.pending:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -81,14 +81,22 @@ def _guard_streaming(method: str, behavior: Callable[[Any, grpc.ServicerContext]
     return guarded
 
 
-class RpcGuard(grpc.ServerInterceptor):
+if TYPE_CHECKING:
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Handler = grpc.RpcMethodHandler
+    _Interceptor = grpc.ServerInterceptor
+
+
+class RpcGuard(_Interceptor):
     """Maps errors to statuses and logs each call; see the module docstring."""
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> _Handler | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
