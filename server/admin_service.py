@@ -7,25 +7,23 @@
 - ApplyDelta answers only after `Store.apply_delta` returned, i.e. after the delta is durable.
 - Admin is a separate service so a deployment can expose Lookup and keep Admin on loopback or behind
   authentication. Reload paths are files on the server, read with the server's permissions.
-- `version_history` gives the Lookup service's GetRegisterInfo the store's per-list history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server.convert import datetime_to_timestamp, list_ref, timestamp_to_datetime
+from nixlookup.server.convert import described_list_info, list_ref, timestamp_to_datetime
 from nixlookup.server.errors import InvalidArgumentError
 from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind
-from nixlookup.server.store import ListDescription, Store, VersionRecord, check_list_key
+from nixlookup.server.store import Store, check_list_key
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
-__all__ = ["AdminServicer", "list_info_of", "version_history", "version_info_of"]
+__all__ = ["AdminServicer"]
 
 _KINDS = {int(kind): kind for kind in ListKind}
 
@@ -43,41 +41,6 @@ def _packed(data: bytes, field: str, width: int, dtype: str) -> NDArray[np.gener
     return np.frombuffer(data, dtype=dtype)
 
 
-def version_info_of(record: VersionRecord) -> lookup_pb2.VersionInfo:
-    return lookup_pb2.VersionInfo(
-        version=record.version,
-        source=record.source,
-        count=record.count,
-        loaded_at=datetime_to_timestamp(record.loaded_at),
-        adds=record.adds,
-        removes=record.removes,
-        kind=record.kind,
-    )
-
-
-def list_info_of(description: ListDescription) -> lookup_pb2.ListInfo:
-    return lookup_pb2.ListInfo(
-        list=list_ref(description.key),
-        version=description.version,
-        source=description.source,
-        count=description.count,
-        register_date=datetime_to_timestamp(description.register_date),
-        loaded_at=datetime_to_timestamp(description.loaded_at),
-        checksum=description.checksum,
-        synthetic=description.synthetic,
-        history=[version_info_of(record) for record in description.history],
-        index_bytes=description.index_bytes,
-    )
-
-
-def version_history(store: Store) -> Mapping[ListKey, Sequence[lookup_pb2.VersionInfo]]:
-    """Every list's history, newest first, as GetRegisterInfo reports it (`service.HistorySource`)."""
-    return {
-        description.key: [version_info_of(record) for record in description.history]
-        for description in store.describe()
-    }
-
-
 class AdminServicer(lookup_pb2_grpc.AdminServicer):
     """Reloads, deltas, compaction and list removal over gRPC, on top of one `Store`."""
 
@@ -87,7 +50,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
     def _info(self, key: ListKey) -> lookup_pb2.ListInfo:
         for description in self._store.describe():
             if description.key == key:
-                return list_info_of(description)
+                return described_list_info(description)
         return lookup_pb2.ListInfo(list=list_ref(key))
 
     def Reload(  # noqa: N802 - the name is the RPC's
@@ -108,7 +71,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             expect_version=request.expect_version or None,
         )
         return lookup_pb2.ReloadResponse(
-            info=list_info_of(result.info),
+            info=described_list_info(result.info),
             previous_version=result.previous_version,
             bad_lines=result.bad_lines,
             load_seconds=result.load_seconds,

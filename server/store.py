@@ -34,7 +34,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,6 +196,7 @@ class Store:
         self._lists: dict[ListKey, _ListRuntime] = {}
         self._info_lock = threading.Lock()  # guards history deques against describe() while appending
         self._closed = False
+        self._close_hooks: list[Callable[[], None]] = []
 
     # -- opening ------------------------------------------------------------------------------------------
     @classmethod
@@ -679,8 +680,15 @@ class Store:
         if self._closed:
             raise StoreError("the store is closed")
 
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Call `hook` first thing in `close` (e.g. stop a thread that reloads through this store)."""
+        self._close_hooks.append(hook)
+
     def close(self) -> None:
         """Close journals and release the directory lock (the state stays readable)."""
+        for hook in self._close_hooks:
+            hook()
+        self._close_hooks.clear()
         with self.holder.write_lock:
             if self._closed:
                 return
