@@ -62,7 +62,14 @@ def _run_rpc(args: argparse.Namespace) -> Report:
     from nixlookup.bench.rpc import RpcSettings, run_rpc
 
     return run_rpc(
-        RpcSettings(size=args.size, seed=args.seed, unary_calls=args.calls, bulk_repeats=args.repeats),
+        RpcSettings(
+            size=args.size,
+            seed=args.seed,
+            unary_calls=args.calls,
+            bulk_repeats=args.repeats,
+            bulk_numbers=args.bulk_numbers,
+            text_numbers=args.text_numbers,
+        ),
         workdir=args.workdir,
     )
 
@@ -80,7 +87,13 @@ def _run_compare(args: argparse.Namespace) -> Report:
     from nixlookup.bench.compare import CompareSettings, run_compare
 
     return run_compare(
-        CompareSettings(size=args.size, seed=args.seed, unary_calls=args.calls, bulk_repeats=args.repeats),
+        CompareSettings(
+            size=args.size,
+            seed=args.seed,
+            unary_calls=args.calls,
+            bulk_repeats=args.repeats,
+            bulk_numbers=args.bulk_numbers,
+        ),
         workdir=args.workdir,
     )
 
@@ -127,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
     rpc.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per concurrency level")
     rpc.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
+    rpc.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    rpc.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
 
     reload = command(
         "reload", "Check latency during reloads, snapshot reload time, delta apply rate", _run_reload
@@ -139,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
     compare.add_argument("--calls", type=parse_size, default=6_000, help="per-call operations per level")
     compare.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
+    compare.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk run")
 
     scale = command("scale", "cost per number as the register grows", _run_scale)
     scale.add_argument(
