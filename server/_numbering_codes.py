@@ -71,7 +71,7 @@ PROBLEM_TEXT: Final[Mapping[Problem, str]] = MappingProxyType(
         Problem.NOT_IN_PLAN: "not a valid Swedish number: no number range of the numbering plan matches",
         Problem.UNKNOWN_COUNTRY_CODE: "the international prefix is followed by no known country code",
         Problem.FOREIGN_NOT_IN_PLAN: "not a valid number in the numbering plan of its country",
-        Problem.OUT_OF_RANGE: "not an E.164 key: outside 1 .. 2^64-1",
+        Problem.OUT_OF_RANGE: "not an E.164 key: negative, or too large for an unsigned 64-bit integer",
         Problem.NOT_TEXT: "not a text (str or bytes) or an integer key",
     }
 )
@@ -105,7 +105,8 @@ def _length_problem_table() -> NDArray[np.uint8]:
 
 # Indexed by a TYPE_CODE entry (a libphonenumber type, or NO_TYPE).
 LINE_TYPE_OF_CODE: Final = _line_type_table()
-# Indexed by the length of a Swedish NSN that matched no number range: why it is invalid.
+# Indexed by the length of a Swedish NSN that matched no number range, not counting a leading 0 (a
+# national prefix libphonenumber could not drop because the rest had a wrong length): why it is invalid.
 SWEDISH_LENGTH_PROBLEM: Final = _length_problem_table()
 
 

@@ -83,7 +83,7 @@ def classify_swedish_nsn(nsn: str) -> ParsedNumber:
         return _INVALID[Problem.TOO_LONG]
     code = _TYPE_CODE_ROWS[length][_prefix(nsn)]
     if code == NO_TYPE:
-        return _INVALID[_LENGTH_PROBLEM[length]]
+        return _INVALID[_LENGTH_PROBLEM[length - nsn.startswith("0")]]
     return ParsedNumber(int(_SWEDISH_CODE_TEXT + nsn), Problem.OK, _LINE_TYPE_OF_CODE[code])
 
 

@@ -1,29 +1,28 @@
-"""The vectorised normaliser: the rules of `_numbering_scalar`, over numpy arrays of texts or keys.
+"""The vectorised normaliser: the rules of `_numbering_scalar` over numpy arrays of texts.
 
 Theory of operation
 -------------------
 Texts become a fixed-width character matrix (numpy ``S``/``U`` arrays, zero-padded on the right), cut
 into chunks of `CHUNK_ROWS` rows and transposed so that each character position is one contiguous
-vector: every step below is then a handful of whole-vector operations per character position, with no
-per-number Python.
+vector; every step is a handful of whole-vector operations per character position, with no per-number
+Python. Per chunk:
 
-Per chunk:
+1. Characters: digit or not; only chunks holding a non-digit pay for a class-table lookup (separator,
+   ``+``, other). A row is bad if it holds another character, an embedded NUL, or a ``+`` after a digit.
+2. Digits: per row the digit count, the first five digits (``head``) and the value of the last 14
+   digits (``tail``, exact in float64 as 10^14 < 2^53). That is all the rules need: every prefix decision
+   looks at the first five digits (``00`` + ``46`` + national prefix ``0``), and the national significant
+   number (NSN) is always a suffix of at most 12 digits. Plain-digit chunks get both with one
+   matrix-vector product; chunks with separators weigh each digit by its rank.
+3. Decisions: the structure of a number (national, bare ``46``, ``+46``/``0046``, foreign, unknown
+   country code; where the national candidate starts; whether it starts with ``0``) depends only on
+   ``+`` and the first five digits, so it is one lookup in `_STRUCTURE`, a table computed at import from
+   the same rules. The rest (bare ``46`` test, national prefix, NSN length, plan lookup) is a few
+   vector operations.
 
-1. Character classes by table lookup (digit, separator, ``+``, other); a row is bad if it holds another
-   character, an embedded NUL, or a ``+`` after its first digit. Chunks of plain digits skip this.
-2. Running digit counts give, per row, the digit count, the first five digits (``head``) and the value of
-   the last 14 digits (``tail``, exact in float64: 10^14 < 2^53). These are all the rules need: every
-   prefix decision looks at the first five digits, and the NSN is always a suffix of at most 12 digits.
-3. The decisions of the scalar path, as masks: international prefix, country code, bare ``46``, national
-   prefix; then the NSN length and its first digits index the plan tables.
-
-Rows the fast path does not decide go to the scalar path one by one, so both agree by construction for
-them: non-ASCII characters, texts longer than `MAX_TEXT_CHARS`, and foreign (non-+46) numbers. Those are
-rare in Swedish registers and call lists.
-
-Keys (`classify_keys`) need no text work: ``floor(log10(key))`` gives the digit count (exact for keys in
-the ``46...`` ranges, which sit far from powers of ten), exact uint64 comparisons pick the Swedish ranges,
-and the NSN's first digits index the same table.
+Rows the fast path does not decide go to the scalar path one by one, so both agree by construction on
+them: non-ASCII characters, texts longer than `MAX_TEXT_CHARS`, foreign (non-+46) numbers and ``+``
+with 3-4 digits. They are rare in Swedish registers and call lists.
 """
 
 from __future__ import annotations
@@ -39,32 +38,40 @@ from nixlookup.server._numbering_codes import (
     MAX_TEXT_CHARS,
     SWEDISH_LENGTH_PROBLEM,
     ParsedBatch,
-    ParsedNumber,
     Problem,
 )
 from nixlookup.server._numbering_plan import (
     COUNTRY_CODE_LENGTH,
-    GENERAL_MATCH,
-    MAX_NSN_DIGITS,
     MAX_PLAN_LENGTH,
     MIN_NSN_DIGITS,
+    MIN_PLAN_LENGTH,
     NO_TYPE,
-    PREFIX_DIGITS,
-    PREFIX_SPAN,
     STRIP_LENGTH_OK,
     SWEDISH_COUNTRY_CODE,
-    TABLE_LENGTHS,
-    TYPE_CODE,
 )
-from nixlookup.server._numbering_scalar import ASCII_SEPARATORS, classify_key, parse_number
+from nixlookup.server._numbering_scalar import ASCII_SEPARATORS, parse_number
+from nixlookup.server._numbering_tables import (
+    EXACT_LENGTH_LIMIT,
+    GENERAL_MATCH_FLAT,
+    LENGTH_LIMIT,
+    POW10,
+    PREFIX_DIVISOR,
+    ROW_BASE,
+    TYPE_CODE_FLAT,
+    store_parsed,
+)
 
-__all__ = ["CHUNK_ROWS", "classify_keys", "parse_numbers"]
+__all__ = ["CHUNK_ROWS", "parse_numbers"]
 
-# Rows per chunk: the transposed chunk and its float64 working vectors (8 x 16K = 128 KiB each) stay in
-# L2 cache; bigger chunks measured slower, smaller ones pay more per-call overhead.
-CHUNK_ROWS: Final = 1 << 14
-TAIL_DIGITS: Final = 14  # digits kept in the float64 tail value: exact below 2^53
-HEAD_DIGITS: Final = 5  # digits the prefix rules look at: 00 + country code 46 + national prefix 0
+# Rows per chunk: a transposed chunk and its working vectors (8 bytes x 32K = 256 KiB each) stay in L2
+# cache while the Python overhead per chunk (~100 numpy calls) stays small against the work.
+CHUNK_ROWS: Final = 1 << 15
+TAIL_DIGITS: Final = EXACT_LENGTH_LIMIT + 1  # digits kept in the float64 tail value: 10^14 < 2^53
+HEAD_DIGITS: Final = 5  # digits the structure depends on
+_HEAD_SPAN: Final = 10**HEAD_DIGITS
+# Rows with fewer digits than HEAD_DIGITS: without "+" they are too short for the plan whatever they are
+# (their NSN cannot reach MIN_PLAN_LENGTH); with "+" the scalar path decides.
+assert MIN_PLAN_LENGTH > HEAD_DIGITS - 1, "short rows would need the structure table"
 
 _CLASS_PAD, _CLASS_DIGIT, _CLASS_SEPARATOR, _CLASS_PLUS, _CLASS_OTHER = range(5)
 
@@ -80,180 +87,187 @@ def _character_classes() -> NDArray[np.uint8]:
 
 
 _CHARACTER_CLASS: Final = _character_classes()
-_TYPE_CODE_FLAT: Final = TYPE_CODE.ravel()
-_GENERAL_MATCH_FLAT: Final = GENERAL_MATCH.ravel()
-_POW10_FLOAT: Final = 10.0 ** np.arange(-PREFIX_DIGITS - TABLE_LENGTHS, TABLE_LENGTHS + PREFIX_DIGITS + 1)
-_POW10_OFFSET: Final = PREFIX_DIGITS + TABLE_LENGTHS  # _POW10_FLOAT[_POW10_OFFSET + k] == 10.0**k
-_HEAD_SCALE: Final = np.array([10 ** (HEAD_DIGITS - count) for count in range(HEAD_DIGITS + 1)], np.int32)
+
+# Structure kinds; the Swedish ones first so "kind <= _SWEDISH_INTERNATIONAL" means "Swedish".
+_NATIONAL, _BARE_COUNTRY_CODE, _SWEDISH_INTERNATIONAL, _FOREIGN, _UNKNOWN_CODE = range(5)
 
 
-def _pow10(exponents: NDArray[np.int64]) -> NDArray[np.float64]:
-    return _POW10_FLOAT[exponents + _POW10_OFFSET]
+def _structure_table() -> NDArray[np.uint8]:
+    """[plus * 10^5 + first five digits] -> kind | candidate start << 3 | candidate starts with 0 << 6.
+
+    The same decisions as `_numbering_scalar._classify_digits`, for numbers of five digits or more.
+    """
+    head = np.arange(_HEAD_SPAN)
+    d0, d1, d2, d3, d4 = ((head // 10 ** (HEAD_DIGITS - 1 - k)) % 10 for k in range(HEAD_DIGITS))
+    idd = (d0 == 0) & (d1 == 0) & (d2 != 0)
+    tables = []
+    for plus in (False, True):
+        international = idd | plus
+        start = np.where(idd, 2, 0)
+        code_digits = np.where(idd, d2 * 100 + d3 * 10 + d4, d0 * 100 + d1 * 10 + d2)
+        code_length = COUNTRY_CODE_LENGTH[code_digits]
+        unknown = (code_length == 0) | (plus & (d0 == 0) & ~idd)
+        swedish_code = (code_length == 2) & (code_digits // 10 == SWEDISH_COUNTRY_CODE)
+        bare = ~international & (d0 == 4) & (d1 == 6)
+        kind = np.select(
+            [~international & ~bare, bare, unknown, swedish_code],
+            [_NATIONAL, _BARE_COUNTRY_CODE, _UNKNOWN_CODE, _SWEDISH_INTERNATIONAL],
+            default=_FOREIGN,
+        )
+        rest_start = 2 + (d2 == 0)
+        candidate_start = np.select([international, bare], [start + 2, rest_start], default=0)
+        first_digit = np.choose(candidate_start, [d0, d1, d2, d3, d4])
+        tables.append(kind | candidate_start << 3 | (first_digit == 0) << 6)
+    table = np.concatenate(tables).astype(np.uint8)
+    table.setflags(write=False)
+    return table
 
 
-def _nsn_prefix(nsn: NDArray[np.float64], length: NDArray[np.int64]) -> NDArray[np.int64]:
-    """The first PREFIX_DIGITS digits of an NSN, right-padded with zeros (exact for NSNs below 10^13)."""
-    # Divide (never multiply by a reciprocal): a correctly rounded quotient of integers < 10^13 cannot
-    # round up to the next integer, so floor() is exact.
-    shift = length - PREFIX_DIGITS
-    widened = nsn * _pow10(np.maximum(-shift, 0))
-    return np.floor(widened / _pow10(np.maximum(shift, 0))).astype(np.int64)
+_STRUCTURE: Final = _structure_table()
+_KIND_PROBLEM: Final = np.array(
+    [Problem.OK, Problem.OK, Problem.OK, Problem.OK, Problem.UNKNOWN_COUNTRY_CODE], dtype=np.uint8
+)
+_STRIP_OK: Final = STRIP_LENGTH_OK[:LENGTH_LIMIT]
+_LENGTH_PROBLEM: Final = SWEDISH_LENGTH_PROBLEM[:LENGTH_LIMIT]
+# Weight of a digit by its rank from the start (head) and from the end (tail); 0 beyond the window.
+_HEAD_WEIGHT: Final = np.array(
+    [10 ** (HEAD_DIGITS - 1 - rank) if rank < HEAD_DIGITS else 0 for rank in range(256)], dtype=np.int32
+)
+_TAIL_WEIGHT: Final = np.array(
+    [10.0 ** (index - 1) if 1 <= index <= TAIL_DIGITS else 0.0 for index in range(256)], dtype=np.float64
+)  # indexed by rank from the end + 1: the last digit has index 1
 
 
-def _table_index(length: NDArray[np.int64], nsn: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Flat index into the plan tables; lengths beyond the table or the exact range map to row 0."""
-    usable = (length >= 0) & (length <= MAX_PLAN_LENGTH)
-    clipped = np.where(usable, length, 0)
-    return np.where(usable, clipped * PREFIX_SPAN + _nsn_prefix(np.where(usable, nsn, 0.0), clipped), 0)
+def _digits_plain(digit_values: NDArray[np.uint8], count: NDArray[np.uint8]) -> tuple[Any, Any]:
+    """Head and tail of left-aligned digit rows (no separators), at most TAIL_DIGITS wide."""
+    width = digit_values.shape[0]
+    weights = 10.0 ** np.arange(width - 1, -1, -1)
+    left_aligned = weights @ digit_values.astype(np.float64)  # value * 10^(width - count)
+    tail = left_aligned / POW10[width - count]
+    head_width = min(width, HEAD_DIGITS)
+    head_weights = 10.0 ** np.arange(HEAD_DIGITS - 1, HEAD_DIGITS - 1 - head_width, -1)
+    head = (head_weights @ digit_values[:head_width].astype(np.float64)).astype(np.int32)
+    return head, tail
 
 
-def _suffix_value(tail: NDArray[np.float64], length: NDArray[np.int64]) -> NDArray[np.float64]:
-    """The last ``length`` digits of the tail value (``length`` <= 13), exactly."""
-    modulus = _pow10(np.clip(length, 0, TAIL_DIGITS - 1))
-    return tail - np.floor(tail / modulus) * modulus
-
-
-def _head_digit(head: NDArray[np.int32], position: int) -> NDArray[np.int32]:
-    return (head // 10 ** (HEAD_DIGITS - 1 - position)) % 10  # type: ignore[no-any-return]
-
-
-class _ChunkResult:
-    __slots__ = ("keys", "line_types", "problems", "scalar_rows")
-
-    def __init__(self, rows: int) -> None:
-        self.keys = np.zeros(rows, dtype=np.uint64)
-        self.problems = np.zeros(rows, dtype=np.uint8)
-        self.line_types = np.zeros(rows, dtype=np.uint8)
-        self.scalar_rows = np.zeros(rows, dtype=np.bool_)
-
-
-def _scan_characters(
-    columns: NDArray[np.uint8],
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]:
-    """Step 1: per row, (bad, has_plus, is_digit matrix) from the transposed character matrix."""
-    is_digit = (columns - np.uint8(ord("0"))) < 10
-    rows = columns.shape[1]
-    non_digit = ~is_digit & (columns != 0)
-    if not non_digit.any():
-        # Plain digits: only an embedded NUL (a pad followed by a digit) can be wrong.
-        embedded = (np.logical_or.accumulate(columns == 0, axis=0) & is_digit).any(axis=0)
-        return embedded, np.zeros(rows, dtype=np.bool_), is_digit
-    classes = _CHARACTER_CLASS[columns]
-    is_plus = classes == _CLASS_PLUS
-    digits_before = np.cumsum(is_digit, axis=0, dtype=np.uint8) - is_digit
-    bad = (classes == _CLASS_OTHER).any(axis=0)
-    bad |= (is_plus & (digits_before > 0)).any(axis=0)
-    bad |= (np.logical_or.accumulate(classes == _CLASS_PAD, axis=0) & (classes != _CLASS_PAD)).any(axis=0)
-    return bad, is_plus.any(axis=0), is_digit
-
-
-def _digit_values(
-    columns: NDArray[np.uint8], is_digit: NDArray[np.bool_]
-) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float64]]:
-    """Step 2: per row, the digit count, the first HEAD_DIGITS digits (right-padded) and the tail value."""
-    width, rows = columns.shape
-    digit_values = columns - np.uint8(ord("0"))
-    digit_count = is_digit.sum(axis=0, dtype=np.int64)
+def _digits_ranked(
+    digit_values: NDArray[np.uint8],
+    is_digit: NDArray[np.bool_],
+    count: NDArray[np.uint8],
+    is_plus: NDArray[np.bool_] | None,
+) -> tuple[Any, Any, NDArray[np.bool_]]:
+    """Head, tail and 'a + after a digit' for rows with separators: each digit weighed by its rank."""
+    width, rows = digit_values.shape
     head = np.zeros(rows, dtype=np.int32)
     tail = np.zeros(rows, dtype=np.float64)
-    seen = np.zeros(rows, dtype=np.int64)
-    first_tail_digit = digit_count - TAIL_DIGITS
+    plus_after_digit = np.zeros(rows, dtype=np.bool_)
+    rank = np.zeros(rows, dtype=np.intp)  # digits seen so far
+    tail_index = count.astype(np.intp)  # index into _TAIL_WEIGHT of the next digit: rank from the end + 1
     for position in range(width):
-        digit = is_digit[position]
         value = digit_values[position]
-        if position < HEAD_DIGITS:
-            in_head = digit  # fewer than HEAD_DIGITS digits can precede this position
-        else:
-            in_head = digit & (seen < HEAD_DIGITS)
-        head = np.where(in_head, head * 10 + value, head)
-        in_tail = digit if width <= TAIL_DIGITS else digit & (seen >= first_tail_digit)
-        tail = np.where(in_tail, tail * 10.0 + value, tail)
-        seen += digit
-    head *= _HEAD_SCALE[np.minimum(digit_count, HEAD_DIGITS)]
-    return digit_count, head, tail
+        head += value * _HEAD_WEIGHT[rank]
+        tail += value * _TAIL_WEIGHT[tail_index]
+        if is_plus is not None:
+            plus_after_digit |= is_plus[position] & (rank > 0)
+        digit = is_digit[position]
+        rank += digit
+        tail_index -= digit
+    return head, tail, plus_after_digit
+
+
+def _scan_chunk(columns: NDArray[np.uint8]) -> tuple[Any, Any, Any, Any, Any]:
+    """Steps 1-2: per row (bad, plus, digit count, head, tail)."""
+    width, rows = columns.shape
+    digit_values = columns - np.uint8(ord("0"))
+    is_digit = digit_values < 10
+    digit_values *= is_digit
+    count = is_digit.view(np.uint8).sum(axis=0, dtype=np.uint8)
+    embedded_nul = ((columns[:-1] == 0) & (columns[1:] != 0)).any(axis=0)
+    non_digit = ~is_digit & (columns != 0)
+    if not non_digit.any():
+        plus = np.zeros(rows, dtype=np.bool_)
+        if width <= TAIL_DIGITS and not embedded_nul.any():
+            head, tail = _digits_plain(digit_values, count)
+            return embedded_nul, plus, count, head, tail
+        head, tail, _ = _digits_ranked(digit_values, is_digit, count, None)
+        return embedded_nul, plus, count, head, tail
+    classes = _CHARACTER_CLASS[columns]
+    is_plus = classes == _CLASS_PLUS
+    any_plus = is_plus.any(axis=0)
+    head, tail, plus_after_digit = _digits_ranked(digit_values, is_digit, count, is_plus if any_plus.any() else None)
+    # A "+" is fine only before the first digit.
+    bad = embedded_nul | (classes == _CLASS_OTHER).any(axis=0) | plus_after_digit
+    return bad, any_plus, count, head, tail
 
 
 def _decide(
-    result: _ChunkResult,
     bad: NDArray[np.bool_],
     plus: NDArray[np.bool_],
-    digit_count: NDArray[np.int64],
+    count_u8: NDArray[np.uint8],
     head: NDArray[np.int32],
     tail: NDArray[np.float64],
-) -> None:
-    """Step 3: the scalar path's decisions as masks; fills ``result``."""
-    d0, d1, d2, d3, d4 = (_head_digit(head, position) for position in range(HEAD_DIGITS))
-    count = digit_count
-    undecided = ~bad & (count > 0)
+) -> tuple[NDArray[np.uint64], NDArray[np.uint8], NDArray[np.uint8], NDArray[np.bool_]]:
+    """Step 3: (keys, problems, line types, rows for the scalar path)."""
+    count = count_u8.astype(np.intp)
+    long_enough = count >= HEAD_DIGITS
+    structure = _STRUCTURE[head + plus * _HEAD_SPAN]
+    kind = structure & 7
+    candidate_start = (structure >> 3) & 7
+    first_is_zero = (structure >> 6).astype(np.bool_)
 
-    # Step 2 of the rules: international prefix, country code.
-    idd = (count >= 2) & (d0 == 0) & (d1 == 0) & ((count == 2) | (d2 != 0))
-    international = undecided & (plus | idd)
-    start = np.where(idd, 2, 0)
-    too_short_international = international & (count - start <= MIN_NSN_DIGITS)
-    code_digits = np.where(start == 0, d0 * 100 + d1 * 10 + d2, d2 * 100 + d3 * 10 + d4)
-    code_length = COUNTRY_CODE_LENGTH[code_digits]
-    unknown_code = (
-        international & ~too_short_international & ((plus & (d0 == 0) & ~idd) | (code_length == 0))
-    )
-    international_ok = international & ~too_short_international & ~unknown_code
-    is_swedish_code = (code_length == 2) & (code_digits // 10 == SWEDISH_COUNTRY_CODE)
-    foreign = international_ok & ~is_swedish_code
+    bare = (kind == _BARE_COUNTRY_CODE) & long_enough
+    if bare.any():
+        # libphonenumber reads "46..." as country code + national number when the whole does not match
+        # the general pattern but the rest does, or the whole is too long for the plan.
+        rest_length = count - candidate_start
+        whole_general = GENERAL_MATCH_FLAT[_table_index(count, tail)]
+        rest_general = GENERAL_MATCH_FLAT[_table_index(rest_length, _suffix(tail, rest_length))]
+        national_after_all = bare & (count <= MAX_PLAN_LENGTH) & (whole_general | ~rest_general)
+        candidate_start = np.where(national_after_all, 0, candidate_start)
+        first_is_zero &= ~national_after_all  # the whole starts with 4
 
-    # Step 3: bare "46..." read as country code + national number?
-    national = undecided & ~international
-    bare = national & (count >= 2) & (d0 == 4) & (d1 == 6)
-    rest_start = 2 + ((count > 2) & (d2 == 0))
-    rest_length = count - rest_start
-    whole_general = _GENERAL_MATCH_FLAT[_table_index(count, tail)]
-    rest_general = _GENERAL_MATCH_FLAT[_table_index(rest_length, _suffix_value(tail, rest_length))]
-    take_code = bare & ((count > MAX_PLAN_LENGTH) | (~whole_general & rest_general))
-
-    # Step 4: national prefix, NSN.
-    swedish = (international_ok & is_swedish_code) | national
-    candidate_start = np.where(international, start + 2, np.where(take_code, rest_start, 0))
-    # The candidate starts at index 0 (national), 2 (+46, bare 46), 3 (bare 460) or 4 (0046, +0046).
-    candidate_first = np.select(
-        [candidate_start == 0, candidate_start == 2, candidate_start == 3], [d0, d2, d3], default=d4
-    )
     candidate_length = count - candidate_start
-    strip = (
-        (candidate_first == 0)
-        & (candidate_length >= MIN_NSN_DIGITS)
-        & STRIP_LENGTH_OK[np.clip(candidate_length - 1, 0, len(STRIP_LENGTH_OK) - 1)]
-    )
-    nsn_length = candidate_length - strip
-    nsn = _suffix_value(tail, nsn_length)
-    code = _TYPE_CODE_FLAT[_table_index(nsn_length, nsn)]
+    strip = first_is_zero & _STRIP_OK[np.maximum(candidate_length - 1, 0)]
+    nsn_length = np.maximum(candidate_length - strip, 0)
+    nsn = _suffix(tail, nsn_length)
+    code = TYPE_CODE_FLAT[_table_index(nsn_length, nsn)]
+
+    decided = long_enough & ~bad
+    swedish = decided & (kind <= _SWEDISH_INTERNATIONAL)
     valid = swedish & (code != NO_TYPE)
-
-    problems = result.problems
+    keys = np.where(valid, SWEDISH_COUNTRY_CODE * POW10[nsn_length] + nsn, 0.0).astype(np.uint64)
+    line_types = LINE_TYPE_OF_CODE[np.where(valid, code, NO_TYPE)]
+    leading_zero = nsn < POW10[np.maximum(nsn_length - 1, 0)]  # exact below TAIL_DIGITS; beyond: too long
+    problems = np.where(swedish, _LENGTH_PROBLEM[np.maximum(nsn_length - leading_zero, 0)], _KIND_PROBLEM[kind])
+    problems[valid] = Problem.OK
+    problems[~long_enough] = Problem.TOO_SHORT
+    problems[count == 0] = Problem.EMPTY
     problems[bad] = Problem.BAD_CHARACTER
-    problems[~bad & (count == 0)] = Problem.EMPTY
-    problems[too_short_international] = Problem.TOO_SHORT
-    problems[unknown_code] = Problem.UNKNOWN_COUNTRY_CODE
-    invalid_swedish = swedish & ~valid
-    problems[invalid_swedish] = SWEDISH_LENGTH_PROBLEM[np.clip(nsn_length[invalid_swedish], 0, 255)]
-    result.scalar_rows |= foreign
-    key = SWEDISH_COUNTRY_CODE * _pow10(np.clip(nsn_length, 0, MAX_NSN_DIGITS)) + nsn
-    result.keys[valid] = key[valid].astype(np.uint64)
-    result.line_types[valid] = LINE_TYPE_OF_CODE[code[valid]]
+    scalar_rows = ~bad & ((decided & (kind == _FOREIGN)) | (plus & ~long_enough & (count > MIN_NSN_DIGITS)))
+    return keys, problems, line_types, scalar_rows
 
 
-def _parse_chunk(cells: NDArray[Any]) -> _ChunkResult:
-    rows = cells.shape[0]
-    result = _ChunkResult(rows)
-    columns_wide = np.ascontiguousarray(cells.T)
-    if columns_wide.dtype != np.uint8:  # UCS-4: non-ASCII rows go to the scalar path
-        result.scalar_rows |= (columns_wide >= 128).any(axis=0)
-        columns = columns_wide.astype(np.uint8)
-    else:
-        columns = columns_wide
-        result.scalar_rows |= (columns >= 128).any(axis=0)
-    bad, plus, is_digit = _scan_characters(columns)
-    digit_count, head, tail = _digit_values(columns, is_digit)
-    _decide(result, bad, plus, digit_count, head, tail)
-    return result
+def _suffix(tail: NDArray[np.float64], length: NDArray[np.intp]) -> NDArray[np.float64]:
+    """The last ``length`` digits of the tail value, exactly (for lengths below TAIL_DIGITS)."""
+    modulus = POW10[np.minimum(length, TAIL_DIGITS - 1)]
+    return tail - np.floor(tail / modulus) * modulus  # type: ignore[no-any-return]
+
+
+def _table_index(length: NDArray[np.intp], nsn: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Flat plan-table index of an NSN; lengths outside the plan land on row 0 (no type)."""
+    clipped = np.minimum(length, LENGTH_LIMIT - 1)
+    # A correctly rounded quotient of integers < 10^13 never rounds up to the next integer: floor is exact.
+    return ROW_BASE[clipped] + np.floor(nsn / PREFIX_DIVISOR[clipped]).astype(np.intp)  # type: ignore[no-any-return]
+
+
+def _parse_chunk(cells: NDArray[Any]) -> tuple[Any, Any, Any, Any]:
+    columns = np.ascontiguousarray(cells.T)
+    non_ascii = (columns >= 128).any(axis=0)
+    if columns.dtype != np.uint8:
+        columns = columns.astype(np.uint8)  # non-ASCII rows are wrong here, and redone by the scalar path
+    bad, plus, count, head, tail = _scan_chunk(columns)
+    keys, problems, line_types, scalar_rows = _decide(bad, plus, count, head, tail)
+    return keys, problems, line_types, scalar_rows | non_ascii
 
 
 def _as_text_array(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> NDArray[Any] | None:
@@ -274,18 +288,19 @@ def parse_numbers(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> Pars
     """Normalise many written numbers at once; agrees exactly with `parse_number` item by item.
 
     Fastest input: a numpy ``S`` array (``np.array(list_of_bytes)``); a list of ``bytes`` or ``str`` is
-    converted with one ``np.array`` call. Never raises for texts; non-text items (None, ints in an object
-    array) come back as NOT_TEXT.
+    converted with one ``np.array`` call. Never raises for texts; a sequence holding other objects
+    (None, ...) is parsed item by item (those items are NOT_TEXT).
     """
     count = len(texts)
     keys = np.zeros(count, dtype=np.uint64)
     problems = np.zeros(count, dtype=np.uint8)
     line_types = np.zeros(count, dtype=np.uint8)
+    batch = ParsedBatch(keys, problems, line_types)
     array = _as_text_array(texts) if count else None
     if array is None:
         for row in range(count):
-            _store(parse_number(texts[row]), row, keys, problems, line_types)
-        return ParsedBatch(keys, problems, line_types)
+            store_parsed(batch, row, parse_number(texts[row]))
+        return batch
 
     character_size = 4 if array.dtype.kind == "U" else 1
     width = array.dtype.itemsize // character_size
@@ -297,86 +312,8 @@ def parse_numbers(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> Pars
     for first in range(0, count, CHUNK_ROWS):
         last = min(first + CHUNK_ROWS, count)
         chunk = _parse_chunk(cells[first:last])
-        keys[first:last] = chunk.keys
-        problems[first:last] = chunk.problems
-        line_types[first:last] = chunk.line_types
-        scalar_rows[first:last] |= chunk.scalar_rows
+        keys[first:last], problems[first:last], line_types[first:last] = chunk[:3]
+        scalar_rows[first:last] |= chunk[3]
     for row in np.flatnonzero(scalar_rows).tolist():
-        _store(parse_number(array[row].item()), row, keys, problems, line_types)
-    return ParsedBatch(keys, problems, line_types)
-
-
-def _store(
-    parsed: ParsedNumber,
-    row: int,
-    keys: NDArray[np.uint64],
-    problems: NDArray[np.uint8],
-    line_types: NDArray[np.uint8],
-) -> None:
-    keys[row] = parsed.key
-    problems[row] = parsed.problem
-    line_types[row] = parsed.line_type
-
-
-# Keys: 46 * 10^L <= key < 47 * 10^L holds an NSN of L digits; indexed by floor(log10(key)) = L + 1.
-# Ranges that do not fit in uint64 are empty (low == high).
-def _swedish_key_range(exponent: int) -> tuple[int, int]:
-    low, high = SWEDISH_COUNTRY_CODE * 10 ** max(exponent - 1, 0), (SWEDISH_COUNTRY_CODE + 1) * 10 ** max(
-        exponent - 1, 0
-    )
-    return (low, high) if high < 2**64 else (0, 0)
-
-
-_SWEDISH_LOW: Final = np.array([_swedish_key_range(exponent)[0] for exponent in range(20)], np.uint64)
-_SWEDISH_HIGH: Final = np.array([_swedish_key_range(exponent)[1] for exponent in range(20)], np.uint64)
-
-
-def classify_keys(keys: NDArray[np.uint64]) -> ParsedBatch:
-    """Validate many E.164 keys at once; agrees exactly with `classify_key` item by item.
-
-    Swedish keys are table lookups (a few ns each); foreign keys go through libphonenumber one by one.
-    """
-    values = np.asarray(keys)
-    if values.dtype.kind == "i":
-        negative = values < 0
-        values = values.astype(np.uint64)
-    elif values.dtype.kind == "u":
-        negative = np.zeros(values.shape, dtype=np.bool_)
-        values = values.astype(np.uint64, copy=False)
-    else:
-        return _classify_keys_one_by_one(values)
-    values = values.ravel()
-    negative = negative.ravel()
-    exponent = np.floor(np.log10(np.maximum(values.astype(np.float64), 1.0))).astype(np.int64)
-    exponent = np.minimum(exponent, 19)
-    swedish = (values >= _SWEDISH_LOW[exponent]) & (values < _SWEDISH_HIGH[exponent]) & ~negative
-    nsn_length = exponent - 1
-    nsn = np.where(swedish, values - _SWEDISH_LOW[exponent], np.uint64(0)).astype(np.float64)
-    code = _TYPE_CODE_FLAT[_table_index(nsn_length, nsn)]
-    code = np.where(swedish, code, NO_TYPE)
-    valid = swedish & (code != NO_TYPE)
-
-    out_keys = np.where(valid, values, np.uint64(0))
-    problems = np.where(valid, np.uint8(Problem.OK), SWEDISH_LENGTH_PROBLEM[np.clip(nsn_length, 0, 255)])
-    problems = problems.astype(np.uint8)
-    problems[values == 0] = Problem.EMPTY
-    problems[negative] = Problem.OUT_OF_RANGE
-    line_types = LINE_TYPE_OF_CODE[code]
-    batch = ParsedBatch(out_keys, problems, line_types)
-    for row in np.flatnonzero(~swedish & (values != 0) & ~negative).tolist():
-        _store(classify_key(int(values[row])), row, batch.keys, batch.problems, batch.line_types)
+        store_parsed(batch, row, parse_number(array[row].item()))
     return batch
-
-
-def _classify_keys_one_by_one(values: NDArray[Any]) -> ParsedBatch:
-    flat = values.ravel()
-    count = len(flat)
-    batch = ParsedBatch(
-        np.zeros(count, dtype=np.uint64), np.zeros(count, dtype=np.uint8), np.zeros(count, dtype=np.uint8)
-    )
-    for row in range(count):
-        item = flat[row]
-        parsed = classify_key(item.item() if isinstance(item, np.generic) else item)
-        _store(parsed, row, batch.keys, batch.problems, batch.line_types)
-    return batch
-

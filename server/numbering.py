@@ -33,7 +33,8 @@ from nixlookup.server._numbering_codes import (
     Problem,
 )
 from nixlookup.server._numbering_scalar import classify_key, mask_number, parse_number
-from nixlookup.server._numbering_vector import classify_keys, parse_numbers
+from nixlookup.server._numbering_keys import classify_keys
+from nixlookup.server._numbering_vector import parse_numbers
 
 __all__ = [
     "PROBLEM_TEXT",
