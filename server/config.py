@@ -164,6 +164,9 @@ _SERVE_OPTIONS = (
             "seed of the synthetic register (none: the built-in seed)"),
     _Option("--port-file", "NIXLOOKUP_PORT_FILE", Path, None,
             "write the bound port here once listening (for supervisors and tests that listen on port 0)"),
+    _Option("--watch", "NIXLOOKUP_WATCH", _non_negative_float, 0.0,
+            "with --data-dir and --register: poll the register file this often (seconds) and reload it "
+            "when it changed (0 = only on SIGHUP)", dest="watch_seconds"),
     _Option("--compact-after", "NIXLOOKUP_COMPACT_AFTER", _positive_int, 1000,
             "with --data-dir: journalled deltas per list before they are folded into a new snapshot"),
 )  # fmt: skip
