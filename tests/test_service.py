@@ -39,9 +39,9 @@ def _queries(register: RegisterFile, seed: int = 7, size: int = 4_000) -> NDArra
     """Half register members, half random mobile numbers (mostly non-members), shuffled."""
     rng = np.random.default_rng(seed)
     members = rng.choice(register.keys, size=size // 2, replace=False)
-    others = (np.uint64(46_700_000_000) + rng.integers(0, 10_000_000, size=size // 2).astype(np.uint64)).astype(
-        np.uint64
-    )
+    others = (
+        np.uint64(46_700_000_000) + rng.integers(0, 10_000_000, size=size // 2).astype(np.uint64)
+    ).astype(np.uint64)
     queries = np.concatenate([members, others])
     rng.shuffle(queries)
     return queries
@@ -51,17 +51,23 @@ def _bits(packed: bytes, count: int) -> NDArray[np.bool_]:
     return np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=count, bitorder="little").astype(bool)
 
 
-def _stream(stub: lookup_pb2_grpc.LookupStub, batches: list[lookup_pb2.CheckBatch]) -> list[lookup_pb2.CheckBatchResult]:
+def _stream(
+    stub: lookup_pb2_grpc.LookupStub, batches: list[lookup_pb2.CheckBatch]
+) -> list[lookup_pb2.CheckBatchResult]:
     return list(stub.CheckStream(iter(batches), timeout=30))
 
 
-def test_unary_verdicts_agree_with_a_set(stub: lookup_pb2_grpc.LookupStub, small_register: RegisterFile) -> None:
+def test_unary_verdicts_agree_with_a_set(
+    stub: lookup_pb2_grpc.LookupStub, small_register: RegisterFile
+) -> None:
     """Check by key and by text says BLOCKED exactly for the register's members."""
     for key in _queries(small_register, size=200).tolist():
         expected = lookup_pb2.BLOCKED if key in small_register.key_set else lookup_pb2.ALLOWED
         by_key = stub.Check(lookup_pb2.CheckRequest(e164=key), timeout=5)
         national = "0" + str(key)[2:]
-        by_text = stub.Check(lookup_pb2.CheckRequest(text=f"{national[:3]}-{national[3:6]} {national[6:]}"), timeout=5)
+        by_text = stub.Check(
+            lookup_pb2.CheckRequest(text=f"{national[:3]}-{national[3:6]} {national[6:]}"), timeout=5
+        )
         assert by_key.verdict == expected
         assert by_text.verdict == expected
         assert by_text.e164 == key
@@ -187,7 +193,11 @@ def test_health_is_serving_and_reflection_lists_the_services(server: ServerProce
         health_stub = health_pb2_grpc.HealthStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             health_stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
-    assert {"nixlookup.v1.Lookup", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert {
+        "nixlookup.v1.Lookup",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
 
 
