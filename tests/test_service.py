@@ -1,4 +1,4 @@
-"""The Lookup service through a real server process: verdicts, limits, malformed requests, health, reflection."""
+"""The Lookup service through a real server: verdicts, limits, malformed requests, health, reflection."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def test_stream_verdicts_agree_with_a_set_and_with_texts(
 
 
 def test_invalid_numbers_come_back_invalid_with_a_reason(stub: lookup_pb2_grpc.LookupStub) -> None:
-    """Unparseable input is an INVALID answer (with reason and detail), never an error; valid ones still answer."""
+    """Unparseable input is an INVALID answer with a reason and detail, never an error."""
     bad = ["", "hello", "070-12", "+46 70 123 45 67 89 01 23", "070-123 45 6x"]
     for text in bad:
         answer = stub.Check(lookup_pb2.CheckRequest(text=text), timeout=5)

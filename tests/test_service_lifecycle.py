@@ -53,7 +53,7 @@ def test_without_a_register_the_synthetic_one_is_served_loudly(server_factory: S
 def test_sigterm_lets_a_running_stream_finish_and_exits_0(
     server_factory: ServerFactory, small_register: RegisterFile
 ) -> None:
-    """SIGTERM mid-stream: health goes NOT_SERVING, new calls are refused, the stream gets every answer, exit 0."""
+    """SIGTERM mid-stream: health NOT_SERVING, new calls refused, the stream gets every answer, exit 0."""
     server = server_factory(["--register", str(small_register.path), "--grace", "15"])
     keys = small_register.keys[:1000].astype("<u8").tobytes()
     total = 30
