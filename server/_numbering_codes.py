@@ -141,7 +141,8 @@ class ParsedBatch:
     @property
     def valid(self) -> NDArray[np.bool_]:
         """Boolean mask of the valid numbers."""
-        return self.problems == Problem.OK
+        valid: NDArray[np.bool_] = self.problems == Problem.OK
+        return valid
 
     def __getitem__(self, index: int) -> ParsedNumber:
         return ParsedNumber(

@@ -46,16 +46,25 @@ __all__ = [
     "NO_TYPE",
     "PREFIX_DIGITS",
     "PREFIX_SPAN",
+    "STRIP_LENGTH_OK",
     "SWEDISH_COUNTRY_CODE",
     "SWEDISH_METADATA",
-    "STRIP_LENGTH_OK",
     "TABLE_LENGTHS",
     "TYPE_CODE",
     "expand_pattern",
 ]
 
 SWEDISH_COUNTRY_CODE: Final = 46
-SWEDISH_METADATA: Final[PhoneMetadata] = PhoneMetadata.metadata_for_region("SE")
+
+
+def _swedish_metadata() -> PhoneMetadata:
+    metadata = PhoneMetadata.metadata_for_region("SE")
+    if metadata is None:
+        raise RuntimeError("phonenumbers has no metadata for region SE")
+    return metadata
+
+
+SWEDISH_METADATA: Final = _swedish_metadata()
 
 # libphonenumber refuses NSNs shorter than 2 or longer than 17 digits outright (TOO_SHORT_NSN / TOO_LONG).
 MIN_NSN_DIGITS: Final = 2
@@ -134,7 +143,10 @@ class _PatternParser:
             start = self.peek()
             if not start.isdigit():
                 raise self.fail("unsupported character class member")
-            if self.pattern.startswith("-", self.pos + 1) and self.pattern[self.pos + 2 : self.pos + 3].isdigit():
+            if (
+                self.pattern.startswith("-", self.pos + 1)
+                and self.pattern[self.pos + 2 : self.pos + 3].isdigit()
+            ):
                 end = self.pattern[self.pos + 2]
                 self.pos += 3
             else:
@@ -249,7 +261,7 @@ def _build_tables(metadata: PhoneMetadata) -> tuple[int, NDArray[np.uint8], NDAr
 
 
 def _strip_length_ok(possible_lengths: Sequence[int], local_only: Sequence[int]) -> NDArray[np.bool_]:
-    """libphonenumber strips a national prefix unless the rest is too short, local-only or an invalid length."""
+    """Lengths at which libphonenumber strips a national prefix: not too short, local-only or invalid."""
     limit = 128  # beyond any text we accept
     verdict = np.zeros(limit, dtype=np.bool_)
     shortest, longest = min(possible_lengths), max(possible_lengths)
@@ -276,16 +288,16 @@ def _country_code_lengths() -> NDArray[np.uint8]:
 
 NO_TYPE: Final = 255  # not a valid number: no libphonenumber type matches (its UNKNOWN)
 
-PREFIX_DIGITS: Final[int]
-TYPE_CODE: Final[NDArray[np.uint8]]
-GENERAL_MATCH: Final[NDArray[np.bool_]]
-PREFIX_DIGITS, TYPE_CODE, GENERAL_MATCH = _build_tables(SWEDISH_METADATA)
+_TABLES: Final = _build_tables(SWEDISH_METADATA)
+PREFIX_DIGITS: Final[int] = _TABLES[0]
+TYPE_CODE: Final[NDArray[np.uint8]] = _TABLES[1]
+GENERAL_MATCH: Final[NDArray[np.bool_]] = _TABLES[2]
 PREFIX_SPAN: Final = 10**PREFIX_DIGITS
 
-_GENERAL_LENGTHS: Final = tuple(SWEDISH_METADATA.general_desc.possible_length)
+_GENERAL_DESC: Final = SWEDISH_METADATA.general_desc
+assert _GENERAL_DESC is not None, "libphonenumber's SE metadata has a general description"
+_GENERAL_LENGTHS: Final = tuple(_GENERAL_DESC.possible_length)
 MIN_PLAN_LENGTH: Final = min(_GENERAL_LENGTHS)
 MAX_PLAN_LENGTH: Final = max(_GENERAL_LENGTHS)
-STRIP_LENGTH_OK: Final = _strip_length_ok(
-    _GENERAL_LENGTHS, tuple(SWEDISH_METADATA.general_desc.possible_length_local_only)
-)
+STRIP_LENGTH_OK: Final = _strip_length_ok(_GENERAL_LENGTHS, tuple(_GENERAL_DESC.possible_length_local_only))
 COUNTRY_CODE_LENGTH: Final = _country_code_lengths()

@@ -195,6 +195,10 @@ def classify_key(key: object) -> ParsedNumber:
         return _INVALID[Problem.OUT_OF_RANGE]
     if value == 0:
         return _INVALID[Problem.EMPTY]
+    return _classify_positive_key(value)
+
+
+def _classify_positive_key(value: int) -> ParsedNumber:
     digits = str(value)
     if digits.startswith(_SWEDISH_CODE_TEXT):
         return classify_swedish_nsn(digits[2:])

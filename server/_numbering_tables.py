@@ -51,7 +51,9 @@ def _usable_lengths() -> NDArray[np.bool_]:
 _USABLE: Final = _usable_lengths()
 # Flat index of an NSN = ROW_BASE[length] + floor(nsn / PREFIX_DIVISOR[length]); unusable lengths divide
 # by infinity and land on row 0, column 0: no type.
-ROW_BASE: Final[NDArray[np.intp]] = np.where(_USABLE, np.arange(LENGTH_LIMIT) * PREFIX_SPAN, 0).astype(np.intp)
+ROW_BASE: Final[NDArray[np.intp]] = np.where(_USABLE, np.arange(LENGTH_LIMIT) * PREFIX_SPAN, 0).astype(
+    np.intp
+)
 PREFIX_DIVISOR: Final[NDArray[np.float64]] = np.where(
     _USABLE, 10.0 ** np.maximum(np.arange(LENGTH_LIMIT) - PREFIX_DIGITS, 0), np.inf
 )

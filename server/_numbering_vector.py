@@ -194,7 +194,9 @@ def _scan_chunk(columns: NDArray[np.uint8]) -> tuple[Any, Any, Any, Any, Any]:
     classes = _CHARACTER_CLASS[columns]
     is_plus = classes == _CLASS_PLUS
     any_plus = is_plus.any(axis=0)
-    head, tail, plus_after_digit = _digits_ranked(digit_values, is_digit, count, is_plus if any_plus.any() else None)
+    head, tail, plus_after_digit = _digits_ranked(
+        digit_values, is_digit, count, is_plus if any_plus.any() else None
+    )
     # A "+" is fine only before the first digit.
     bad = embedded_nul | (classes == _CLASS_OTHER).any(axis=0) | plus_after_digit
     return bad, any_plus, count, head, tail
@@ -238,7 +240,9 @@ def _decide(
     keys = np.where(valid, SWEDISH_COUNTRY_CODE * POW10[nsn_length] + nsn, 0.0).astype(np.uint64)
     line_types = LINE_TYPE_OF_CODE[np.where(valid, code, NO_TYPE)]
     leading_zero = nsn < POW10[np.maximum(nsn_length - 1, 0)]  # exact below TAIL_DIGITS; beyond: too long
-    problems = np.where(swedish, _LENGTH_PROBLEM[np.maximum(nsn_length - leading_zero, 0)], _KIND_PROBLEM[kind])
+    problems = np.where(
+        swedish, _LENGTH_PROBLEM[np.maximum(nsn_length - leading_zero, 0)], _KIND_PROBLEM[kind]
+    )
     problems[valid] = Problem.OK
     problems[~long_enough] = Problem.TOO_SHORT
     problems[count == 0] = Problem.EMPTY
@@ -250,14 +254,14 @@ def _decide(
 def _suffix(tail: NDArray[np.float64], length: NDArray[np.intp]) -> NDArray[np.float64]:
     """The last ``length`` digits of the tail value, exactly (for lengths below TAIL_DIGITS)."""
     modulus = POW10[np.minimum(length, TAIL_DIGITS - 1)]
-    return tail - np.floor(tail / modulus) * modulus  # type: ignore[no-any-return]
+    return tail - np.floor(tail / modulus) * modulus
 
 
 def _table_index(length: NDArray[np.intp], nsn: NDArray[np.float64]) -> NDArray[np.intp]:
     """Flat plan-table index of an NSN; lengths outside the plan land on row 0 (no type)."""
     clipped = np.minimum(length, LENGTH_LIMIT - 1)
     # A correctly rounded quotient of integers < 10^13 never rounds up to the next integer: floor is exact.
-    return ROW_BASE[clipped] + np.floor(nsn / PREFIX_DIVISOR[clipped]).astype(np.intp)  # type: ignore[no-any-return]
+    return ROW_BASE[clipped] + np.floor(nsn / PREFIX_DIVISOR[clipped]).astype(np.intp)
 
 
 def _parse_chunk(cells: NDArray[Any]) -> tuple[Any, Any, Any, Any]:

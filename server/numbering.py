@@ -32,8 +32,8 @@ from nixlookup.server._numbering_codes import (
     ParsedNumber,
     Problem,
 )
-from nixlookup.server._numbering_scalar import classify_key, mask_number, parse_number
 from nixlookup.server._numbering_keys import classify_keys
+from nixlookup.server._numbering_scalar import classify_key, mask_number, parse_number
 from nixlookup.server._numbering_vector import parse_numbers
 
 __all__ = [

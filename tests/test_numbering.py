@@ -151,7 +151,8 @@ def test_every_problem_has_a_reason_without_a_number() -> None:
     """Each problem has a human-readable reason, and no reason holds a run of more than two digits."""
     assert set(PROBLEM_TEXT) == set(Problem)
     for reason in PROBLEM_TEXT.values():
-        assert reason and not re.search(r"\d{3}", reason.replace("E.164", ""))
+        assert reason
+        assert not re.search(r"\d{3}", reason.replace("E.164", ""))
 
 
 @pytest.mark.parametrize(
@@ -227,7 +228,8 @@ def test_batch_input_shapes_agree() -> None:
     assert _rows(parse_numbers(np.array(encoded))) == expected
     assert _rows(parse_numbers(np.array(texts))) == expected
     empty = parse_numbers([])
-    assert len(empty) == 0 and empty.keys.dtype == np.uint64
+    assert len(empty) == 0
+    assert empty.keys.dtype == np.uint64
 
 
 def test_batch_arrays_have_the_documented_dtypes() -> None:

@@ -54,7 +54,17 @@ OTHER_PREFIXES = {  # prefix: subscriber lengths (toll free, premium, shared cos
     "20": (4, 5, 6, 7), "9001": (3, 4, 5, 6), "9394": (3, 4, 5), "649": (6,), "991": (4, 7),
     "771": (6,), "752": (6,), "740": (6,), "102": (6,), "254": (9,),
 }  # fmt: skip
-FOREIGN = {"1": 10, "44": 10, "47": 8, "45": 8, "358": 9, "49": 10, "33": 9, "7": 10, "86": 11}  # cc: NSN digits
+FOREIGN = {
+    "1": 10,
+    "44": 10,
+    "47": 8,
+    "45": 8,
+    "358": 9,
+    "49": 10,
+    "33": 9,
+    "7": 10,
+    "86": 11,
+}  # cc: NSN digits
 SEPARATORS = [" ", "-", ".", "/", " - ", "\u00a0", "\u2013", "  "]
 LINE_TYPE = {
     phonenumbers.PhoneNumberType.MOBILE: LineType.MOBILE,
@@ -138,7 +148,8 @@ def written_foreign(draw: st.DrawFn) -> str:
 def digit_soup(draw: st.DrawFn) -> str:
     """Digits (a real NSN or random ones) behind every prefix the rules distinguish, randomly spaced."""
     prefix = draw(st.sampled_from(["", "0", "00", "000", "+", "+0", "+00", "46", "460", "4600", "0046",
-                                   "00460", "004600", "+46", "+460", "+4600", "+0046", "+00460"]))  # fmt: skip
+                                   "00460", "004600", "+46", "+460", "+4600", "+0046",
+                                   "+00460"]))  # fmt: skip
     digits = prefix + draw(swedish_nsns() | digit_strings(0, 16))
     return draw(spaced(digits)) if digits else ""
 
@@ -196,7 +207,7 @@ def test_vectorised_equals_scalar(texts: list[str]) -> None:
 @EXAMPLES
 @given(st.lists(st.tuples(st.booleans(), digit_strings(0, 20)), min_size=1, max_size=40))
 def test_plain_digit_batches_equal_scalar(lines: list[tuple[bool, str]]) -> None:
-    """Batches of bare digit lines (the fast plain path, with and without a leading +) equal the scalar path."""
+    """Batches of bare digit lines (the fast plain path, with or without a leading +) equal scalar results."""
     texts = [("+" if plus else "") + digits for plus, digits in lines]
     assert rows(parse_numbers([text.encode() for text in texts])) == [parse_number(text) for text in texts]
     digits_only = [digits for _, digits in lines]
@@ -206,7 +217,9 @@ def test_plain_digit_batches_equal_scalar(lines: list[tuple[bool, str]]) -> None
 swedish_keys = st.builds(
     lambda length, rest: 46 * 10**length + rest % 10**length, st.integers(0, 17), st.integers(0, 10**17)
 )
-keys = swedish_keys | st.integers(0, 2**64 - 1) | st.integers(1, 10**15) | st.sampled_from([0, 1, 46, 2**64 - 1])
+keys = (
+    swedish_keys | st.integers(0, 2**64 - 1) | st.integers(1, 10**15) | st.sampled_from([0, 1, 46, 2**64 - 1])
+)
 
 
 @EXAMPLES
