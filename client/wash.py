@@ -7,7 +7,8 @@ Theory of operation:
   answered, then is written out with the answer appended. So memory holds at most the client's in-flight
   batches of rows (``max_in_flight * batch_size``), whatever the file's size.
 - Every row comes out, in input order. A row whose phone cell is empty, missing or not a number comes out
-  with verdict INVALID and its reason; nothing is dropped.
+  with verdict INVALID and its reason; nothing is dropped. (A wholly empty line is no row: it is skipped
+  and counted as `blank_lines`.)
 - Appended columns: ``e164, verdict, reason, line_type, register_version, valid_until``. When the input
   already has columns of those names (a list washed before), they are overwritten in place instead.
 - The output is written to ``OUT.partial`` and renamed over ``OUT`` only when the wash is complete, so a
@@ -24,7 +25,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TextIO
@@ -72,7 +73,8 @@ class WashSummary:
     elapsed_seconds: float
     target: str = ""
     batches: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
+    blank_lines: int = 0
+    """Empty lines in the input: they hold no record, so they are not rows and are not written."""
 
     @property
     def blocked(self) -> int:
@@ -91,20 +93,27 @@ class WashSummary:
         return self.rows / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
 
 
-def _sniff_dialect(handle: TextIO, delimiter: str | None) -> type[csv.Dialect] | csv.Dialect:
+def _dialect(delimiter: str) -> type[csv.Dialect]:
+    """RFC 4180 CSV (quotes doubled inside quoted fields) with the given delimiter."""
+
+    class _Dialect(csv.excel):
+        pass
+
+    _Dialect.delimiter = delimiter
+    return _Dialect
+
+
+def _sniff_dialect(handle: TextIO, delimiter: str | None) -> type[csv.Dialect]:
+    """The dialect to read with: the given delimiter, else the one `csv.Sniffer` finds in the first 64 KiB
+    (only the delimiter is taken from it: its guesses about quoting are unreliable; quoting is RFC 4180)."""
     if delimiter is not None:
         if len(delimiter) != 1:
             raise WashError(f"--delimiter must be one character, got {delimiter!r}")
-
-        class _Given(csv.excel):
-            pass
-
-        _Given.delimiter = delimiter
-        return _Given
+        return _dialect(delimiter)
     sample = handle.read(_SNIFF_BYTES)
     handle.seek(0)
     try:
-        return csv.Sniffer().sniff(sample, delimiters=_SNIFF_DELIMITERS)
+        return _dialect(csv.Sniffer().sniff(sample, delimiters=_SNIFF_DELIMITERS).delimiter)
     except csv.Error:
         return csv.excel  # one column, or too little to tell: plain comma CSV
 
@@ -173,14 +182,19 @@ def wash(
         replaced = {name: header.index(name) for name in OUTPUT_COLUMNS if name in header}
         appended = [name for name in OUTPUT_COLUMNS if name not in replaced]
         waiting: deque[list[str]] = deque()
+        blank_lines = 0
 
         def phones() -> Iterator[str]:
+            nonlocal blank_lines
             for row in reader:
+                if not row:  # an empty line holds no record (e.g. trailing newlines): not a row
+                    blank_lines += 1
+                    continue
                 waiting.append(row)
                 yield row[phone_at] if phone_at < len(row) else ""
 
         with partial.open("w", encoding="utf-8", newline="") as sink:
-            writer = csv.writer(sink, delimiter=dialect.delimiter, quotechar=dialect.quotechar or '"')
+            writer = csv.writer(sink, dialect)
             writer.writerow([*header, *appended])
             width = len(header)
             for batch in client.check_batches(
@@ -220,6 +234,7 @@ def wash(
         elapsed_seconds=elapsed,
         target=client.target,
         batches=batches,
+        blank_lines=blank_lines,
     )
 
 

@@ -1,0 +1,139 @@
+"""`wash`: CSV call lists through a real server, via the library function and the `nixlookup wash` command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import RegisterFile, ServerFactory
+from serverproc import ServerProcess
+
+from nixlookup.client import Client
+from nixlookup.client.wash import OUTPUT_COLUMNS, WashError, wash
+
+
+@pytest.fixture(name="server", scope="module")
+def fixture_server(module_server_factory: ServerFactory, small_register: RegisterFile) -> ServerProcess:
+    """One server for the module, serving the small register."""
+    return module_server_factory(["--register", str(small_register.path)])
+
+
+@pytest.fixture(name="client", scope="module")
+def fixture_client(server: ServerProcess) -> Iterator[Client]:
+    """A client with small batches, so a few hundred rows span several batches."""
+    with Client(server.target, batch_size=64, max_in_flight=2) as client:
+        yield client
+
+
+def _national(key: int) -> str:
+    digits = "0" + str(key)[2:]
+    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
+
+
+def _read(path: Path, delimiter: str = ",") -> list[list[str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle, delimiter=delimiter))
+
+
+def test_wash_round_trips_quotes_empty_cells_and_a_bom(
+    client: Client, small_register: RegisterFile, tmp_path: Path
+) -> None:
+    """Quoted fields (with the delimiter and a newline inside), an empty phone cell, a BOM and ';' survive."""
+    member, other = int(small_register.keys[0]), 46_709_999_999
+    assert other not in small_register.key_set
+    source = tmp_path / "calls.csv"
+    source.write_bytes(
+        "\ufeffname;phone;note\n"
+        f'"Svensson; Anna";{_national(member)};"rings ""after\n5"""\n'
+        "Bo;;no number\n"
+        f'Cecilia;"+{other}";\n'
+        "Dag;not a number;x\n".encode()
+    )
+    output = tmp_path / "washed.csv"
+    summary = wash(client, source, output, column="phone")
+    rows = _read(output, ";")
+    assert rows[0] == ["name", "phone", "note", *OUTPUT_COLUMNS]
+    assert rows[1][:3] == ["Svensson; Anna", _national(member), 'rings "after\n5"']
+    assert rows[1][3:6] == [f"+{member}", "BLOCKED", "NIX_REGISTERED"]
+    assert rows[2][:6] == ["Bo", "", "no number", "", "INVALID", "INVALID_NUMBER"]
+    assert rows[3][3:7] == [f"+{other}", "ALLOWED", "NOT_REGISTERED", "MOBILE"]
+    assert rows[3][8]  # valid_until date
+    assert rows[4][4] == "INVALID"
+    assert (summary.rows, summary.blocked, summary.invalid, summary.allowed) == (4, 1, 2, 1)
+    assert summary.by_reason == {"NIX_REGISTERED": 1, "INVALID_NUMBER": 2, "NOT_REGISTERED": 1}
+    assert not output.with_name("washed.csv.partial").exists()
+
+
+def test_a_large_list_streams_in_order_and_agrees_with_a_set(
+    client: Client, small_register: RegisterFile, tmp_path: Path
+) -> None:
+    """Thousands of rows over many batches come out in input order with the set's verdicts."""
+    keys = [int(k) + (i % 2) for i, k in enumerate(small_register.keys[:3000])]
+    source = tmp_path / "big.csv"
+    with source.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "Phone"])
+        writer.writerows([position, f"+{key}"] for position, key in enumerate(keys))
+    output = tmp_path / "big.washed.csv"
+    summary = wash(client, source, output, column="phone", batch_size=250)
+    rows = _read(output)[1:]
+    assert [int(row[0]) for row in rows] == list(range(len(keys)))
+    verdicts = [row[3] for row in rows]
+    assert verdicts == ["BLOCKED" if k in small_register.key_set else "ALLOWED" for k in keys]
+    assert summary.batches == 12
+    assert summary.register_versions == (client.register_info().register.version,)
+
+
+def test_rewashing_a_washed_list_replaces_the_answer_columns(client: Client, tmp_path: Path) -> None:
+    """A file that already has the answer columns gets them overwritten, not duplicated."""
+    source = tmp_path / "old.csv"
+    source.write_text("phone,verdict,e164\n070-123 45 67,BLOCKED,stale\n", encoding="utf-8")
+    output = tmp_path / "new.csv"
+    wash(client, source, output, column="phone")
+    header, row = _read(output)
+    assert header == ["phone", "verdict", "e164", "reason", "line_type", "register_version", "valid_until"]
+    assert row[:4] == ["070-123 45 67", "ALLOWED", "+46701234567", "NOT_REGISTERED"]
+
+
+def test_a_missing_column_is_a_clear_error(client: Client, tmp_path: Path) -> None:
+    """Washing by a column the file lacks names the file's columns and leaves no output."""
+    source = tmp_path / "calls.csv"
+    source.write_text("name,tel\nAnna,070-123 45 67\n", encoding="utf-8")
+    output = tmp_path / "out.csv"
+    with pytest.raises(WashError, match=r"no column 'phone'.*'tel'"):
+        wash(client, source, output, column="phone")
+    assert not output.exists()
+
+
+def test_the_wash_command_writes_output_summary_and_proof(server: ServerProcess, tmp_path: Path) -> None:
+    """`nixlookup wash` prints the summary line and writes the output and a verifiable proof record."""
+    source = tmp_path / "calls.csv"
+    source.write_text("phone\n070-123 45 67\n\nbad\n", encoding="utf-8")
+    output = tmp_path / "calls.washed.csv"
+    command = [sys.executable, "-m", "nixlookup.client.cli", "wash", str(source), "--output", str(output)]
+    result = subprocess.run(
+        [*command, "--target", server.target, "--purpose", "marketing", "--caller", "acme"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "washed 2 rows" in result.stdout
+    assert "1 invalid" in result.stdout
+    proof = json.loads(output.with_name("calls.washed.csv.proof.json").read_text(encoding="utf-8"))
+    assert proof["caller"] == "acme"
+    assert proof["purpose"] == "MARKETING"
+    verify = subprocess.run(
+        [sys.executable, "-m", "nixlookup.client.cli", "verify-proof", f"{output}.proof.json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
