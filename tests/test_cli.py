@@ -1,0 +1,91 @@
+"""The `nixlookup` command against a real server: check and info output, --target/env, exit statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+
+import pytest
+from conftest import RegisterFile, ServerFactory
+from serverproc import ServerProcess
+
+
+@pytest.fixture(name="server", scope="module")
+def fixture_server(module_server_factory: ServerFactory, small_register: RegisterFile) -> ServerProcess:
+    """One server for the module, serving the small register."""
+    return module_server_factory(["--register", str(small_register.path)])
+
+
+def _nixlookup(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NIXLOOKUP_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "nixlookup.client.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+
+
+def _national(key: int) -> str:
+    digits = "0" + str(key)[2:]
+    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
+
+
+def test_check_prints_one_line_per_number(server: ServerProcess, small_register: RegisterFile) -> None:
+    """`check` prints number, verdict, reason, e164, line type and valid-until (or why it is invalid)."""
+    member = int(small_register.keys[0])
+    result = _nixlookup("check", _national(member), "070-12", "--target", server.target)
+    assert result.returncode == 0, result.stderr
+    blocked, invalid = result.stdout.splitlines()
+    assert blocked.split("\t")[:5] == [_national(member), "BLOCKED", "NIX_REGISTERED", f"+{member}", "MOBILE"]
+    assert blocked.split("\t")[5].startswith("valid until 20")
+    assert invalid.split("\t")[:3] == ["070-12", "INVALID", "INVALID_NUMBER"]
+
+
+def test_check_json_and_target_from_the_environment(server: ServerProcess) -> None:
+    """NIXLOOKUP_TARGET selects the server; --json prints one object per number; --purpose is passed on."""
+    result = _nixlookup(
+        "check", "--json", "--purpose", "political", "070-123 45 67", env={"NIXLOOKUP_TARGET": server.target}
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert (answer["verdict"], answer["reason"], answer["e164"]) == ("ALLOWED", "EXEMPT_PURPOSE", 46701234567)
+
+
+def test_info_prints_the_register(server: ServerProcess, small_register: RegisterFile) -> None:
+    """`info` names the register's version, count and source, plain and as JSON."""
+    plain = _nixlookup("--target", server.target, "info")
+    as_json = _nixlookup("info", "--json", "--target", server.target)
+    assert plain.returncode == 0, plain.stderr
+    info = json.loads(as_json.stdout)
+    assert info["register"]["count"] == len(small_register.key_set)
+    assert f"version {info['register']['version']}" in plain.stdout
+    assert f"{len(small_register.key_set):,} numbers" in plain.stdout
+    assert "SYNTHETIC" not in plain.stdout
+
+
+def test_an_unreachable_server_exits_1_saying_what_to_do() -> None:
+    """No server at the target: exit 1 naming the target and the fix, no traceback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{probe.getsockname()[1]}"
+    result = _nixlookup("check", "070-123 45 67", "--target", target, "--timeout", "1")
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr
+    assert target in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "1234567" not in result.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    """An unknown purpose is a usage error (exit 2) naming the allowed purposes."""
+    result = _nixlookup("check", "--purpose", "cold-calling", "070-123 45 67")
+    assert result.returncode == 2
+    assert "market_research" in result.stderr
