@@ -119,19 +119,19 @@ def unary_check(
 
 
 def _batches(
-    queries: NDArray[np.uint64], texts: Sequence[str] | None, batch_size: int, mode: BulkMode
+    queries: NDArray[np.uint64], texts: Sequence[str] | None, batch_size: int, mode: BulkMode, caller: str
 ) -> list[lookup_pb2.CheckBatch]:
     batches: list[lookup_pb2.CheckBatch] = []
     for batch_id, start in enumerate(range(0, queries.size, batch_size)):
         stop = min(start + batch_size, queries.size)
         if mode == "bytes":
             batch = lookup_pb2.CheckBatch(
-                e164_le=queries[start:stop].astype("<u8").tobytes(), batch_id=batch_id
+                e164_le=queries[start:stop].astype("<u8").tobytes(), batch_id=batch_id, caller=caller
             )
         else:
             if texts is None:
                 raise ValueError("texts mode needs the queries as written")
-            batch = lookup_pb2.CheckBatch(texts=texts[start:stop], batch_id=batch_id)
+            batch = lookup_pb2.CheckBatch(texts=texts[start:stop], batch_id=batch_id, caller=caller)
         batches.append(batch)
     return batches
 
@@ -144,10 +144,15 @@ def bulk_check(
     batch_size: int,
     mode: BulkMode,
     texts: Sequence[str] | None = None,
+    caller: str = "",
     max_seconds: float,
 ) -> BulkStats:
-    """Send `queries` through one `CheckStream` in batches; numbers/s from first send to last answer."""
-    batches = _batches(queries, texts, batch_size, mode)
+    """Send `queries` through one `CheckStream` in batches; numbers/s from first send to last answer.
+
+    `caller` selects that company's lists on the server (its opt-outs and relationships change the
+    expected answers, which `expected_blocked` must reflect).
+    """
+    batches = _batches(queries, texts, batch_size, mode, caller)
     deadline_holder: list[float] = []
 
     def requests() -> Iterator[lookup_pb2.CheckBatch]:

@@ -19,16 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from nixlookup.bench.admin import AdminClient
 from nixlookup.bench.grpcload import BulkMode, bulk_check, unary_check
 from nixlookup.bench.procs import cpu_seconds, rss_bytes
 from nixlookup.bench.report import Plot, Report, Table
 from nixlookup.bench.servers import RunningServer, nixlookup_server, reference_server
 from nixlookup.bench.timing import BulkStats, progress, ratio
 from nixlookup.bench.workload import Workload, make_workload, write_register_text
+from nixlookup.server.index import sorted_unique
+from nixlookup.v1 import lookup_pb2
 
 __all__ = [
     "RpcSettings",
     "measure_bulk",
+    "measure_caller_lists",
     "measure_unary",
     "run_rpc",
 ]
@@ -50,6 +58,7 @@ class RpcSettings:
     text_numbers: int = 300_000  # per bulk run (texts: ~10x slower per number)
     bulk_seconds: float = 8.0
     bulk_repeats: int = 3  # best of N bulk runs
+    caller_lists: bool = True  # also the caller with 100k opt-outs + 500k relationships (needs Admin)
 
 
 def _unary_key(contender: str, level: int, what: str) -> str:
@@ -146,6 +155,61 @@ def measure_bulk(
     return figures
 
 
+CALLER = "bench-caller"
+_CALLER_OPT_OUTS = 100_000
+_CALLER_RELATIONSHIPS = 500_000
+_CALLER_BATCH = 10_000
+
+
+def _caller_lists(
+    admin: AdminClient, workload: Workload, seed: int
+) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+    """Give CALLER 100k opt-outs and 500k live relationships, drawn from the register and the queries."""
+    rng = np.random.default_rng(seed)
+    pool = sorted_unique(np.concatenate([workload.register, workload.queries]))
+    opt_outs = np.sort(rng.choice(pool, size=min(_CALLER_OPT_OUTS, pool.size), replace=False))
+    relationships = np.sort(rng.choice(pool, size=min(_CALLER_RELATIONSHIPS, pool.size), replace=False))
+    admin.apply_delta(kind=lookup_pb2.LIST_KIND_OPT_OUT, caller=CALLER, add=opt_outs)
+    admin.apply_delta(kind=lookup_pb2.LIST_KIND_RELATIONSHIP, caller=CALLER, add=relationships)
+    return opt_outs, relationships
+
+
+def measure_caller_lists(server: RunningServer, workload: Workload, settings: RpcSettings) -> dict[str, Any]:
+    """Bulk bytes throughput for a caller with 100k opt-outs and 500k relationships vs no caller.
+
+    Expected answers for the caller: an opt-out is always blocked; otherwise a live relationship allows
+    the call; otherwise the register decides. Runs alternate between the plain and the caller case.
+    """
+    with AdminClient(server.target) as admin:
+        try:
+            opt_outs, relationships = _caller_lists(admin, workload, settings.seed + 99)
+        except grpc.RpcError as error:
+            progress(f"rpc: caller lists unavailable ({error}); skipping the caller-lists case")
+            return {}
+    count = settings.bulk_numbers
+    queries = workload.queries[:count]
+    plain_expected = workload.expected_blocked[:count]
+    caller_expected = np.isin(queries, opt_outs) | (plain_expected & ~np.isin(queries, relationships))
+    best: dict[str, BulkStats] = {}
+    for _ in range(settings.bulk_repeats):
+        for name, caller, expected in (("plain", "", plain_expected), ("caller", CALLER, caller_expected)):
+            progress(f"rpc: CheckStream bytes, batches of {_CALLER_BATCH:,}, {name}")
+            stats = bulk_check(
+                server.target, queries, expected, batch_size=_CALLER_BATCH, mode="bytes", caller=caller,
+                max_seconds=settings.bulk_seconds,
+            )  # fmt: skip
+            if name not in best or stats.numbers_per_s > best[name].numbers_per_s:
+                best[name] = stats
+    return {
+        "caller_lists_opt_outs": int(opt_outs.size),
+        "caller_lists_relationships": int(relationships.size),
+        "caller_lists_plain_numbers_per_s": best["plain"].numbers_per_s,
+        "caller_lists_numbers_per_s": best["caller"].numbers_per_s,
+        "caller_lists_correct": best["caller"].correct and best["plain"].correct,
+        "caller_lists_vs_plain": ratio(best["caller"].numbers_per_s, best["plain"].numbers_per_s),
+    }
+
+
 def _ratios(figures: dict[str, Any], settings: RpcSettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for level in settings.concurrency:
@@ -217,7 +281,18 @@ def _tables(figures: dict[str, Any], settings: RpcSettings) -> list[Table]:
                 figures.get(f"bulk_{mode}_{batch}_vs_reference"),
             ]
             bulk.rows.append([mode, batch, *ours, *reference])
-    return [unary, bulk]
+    tables = [unary, bulk]
+    if "caller_lists_vs_plain" in figures:
+        lists = Table(
+            title=f"Bulk bytes, batches of {_CALLER_BATCH:,}: caller with {_CALLER_OPT_OUTS:,} opt-outs and "
+            f"{_CALLER_RELATIONSHIPS:,} relationships vs no caller",
+            columns=["no caller numbers/s", "caller numbers/s", "correct", "caller / no caller", "target"],
+        )
+        keys = ("caller_lists_plain_numbers_per_s", "caller_lists_numbers_per_s", "caller_lists_correct",
+                "caller_lists_vs_plain")  # fmt: skip
+        lists.rows.append([*(figures[key] for key in keys), ">= 0.8"])
+        tables.append(lists)
+    return tables
 
 
 def _plots(figures: dict[str, Any], settings: RpcSettings) -> list[Plot]:
@@ -269,6 +344,8 @@ def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str,
         figures["reference_rss_bytes"] = rss_bytes(servers[_REFERENCE].pid)
         figures |= measure_unary(servers, workload, settings)
         figures |= measure_bulk(servers, workload, settings)
+        if settings.caller_lists:
+            figures |= measure_caller_lists(servers[_OURS], workload, settings)
     figures |= _ratios(figures, settings)
     return figures
 
