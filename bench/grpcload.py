@@ -23,6 +23,7 @@ from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = [
     "BulkMode",
+    "build_batches",
     "bulk_check",
     "channel_options",
     "unary_check",
@@ -118,9 +119,10 @@ def unary_check(
     return latency_stats(latencies, elapsed), wrong
 
 
-def _batches(
+def build_batches(
     queries: NDArray[np.uint64], texts: Sequence[str] | None, batch_size: int, mode: BulkMode, caller: str
 ) -> list[lookup_pb2.CheckBatch]:
+    """`queries` (or their written `texts`) cut into CheckBatch messages of `batch_size`, all for `caller`."""
     batches: list[lookup_pb2.CheckBatch] = []
     for batch_id, start in enumerate(range(0, queries.size, batch_size)):
         stop = min(start + batch_size, queries.size)
@@ -152,7 +154,7 @@ def bulk_check(
     `caller` selects that company's lists on the server (its opt-outs and relationships change the
     expected answers, which `expected_blocked` must reflect).
     """
-    batches = _batches(queries, texts, batch_size, mode, caller)
+    batches = build_batches(queries, texts, batch_size, mode, caller)
     deadline_holder: list[float] = []
 
     def requests() -> Iterator[lookup_pb2.CheckBatch]:

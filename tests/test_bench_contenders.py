@@ -111,14 +111,14 @@ def test_redis_contender_loads_answers_and_stops(workload: Workload, tmp_path: P
 
 
 def test_bulk_batches_carry_the_caller_and_every_number(workload: Workload) -> None:
-    """Every batch the bulk driver sends names the caller, and together they hold each query once, in order."""
-    from nixlookup.bench.grpcload import _batches
+    """Every batch the bulk driver sends names the caller; together they hold each query once, in order."""
+    from nixlookup.bench.grpcload import build_batches
 
-    batches = _batches(workload.queries, None, 2500, "bytes", "acme")
+    batches = build_batches(workload.queries, None, 2500, "bytes", "acme")
     assert {batch.caller for batch in batches} == {"acme"}
     sent = b"".join(batch.e164_le for batch in batches)
     assert sent == workload.queries.astype("<u8").tobytes()
     texts = workload.query_texts(workload.queries.size)
-    text_batches = _batches(workload.queries, texts, 2500, "texts", "acme")
+    text_batches = build_batches(workload.queries, texts, 2500, "texts", "acme")
     assert {batch.caller for batch in text_batches} == {"acme"}
     assert [t for batch in text_batches for t in batch.texts] == texts
