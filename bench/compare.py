@@ -358,6 +358,15 @@ def _tables(figures: dict[str, Any], settings: CompareSettings) -> list[Table]:
     resources.rows.append([_LABELS[NIXLOOKUP], figures.get(f"{NIXLOOKUP}_load_s"),
                            figures.get(f"{NIXLOOKUP}_index_bytes_per_number"),
                            figures.get(f"{NIXLOOKUP}_rss_bytes_per_number")])  # fmt: skip
+    if figures.get(f"{NIXLOOKUP}_server_reload_s") is not None:
+        resources.rows.append(
+            [
+                "nixlookup server, Admin/Reload of the file",
+                figures[f"{NIXLOOKUP}_server_reload_s"],
+                None,
+                None,
+            ]
+        )
     if figures.get("redis_available"):
         resources.rows.append([_LABELS[REDIS], figures.get(f"{REDIS}_load_s"),
                                figures.get(f"{REDIS}_used_memory_bytes_per_number"),
