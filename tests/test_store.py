@@ -303,3 +303,24 @@ def test_list_keys_are_validated(open_store: Store) -> None:
         open_store.apply_delta((ListKind.OPT_OUT, ""), add=_keys([46701234567]))
     with pytest.raises(InvalidArgumentError, match="end days apply"):
         open_store.apply_delta(OPT_OUT, add=_keys([46701234567]), add_until_days=np.array([5], np.uint32))
+
+
+def test_big_files_are_built_in_a_child_process_with_the_same_answers(
+    tmp_path: Path, base_register: RegisterFile
+) -> None:
+    """Built in a child process, a reload serves the same set, and a refusal keeps its class and reason."""
+    settings = StoreSettings(build_in_child_from_bytes=0)
+    store = Store.open(tmp_path / "data", settings=settings, initial_register=base_register.path)
+    try:
+        other = write_register(tmp_path / "other.txt", make_mobile_keys(2_040, seed=12))
+        result = store.reload(REGISTER_KEY, other.path)
+        assert _serving_keys(store) == other.key_set
+        assert result.lines == 2_040
+        cut = tmp_path / "cut.txt"
+        cut.write_text(other.path.read_text()[:-4])
+        with pytest.raises(ValidationError, match="looks truncated"):
+            store.reload(REGISTER_KEY, cut)
+        assert _serving_keys(store) == other.key_set
+        assert not list((store.root / ".build").iterdir())
+    finally:
+        store.close()
