@@ -183,8 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. As the script (`argv` None) SIGTERM/SIGHUP also stop the servers it started;
+    a caller passing `argv` (tests, other tools) keeps its own signal handlers."""
     args = build_parser().parse_args(argv)
-    install_signal_handlers()
+    if argv is None:
+        install_signal_handlers()
     try:
         report: Report = args.handler(args)
     except KeyboardInterrupt:
