@@ -14,6 +14,8 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
+from numpy.typing import NDArray
+
 from nixlookup.server._policy_overlay import (
     ON_CONSENT,
     ON_OPT_OUT,
@@ -25,11 +27,23 @@ from nixlookup.server.index import Index
 from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
 from nixlookup.server.state import ListKind, ServingState
 from nixlookup.server.vocabulary import Purpose
-from numpy.typing import NDArray
 
-__all__ = ["EXEMPT_PURPOSES", "BatchFacts", "Mask", "OneFacts", "relationship_counts_until"]
+__all__ = [
+    "EXEMPT_PURPOSES",
+    "BatchFacts",
+    "Mask",
+    "OneFacts",
+    "Positions",
+    "Selection",
+    "relationship_counts_until",
+]
 
 Mask = NDArray[np.bool_]
+"""One bool per number of the batch."""
+Positions = NDArray[np.intp]
+"""Ascending positions in the batch: the cheap form of a mask that holds for few numbers."""
+Selection = Mask | Positions | bool
+"""Which numbers of a batch a rule applies to: a mask, positions, or all (True) / none (False)."""
 
 EXEMPT_PURPOSES: frozenset[Purpose] = frozenset(
     {
@@ -157,13 +171,13 @@ class BatchFacts:
             return None
         return self._overlay.lookup(self.keys)
 
-    def _scatter(self, values_at_hits: Mask) -> Mask | bool:
+    def _select(self, at_hits: Mask) -> Positions | bool:
+        """Batch positions of the hits where `at_hits` holds (False when none do)."""
         hits = self.hits
-        if hits is None or not values_at_hits.any():
+        if hits is None or not at_hits.any():
             return False
-        full = np.zeros(self.size, dtype=np.bool_)
-        full[hits.positions] = values_at_hits
-        return full
+        selected: Positions = hits.positions[at_hits]
+        return selected
 
     def _live(self, ends: NDArray[np.uint32], on_list: Mask, grace_days: int) -> Mask:
         ends64 = ends.astype(np.int64)
@@ -186,19 +200,19 @@ class BatchFacts:
         return self._live(hits.consent_end, (hits.flags & ON_CONSENT) != 0, 0)
 
     @cached_property
-    def opted_out(self) -> Mask | bool:
+    def opted_out(self) -> Positions | bool:
         hits = self.hits
         if hits is None:
             return False
-        return self._scatter((hits.flags & ON_OPT_OUT) != 0)
+        return self._select((hits.flags & ON_OPT_OUT) != 0)
 
     @cached_property
-    def relationship_live(self) -> Mask | bool:
-        return self._scatter(self.relationship_live_at_hits)
+    def relationship_live(self) -> Positions | bool:
+        return self._select(self.relationship_live_at_hits)
 
     @cached_property
-    def consent_live(self) -> Mask | bool:
-        return self._scatter(self.consent_live_at_hits)
+    def consent_live(self) -> Positions | bool:
+        return self._select(self.consent_live_at_hits)
 
     @cached_property
     def registered(self) -> Mask:
@@ -218,7 +232,7 @@ class BatchFacts:
         flag = self.mobile.copy()
         hits = self.hits
         if hits is not None:
-            flag[hits.positions] &= ~(self.relationship_live_at_hits | self.consent_live_at_hits)
+            flag[hits.positions[self.relationship_live_at_hits | self.consent_live_at_hits]] = False
         return flag
 
     def cap_days_at_hits(self, kind: ListKind) -> NDArray[np.int64]:

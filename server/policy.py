@@ -42,18 +42,26 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from numpy.typing import NDArray
+
 from nixlookup.server._policy_dates import (
     add_calendar_months,
     as_utc,
     day_of,
     midnight_of_day,
 )
-from nixlookup.server._policy_facts import EXEMPT_PURPOSES, BatchFacts, Mask, OneFacts
+from nixlookup.server._policy_facts import (
+    EXEMPT_PURPOSES,
+    BatchFacts,
+    Mask,
+    OneFacts,
+    Positions,
+    Selection,
+)
 from nixlookup.server._policy_overlay import CallerOverlay, OverlayCache
 from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
 from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind, ServingState
 from nixlookup.server.vocabulary import Purpose, Reason, Verdict
-from numpy.typing import NDArray
 
 __all__ = [
     "EXEMPT_PURPOSES",
@@ -109,8 +117,8 @@ class Rule:
     explanation: str
     when_one: Callable[[OneFacts], bool]
     """Does the row apply to this number (given no earlier row did)?"""
-    when_many: Callable[[BatchFacts], Mask | bool]
-    """The same, for a batch: a mask, or a plain bool meaning "every number" / "no number"."""
+    when_many: Callable[[BatchFacts], Selection]
+    """The same, for a batch: a mask, positions, or a plain bool meaning "every number" / "no number"."""
     capped_by: ListKind | None = None
     """The list whose end day limits `valid_until` for answers this row gives."""
 
@@ -331,26 +339,30 @@ class Policy:
         )
         # Forward: evaluate rows until one holds for every number (rows after it cannot decide anything,
         # so their facts, e.g. the register probe, are never computed).
-        masked: list[tuple[Rule, Mask]] = []
+        selective: list[tuple[Rule, Mask | Positions]] = []
         rest = self.rules[-1]  # the table ends in an "otherwise" row, so some row always holds for all
         for rule in self.rules:
             holds = rule.when_many(facts)
             if holds is True:
                 rest = rule
                 break
-            if holds is not False:
-                masked.append((rule, holds))
+            if isinstance(holds, np.ndarray):
+                selective.append((rule, holds))
         # Backward: paint reasons from the last holding row to the first, so the first row wins.
         reasons = np.full(facts.size, rest.reason, dtype=np.uint8)
-        for rule, holds in reversed(masked):
-            np.copyto(reasons, np.uint8(rule.reason), where=holds)
+        for rule, holds in reversed(selective):
+            if holds.dtype == np.bool_:  # a mask: putmask is ~6x faster than copyto(where=) on random masks
+                np.putmask(reasons, holds.astype(np.bool_, copy=False), np.uint8(rule.reason))
+            else:  # positions
+                reasons[holds] = rule.reason
 
         valid_until = valid_until_for(state.register.meta.register_date)
         base_day = day_of(valid_until)
-        valid_until_days = np.where(facts.invalid, np.uint32(0), np.uint32(base_day)).astype(np.uint32)
+        valid_until_days = np.full(facts.size, base_day, dtype=np.uint32)
+        np.putmask(valid_until_days, facts.invalid, np.uint32(0))
         hits = facts.hits
         if hits is not None:
-            for rule in (*(rule for rule, _ in masked), rest):
+            for rule in (*(rule for rule, _ in selective), rest):
                 if rule.capped_by is None:
                     continue
                 decided_here = reasons[hits.positions] == rule.reason
@@ -358,7 +370,7 @@ class Policy:
                 sooner = decided_here & (caps != 0) & (caps < base_day)
                 valid_until_days[hits.positions[sooner]] = caps[sooner]
         return BatchDecision(
-            blocked=_BLOCKED_BY_REASON[reasons],
+            blocked=_BLOCKED_BY_REASON.take(reasons),
             invalid=facts.invalid,
             reasons=reasons,
             mobile_flag=facts.mobile_flag,
@@ -376,6 +388,18 @@ class Policy:
                     used.append(ListUse((kind, caller), found.meta.version, as_utc(found.meta.created_at)))
         return tuple(used)
 
+    def prepare(self, state: ServingState) -> int:
+        """Build the bulk path's per-caller structures for every caller with lists in `state`.
+
+        Optional: without it the first batch for a caller after a list change builds them (~0.2-0.5 s for
+        600k listed numbers). Call it after swapping in a new state to take that off the request path.
+        Returns how many callers were prepared.
+        """
+        callers = {caller for (_, caller) in state.lists}
+        for caller in callers:
+            self._overlay_for(state, caller)
+        return len(callers)
+
     def _overlay_for(self, state: ServingState, caller: str) -> CallerOverlay | None:
         if not caller:
             return None
@@ -386,4 +410,4 @@ class Policy:
         )
         if all(found is None for found in lists):
             return None
-        return self._overlays.get(lists)
+        return self._overlays.get(caller, lists)
