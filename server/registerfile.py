@@ -127,11 +127,10 @@ def _load_text(path: Path) -> LoadedRegister:
     samples = []
     too_long_positions = set(too_long.tolist())
     for position in bad_positions[:_SAMPLES].tolist():
-        raw = (
-            "<line longer than 64 bytes>"
-            if position in too_long_positions
-            else lines[position].decode("utf-8", "replace").strip()
-        )
+        if position in too_long_positions:
+            samples.append((position + 1, f"line longer than {_MAX_LINE_BYTES} bytes"))
+            continue
+        raw = lines[position].decode("utf-8", "replace").strip()
         reason = PROBLEM_TEXT[Problem(int(problems[position]))]
         samples.append((position + 1, f"{mask_number(raw)}: {reason}"))
     keys = parsed.keys[problems == Problem.OK]
