@@ -5,7 +5,8 @@ Two stages, so the expensive one runs without the store's write lock:
    lines, `snapshot` a failed checksum), refuse a text file whose last line was cut short, and build the
    new `Index`. Readers keep answering from the serving version meanwhile.
 2. `check_against_serving` (under the write lock): the request's ``expect_version`` must name the serving
-   version, and the count must not drop by more than the configured share unless forced.
+   version, and the count must not drop by more than the configured share unless forced (a synthetic
+   serving register is exempt: replacing it with a real one is not a drop).
 Each refusal is a `ValidationError` (FAILED_PRECONDITION) or `RegisterFileError` (INVALID_ARGUMENT) whose
 message names the file, the check and the numbers involved.
 """
@@ -132,8 +133,8 @@ def check_against_serving(
     if expect_version and (current is None or current.meta.version != expect_version):
         serving = "no list" if current is None else f"version {current.meta.version}"
         raise FailedPreconditionError(f"expect_version {expect_version} does not match: serving {serving}")
-    if force or current is None:
-        return
+    if force or current is None or current.meta.synthetic:
+        return  # replacing made-up numbers with a real register is never a "drop"
     old_count, new_count = current.meta.count, new.meta.count
     if old_count and new_count < old_count * (1.0 - max_count_drop_share):
         drop = 1.0 - new_count / old_count

@@ -324,3 +324,16 @@ def test_big_files_are_built_in_a_child_process_with_the_same_answers(
         assert not list((store.root / ".build").iterdir())
     finally:
         store.close()
+
+
+def test_a_synthetic_register_is_replaced_without_force(tmp_path: Path, base_register: RegisterFile) -> None:
+    """A real register much smaller than the synthetic one it replaces is no count drop."""
+    store = Store.open(tmp_path / "data", synthetic_size=20_000)
+    try:
+        assert store.holder.current().register.meta.synthetic
+        store.reload(REGISTER_KEY, base_register.path)
+        assert _serving_keys(store) == base_register.key_set
+        with pytest.raises(ValidationError, match="fewer"):
+            store.reload(REGISTER_KEY, write_register(tmp_path / "tiny.txt", base_register.keys[:10]).path)
+    finally:
+        store.close()
