@@ -87,6 +87,7 @@ def _character_classes() -> NDArray[np.uint8]:
 
 
 _CHARACTER_CLASS: Final = _character_classes()
+_PLUS: Final = np.uint8(ord("+"))
 
 # Structure kinds; the Swedish ones first so "kind <= _SWEDISH_INTERNATIONAL" means "Swedish".
 _NATIONAL, _BARE_COUNTRY_CODE, _SWEDISH_INTERNATIONAL, _FOREIGN, _UNKNOWN_CODE = range(5)
@@ -127,7 +128,29 @@ _STRUCTURE: Final = _structure_table()
 _KIND_PROBLEM: Final = np.array(
     [Problem.OK, Problem.OK, Problem.OK, Problem.OK, Problem.UNKNOWN_COUNTRY_CODE], dtype=np.uint8
 )
-_STRIP_OK: Final = STRIP_LENGTH_OK[:LENGTH_LIMIT]
+
+
+def _nsn_length_table() -> NDArray[np.intp]:
+    """[(candidate start | starts with 0 << 3) * LENGTH_LIMIT + digit count] -> NSN length (step 4).
+
+    The second half (offset `_REST_OFFSET`) holds the length of the rest after the country code of a bare
+    "46..." number, before step 4: what libphonenumber tests against the general pattern.
+    """
+    table = np.zeros((2, 16, LENGTH_LIMIT), dtype=np.intp)
+    for code in range(16):
+        candidate_start, starts_with_zero = code & 7, code >> 3
+        for count in range(LENGTH_LIMIT):
+            candidate = max(count - candidate_start, 0)
+            strip = starts_with_zero and candidate >= MIN_NSN_DIGITS and STRIP_LENGTH_OK[candidate - 1]
+            table[0, code, count] = candidate - strip
+            table[1, code, count] = candidate
+    table.setflags(write=False)
+    return table.ravel()
+
+
+_NSN_LENGTH: Final = _nsn_length_table()
+_REST_OFFSET: Final = 16 * LENGTH_LIMIT
+_SUFFIX_MODULUS: Final = POW10[np.minimum(np.arange(LENGTH_LIMIT), TAIL_DIGITS - 1)]
 _LENGTH_PROBLEM: Final = SWEDISH_LENGTH_PROBLEM[:LENGTH_LIMIT]
 # Weight of a digit by its rank from the start (head) and from the end (tail); 0 beyond the window.
 _HEAD_WEIGHT: Final = np.array(
@@ -138,16 +161,27 @@ _TAIL_WEIGHT: Final = np.array(
 )  # indexed by rank from the end + 1: the last digit has index 1
 
 
-def _digits_plain(digit_values: NDArray[np.uint8], count: NDArray[np.uint8]) -> tuple[Any, Any]:
-    """Head and tail of left-aligned digit rows (no separators), at most TAIL_DIGITS wide."""
+def _digits_plain(
+    digit_values: NDArray[np.uint8], count: NDArray[np.uint8], plus: NDArray[np.bool_]
+) -> tuple[Any, Any]:
+    """Head and tail of plain rows: digits left-aligned, or from column 1 behind a "+" in column 0.
+
+    Needs a width of at most TAIL_DIGITS + 1 so that the left-aligned value stays below 2^53.
+    """
     width = digit_values.shape[0]
     weights = 10.0 ** np.arange(width - 1, -1, -1)
-    left_aligned = weights @ digit_values.astype(np.float64)  # value * 10^(width - count)
-    tail = left_aligned / POW10[width - count]
-    head_width = min(width, HEAD_DIGITS)
-    head_weights = 10.0 ** np.arange(HEAD_DIGITS - 1, HEAD_DIGITS - 1 - head_width, -1)
-    head = (head_weights @ digit_values[:head_width].astype(np.float64)).astype(np.int32)
+    left_aligned = weights @ digit_values.astype(np.float64)  # value * 10^(width - plus - count)
+    tail = left_aligned / POW10[width - plus - count]
+    head = _head_of_columns(digit_values[:HEAD_DIGITS])
+    if plus.any():
+        head = np.where(plus, _head_of_columns(digit_values[1 : HEAD_DIGITS + 1]), head)
     return head, tail
+
+
+def _head_of_columns(first_columns: NDArray[np.uint8]) -> NDArray[np.int32]:
+    weights = 10.0 ** np.arange(HEAD_DIGITS - 1, HEAD_DIGITS - 1 - len(first_columns), -1)
+    head: NDArray[np.int32] = (weights @ first_columns.astype(np.float64)).astype(np.int32)
+    return head
 
 
 def _digits_ranked(
@@ -184,13 +218,14 @@ def _scan_chunk(columns: NDArray[np.uint8]) -> tuple[Any, Any, Any, Any, Any]:
     count = is_digit.view(np.uint8).sum(axis=0, dtype=np.uint8)
     embedded_nul = ((columns[:-1] == 0) & (columns[1:] != 0)).any(axis=0)
     non_digit = ~is_digit & (columns != 0)
-    if not non_digit.any():
-        plus = np.zeros(rows, dtype=np.bool_)
-        if width <= TAIL_DIGITS and not embedded_nul.any():
-            head, tail = _digits_plain(digit_values, count)
-            return embedded_nul, plus, count, head, tail
+    leading_plus = columns[0] == _PLUS
+    if not (non_digit[0] & ~leading_plus).any() and not non_digit[1:].any():
+        # Plain rows (digits, perhaps behind a "+" in column 0): the common shape of register files.
+        if width <= TAIL_DIGITS + 1 and not embedded_nul.any():
+            head, tail = _digits_plain(digit_values, count, leading_plus)
+            return embedded_nul, leading_plus, count, head, tail
         head, tail, _ = _digits_ranked(digit_values, is_digit, count, None)
-        return embedded_nul, plus, count, head, tail
+        return embedded_nul, leading_plus, count, head, tail
     classes = _CHARACTER_CLASS[columns]
     is_plus = classes == _CLASS_PLUS
     any_plus = is_plus.any(axis=0)
@@ -211,32 +246,36 @@ def _decide(
 ) -> tuple[NDArray[np.uint64], NDArray[np.uint8], NDArray[np.uint8], NDArray[np.bool_]]:
     """Step 3: (keys, problems, line types, rows for the scalar path)."""
     count = count_u8.astype(np.intp)
-    long_enough = count >= HEAD_DIGITS
     structure = _STRUCTURE[head + plus * _HEAD_SPAN]
     kind = structure & 7
-    candidate_start = (structure >> 3) & 7
-    first_is_zero = (structure >> 6).astype(np.bool_)
+    nsn_length = _NSN_LENGTH[(structure >> 3).astype(np.intp) * LENGTH_LIMIT + count]
+    long_enough = count >= HEAD_DIGITS
+    all_decided = bool(long_enough.all()) and not bad.any()
 
-    bare = (kind == _BARE_COUNTRY_CODE) & long_enough
+    bare = kind == _BARE_COUNTRY_CODE
+    if not all_decided:
+        bare &= long_enough
     if bare.any():
         # libphonenumber reads "46..." as country code + national number when the whole does not match
         # the general pattern but the rest does, or the whole is too long for the plan.
-        rest_length = count - candidate_start
         whole_general = GENERAL_MATCH_FLAT[_table_index(count, tail)]
+        rest_length = _NSN_LENGTH[(structure >> 3).astype(np.intp) * LENGTH_LIMIT + count + _REST_OFFSET]
         rest_general = GENERAL_MATCH_FLAT[_table_index(rest_length, _suffix(tail, rest_length))]
         national_after_all = bare & (count <= MAX_PLAN_LENGTH) & (whole_general | ~rest_general)
-        candidate_start = np.where(national_after_all, 0, candidate_start)
-        first_is_zero &= ~national_after_all  # the whole starts with 4
+        nsn_length = np.where(national_after_all, count, nsn_length)  # starts with 4: nothing to strip
 
-    candidate_length = count - candidate_start
-    strip = first_is_zero & _STRIP_OK[np.maximum(candidate_length - 1, 0)]
-    nsn_length = np.maximum(candidate_length - strip, 0)
     nsn = _suffix(tail, nsn_length)
     code = TYPE_CODE_FLAT[_table_index(nsn_length, nsn)]
+    valid = code != NO_TYPE
+    all_swedish = int(kind.max()) <= _SWEDISH_INTERNATIONAL
+    if all_decided and all_swedish and valid.all():  # the common case: a clean batch of Swedish numbers
+        keys = (SWEDISH_COUNTRY_CODE * POW10[nsn_length] + nsn).astype(np.uint64)
+        no_problems = np.zeros(len(count), dtype=np.uint8)
+        return keys, no_problems, LINE_TYPE_OF_CODE[code], np.zeros(len(count), dtype=np.bool_)
 
     decided = long_enough & ~bad
     swedish = decided & (kind <= _SWEDISH_INTERNATIONAL)
-    valid = swedish & (code != NO_TYPE)
+    valid &= swedish
     keys = np.where(valid, SWEDISH_COUNTRY_CODE * POW10[nsn_length] + nsn, 0.0).astype(np.uint64)
     line_types = LINE_TYPE_OF_CODE[np.where(valid, code, NO_TYPE)]
     leading_zero = nsn < POW10[np.maximum(nsn_length - 1, 0)]  # exact below TAIL_DIGITS; beyond: too long
@@ -253,22 +292,19 @@ def _decide(
 
 def _suffix(tail: NDArray[np.float64], length: NDArray[np.intp]) -> NDArray[np.float64]:
     """The last ``length`` digits of the tail value, exactly (for lengths below TAIL_DIGITS)."""
-    modulus = POW10[np.minimum(length, TAIL_DIGITS - 1)]
+    modulus = _SUFFIX_MODULUS[length]
     return tail - np.floor(tail / modulus) * modulus
 
 
 def _table_index(length: NDArray[np.intp], nsn: NDArray[np.float64]) -> NDArray[np.intp]:
     """Flat plan-table index of an NSN; lengths outside the plan land on row 0 (no type)."""
-    clipped = np.minimum(length, LENGTH_LIMIT - 1)
     # A correctly rounded quotient of integers < 10^13 never rounds up to the next integer: floor is exact.
-    return ROW_BASE[clipped] + np.floor(nsn / PREFIX_DIVISOR[clipped]).astype(np.intp)
+    return ROW_BASE[length] + np.floor(nsn / PREFIX_DIVISOR[length]).astype(np.intp)
 
 
 def _parse_chunk(cells: NDArray[Any]) -> tuple[Any, Any, Any, Any]:
     columns = np.ascontiguousarray(cells.T)
-    non_ascii = (columns >= 128).any(axis=0)
-    if columns.dtype != np.uint8:
-        columns = columns.astype(np.uint8)  # non-ASCII rows are wrong here, and redone by the scalar path
+    non_ascii = (columns >= 128).any(axis=0)  # done again by the scalar path
     bad, plus, count, head, tail = _scan_chunk(columns)
     keys, problems, line_types, scalar_rows = _decide(bad, plus, count, head, tail)
     return keys, problems, line_types, scalar_rows | non_ascii
@@ -285,7 +321,7 @@ def _as_text_array(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> NDA
             return None
     if array.ndim != 1 or array.dtype.kind not in "SU":
         return None
-    return array
+    return np.ascontiguousarray(array)
 
 
 def parse_numbers(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> ParsedBatch:
@@ -306,13 +342,22 @@ def parse_numbers(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> Pars
             store_parsed(batch, row, parse_number(texts[row]))
         return batch
 
-    character_size = 4 if array.dtype.kind == "U" else 1
-    width = array.dtype.itemsize // character_size
-    cells = array.view(np.uint32 if character_size == 4 else np.uint8).reshape(count, width)
     scalar_rows = np.zeros(count, dtype=np.bool_)
-    if width > MAX_TEXT_CHARS:
-        scalar_rows |= np.char.str_len(array) > MAX_TEXT_CHARS
-        cells = cells[:, :MAX_TEXT_CHARS]
+    if array.dtype.kind == "U":
+        width = array.dtype.itemsize // 4
+        if width > MAX_TEXT_CHARS:
+            scalar_rows |= np.char.str_len(array) > MAX_TEXT_CHARS
+            width = MAX_TEXT_CHARS
+        # UCS-4 -> bytes: any non-ASCII code point becomes a byte >= 128, which sends its row to the
+        # scalar path (the ASCII rows are then byte for byte what an S array would hold).
+        wide = array.view(np.uint32).reshape(count, -1)[:, :width]
+        cells = np.minimum(wide, 255).astype(np.uint8)
+    else:
+        width = array.dtype.itemsize
+        cells = array.view(np.uint8).reshape(count, width)
+        if width > MAX_TEXT_CHARS:
+            scalar_rows |= np.char.str_len(array) > MAX_TEXT_CHARS
+            cells = cells[:, :MAX_TEXT_CHARS]
     for first in range(0, count, CHUNK_ROWS):
         last = min(first + CHUNK_ROWS, count)
         chunk = _parse_chunk(cells[first:last])
