@@ -125,6 +125,11 @@ class BulkResult:
     mobile_flag: bool
 
 
+_VERDICTS = {int(member): member for member in Verdict}
+_REASONS = {int(member): member for member in Reason}
+_LINE_TYPES = {int(member): member for member in LineType}
+
+
 def _unpack(bits: bytes, count: int) -> NDArray[np.bool_]:
     unpacked = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=count, bitorder="little")
     return unpacked.view(np.bool_)
@@ -164,27 +169,25 @@ class BatchResult:
         if self.reasons is None or self.line_types is None or self.valid_until_days is None:
             raise ValueError("per-number results need the batch's details (want_details=True)")
         inputs = self.inputs.tolist() if isinstance(self.inputs, np.ndarray) else self.inputs
-        verdicts = self.verdicts().tolist()
+        verdicts = [_VERDICTS[value] for value in self.verdicts().tolist()]
+        reasons = [_REASONS.get(value) or Reason(value) for value in self.reasons.tolist()]
+        line_types = [_LINE_TYPES.get(value) or LineType(value) for value in self.line_types.tolist()]
+        dates: dict[int, date | None] = {}
+        version = self.register_version
         for number, verdict, reason, key, line_type, day, flag in zip(
             inputs,
             verdicts,
-            self.reasons.tolist(),
+            reasons,
             self.e164.tolist(),
-            self.line_types.tolist(),
+            line_types,
             self.valid_until_days.tolist(),
             self.mobile_flag.tolist(),
             strict=True,
         ):
-            yield BulkResult(
-                number=number,
-                verdict=Verdict(verdict),
-                reason=Reason(reason),
-                e164=key,
-                line_type=LineType(line_type),
-                valid_until=day_to_date(day),
-                register_version=self.register_version,
-                mobile_flag=flag,
-            )
+            until = dates.get(day)
+            if until is None and day not in dates:
+                until = dates[day] = day_to_date(day)
+            yield BulkResult(number, verdict, reason, key, line_type, until, version, flag)
 
     @classmethod
     def from_proto(
