@@ -33,6 +33,7 @@ from nixlookup.bench.grpcload import bulk_check, unary_check
 from nixlookup.bench.procs import rss_bytes
 from nixlookup.bench.redisbench import (
     INSTALL_HINT,
+    REDIS_SET_NAME,
     RedisHandle,
     load_register,
     redis_bulk_check,
@@ -219,21 +220,18 @@ def _memory_of_servers(server: RunningServer, workload: Workload, workdir: Path)
     }
 
 
-def _redis_figures(
-    handle: RedisHandle, workload: Workload, settings: CompareSettings, run_step: list[str]
-) -> dict[str, Any]:
+def _redis_figures(handle: RedisHandle, workload: Workload) -> dict[str, Any]:
     client = handle.client()
     try:
         before = redis_memory(handle)
         progress(f"compare: filling Redis with {workload.size:,} numbers (pipelined SADD)")
         load_s = load_register(client, workload.register)
         after = redis_memory(handle)
-        count = int(client.scard("nix:register"))
+        count = int(client.scard(REDIS_SET_NAME))
     finally:
         client.close()
     if count != workload.size:
         raise AssertionError(f"Redis SET holds {count} numbers, loaded {workload.size}")
-    run_step.append("redis loaded")
     return {
         f"{REDIS}_load_s": load_s,
         f"{REDIS}_used_memory_bytes_per_number": (after.used_memory - before.used_memory) / workload.size,
@@ -303,7 +301,7 @@ def compare_figures(
         redis: RedisHandle | None = None
         if figures["redis_available"]:
             redis = stack.enter_context(redis_server(scratch / "redis"))
-            figures |= _redis_figures(redis, workload, settings, [])
+            figures |= _redis_figures(redis, workload)
         else:
             progress(INSTALL_HINT)
             notes.append(INSTALL_HINT)

@@ -5,6 +5,8 @@ It starts the real server (`nixlookup-server serve`, register from a text file) 
 - unary `Check` by e164 at 1, 8 and 32 calls in flight: QPS, p50, p99, server CPU per call;
 - bulk `CheckStream` with packed bytes and with texts, at batch sizes 1k, 10k, 100k: numbers/s (best of N)
   and server CPU per number;
+- bulk bytes for a caller with 100k opt-outs and 500k relationships (loaded through Admin/ApplyDelta)
+  against no caller, answers checked against the rule order (opt-out, relationship, register);
 and reports nixlookup's figures as ratios against the reference. Contenders alternate at every step, so
 drift in the machine's load hits both alike. Server CPU comes from /proc/<pid>/stat (user + system).
 """
@@ -34,11 +36,14 @@ from nixlookup.server.index import sorted_unique
 from nixlookup.v1 import lookup_pb2
 
 __all__ = [
+    "CALLER",
     "RpcSettings",
     "measure_bulk",
     "measure_caller_lists",
     "measure_unary",
+    "rpc_figures",
     "run_rpc",
+    "started_servers",
 ]
 
 _OURS = "nixlookup"
