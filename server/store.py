@@ -299,7 +299,8 @@ class Store:
         commit_snapshot(paths, index, 1, None)
         fsync_directory(paths.directory.parent)
         runtime = self._runtime(paths, CurrentPointer(1, None), valid_bytes=None, next_seq=2)
-        self._lists[key] = runtime
+        with self._info_lock:
+            self._lists[key] = runtime
         self._record(runtime, index, event=event, source=source)
         return index
 
