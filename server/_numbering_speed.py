@@ -12,6 +12,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -57,9 +58,9 @@ def measure(size: int = 1_500_000, repeat: int = 3, sample: int = 20_000) -> dic
     for name, shape in _SHAPES.items():
         lines = _lines(shape, size, seed=len(name))
         array = np.array(lines)
-        results[f"np_array_list_s[{name}]"] = _best(lambda lines=lines: np.array(lines), repeat)
-        results[f"parse_numbers_list_s[{name}]"] = _best(lambda lines=lines: parse_numbers(lines), repeat)
-        results[f"parse_numbers_array_s[{name}]"] = _best(lambda array=array: parse_numbers(array), repeat)
+        results[f"np_array_list_s[{name}]"] = _best(partial(np.array, lines), repeat)
+        results[f"parse_numbers_list_s[{name}]"] = _best(partial(parse_numbers, lines), repeat)
+        results[f"parse_numbers_array_s[{name}]"] = _best(partial(parse_numbers, array), repeat)
     texts = [line.decode() for line in _lines(_SHAPES["0701234567"], size, seed=1)]
     results["parse_numbers_list_str_s[0701234567]"] = _best(lambda: parse_numbers(texts), repeat)
     keys = parse_numbers(texts).keys

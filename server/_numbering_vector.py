@@ -211,7 +211,7 @@ def _digits_ranked(
 
 def _scan_chunk(columns: NDArray[np.uint8]) -> tuple[Any, Any, Any, Any, Any]:
     """Steps 1-2: per row (bad, plus, digit count, head, tail)."""
-    width, rows = columns.shape
+    width = columns.shape[0]
     digit_values = columns - np.uint8(ord("0"))
     is_digit = digit_values < 10
     digit_values *= is_digit
