@@ -123,9 +123,17 @@ def _numbers_from_args(args: argparse.Namespace) -> list[str]:
     return [str(number) for number in args.numbers]
 
 
+def _target(args: argparse.Namespace) -> str:
+    return getattr(args, "target", None) or os.environ.get("NIXLOOKUP_TARGET") or DEFAULT_SERVER
+
+
+def _timeout(args: argparse.Namespace) -> float:
+    timeout = getattr(args, "timeout", None)
+    return float(timeout) if timeout is not None else DEFAULT_TIMEOUT_SECONDS
+
+
 def _admin(args: argparse.Namespace) -> tuple[grpc.Channel, lookup_pb2_grpc.AdminStub]:
-    target = args.lists_server or os.environ.get("NIXLOOKUP_SERVER") or DEFAULT_SERVER
-    channel = grpc.insecure_channel(target)
+    channel = grpc.insecure_channel(_target(args))
     return channel, lookup_pb2_grpc.AdminStub(channel)
 
 
@@ -151,7 +159,7 @@ def _run_add_or_remove(args: argparse.Namespace) -> int:
                     request.add_until_days_le = np.full(len(chunk), end_day, dtype="<u4").tobytes()
             else:
                 request.remove_texts.extend(chunk)
-            response = admin.ApplyDelta(request, timeout=args.timeout)
+            response = admin.ApplyDelta(request, timeout=_timeout(args))
             previous = previous or response.previous_version
             version = response.version
             added += response.added
@@ -183,7 +191,7 @@ def _run_replace(args: argparse.Namespace) -> int:
                 force=args.force,
                 expect_version=args.expect_version or "",
             ),
-            timeout=args.timeout,
+            timeout=_timeout(args),
         )
     print(
         f"{_describe(ref)}: version {response.info.version} (was {response.previous_version or '-'}): "
@@ -196,16 +204,15 @@ def _run_drop(args: argparse.Namespace) -> int:
     ref = _list_ref(args)
     channel, admin = _admin(args)
     with channel:
-        response = admin.DropList(lookup_pb2.DropListRequest(list=ref), timeout=args.timeout)
+        response = admin.DropList(lookup_pb2.DropListRequest(list=ref), timeout=_timeout(args))
     print(f"{_describe(ref)}: dropped (last version {response.last_version or '-'})")
     return 0
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    target = args.lists_server or os.environ.get("NIXLOOKUP_SERVER") or DEFAULT_SERVER
-    with grpc.insecure_channel(target) as channel:
+    with grpc.insecure_channel(_target(args)) as channel:
         info = lookup_pb2_grpc.LookupStub(channel).GetRegisterInfo(
-            lookup_pb2.GetRegisterInfoRequest(), timeout=args.timeout
+            lookup_pb2.GetRegisterInfoRequest(), timeout=_timeout(args)
         )
     shown = [item for item in info.lists if not args.caller or item.list.caller == args.caller]
     if not shown:
@@ -239,14 +246,18 @@ def _guarded(handler: Handler) -> Handler:
 
 
 def _common(parser: argparse.ArgumentParser, *, kind_required: bool = True) -> None:
+    # SUPPRESS: a --target/--timeout given before the command name (the top-level parser's) is kept.
     parser.add_argument(
-        "--server",
-        dest="lists_server",
-        default=None,
-        help=f"server address (default: $NIXLOOKUP_SERVER or {DEFAULT_SERVER})",
+        "--target",
+        default=argparse.SUPPRESS,
+        metavar="HOST:PORT",
+        help=f"server address (default: $NIXLOOKUP_TARGET or {DEFAULT_SERVER})",
     )
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="deadline per RPC in seconds"
+        "--timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        help=f"deadline per RPC in seconds (default {DEFAULT_TIMEOUT_SECONDS:g})",
     )
     parser.add_argument("--caller", required=kind_required, default="", help="the company id owning the list")
     if kind_required:
