@@ -38,6 +38,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pyroaring import BitMap64, FrozenBitMap64
 
+from nixlookup.server._roaring_build import bitmap_from_sorted_unique, or_bits_sorted
+
 __all__ = ["Index", "IndexMeta", "as_key_array", "sorted_unique"]
 
 U64 = np.uint64
@@ -186,7 +188,7 @@ class _BlockedBitset:
         dense_keys = keys[key_is_dense]
         key_slots = np.repeat(slots, counts)[key_is_dense].astype(np.int64)
         byte_index = key_slots * _BLOCK_BYTES + ((dense_keys & _LOW_MASK) >> U64(3)).astype(np.int64)
-        np.bitwise_or.at(bits, byte_index, np.left_shift(1, (dense_keys & U64(7)).astype(np.uint8)))
+        or_bits_sorted(bits, byte_index, (dense_keys & U64(7)).astype(np.uint8))
         self._bits = bits
         self._sparse = _SparseTable(keys[~key_is_dense])
         self._first_block = U64(occupied[0]) if occupied.size else U64(0)
@@ -331,7 +333,7 @@ class Index:
             unique_values = None
         else:
             unique_keys, unique_values = _last_value_per_key(key_array, np.asarray(values, dtype=np.uint32))
-        bitmap = FrozenBitMap64(unique_keys)
+        bitmap = bitmap_from_sorted_unique(unique_keys)
         now = datetime.now(UTC)
         meta = IndexMeta(
             version=version,

@@ -178,3 +178,17 @@ def test_negative_keys_are_refused() -> None:
     """Signed input with negative values is an error, not a silent wrap-around."""
     with pytest.raises(ValueError, match="non-negative"):
         Index.build(np.array([-1, 5]), version="v", source="t")
+
+
+@given(st.lists(keys_strategy, max_size=300), st.integers(0, 5_000))
+@settings(max_examples=60, deadline=None)
+def test_bitmap_built_from_serialization_equals_pyroaring(members: list[int], dense_run: int) -> None:
+    """Our direct portable serialization builds exactly pyroaring's bitmap (array and bitset containers)."""
+    from pyroaring import FrozenBitMap64
+
+    from nixlookup.server._roaring_build import bitmap_from_sorted_unique
+
+    keys = sorted(set(members) | set(range(MOBILE_BASE, MOBILE_BASE + dense_run)))
+    built = bitmap_from_sorted_unique(np.array(keys, dtype=np.uint64))
+    assert built == FrozenBitMap64(keys)
+    assert len(built) == len(keys)

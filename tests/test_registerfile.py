@@ -116,3 +116,21 @@ def test_synthetic_text_round_trip(tmp_path: Path) -> None:
     write_text_register(path, keys, national=True)
     loaded = load_register_file(path, max_bad_share=0.0)
     assert np.array_equal(np.sort(loaded.keys), keys)
+
+
+def test_fast_path_handles_crlf_blank_lines_and_no_final_newline(tmp_path: Path) -> None:
+    """Without comments the buffer-level reader runs: CRLF, blank lines and a missing last newline."""
+    path = tmp_path / "register.txt"
+    path.write_bytes(b"0701234567\r\n\r\n08-123 456 78\r\n  \r\n46701234568")
+    loaded = load_register_file(path)
+    assert loaded.keys.tolist() == [MOBILE, STOCKHOLM, MOBILE + 1]
+    assert (loaded.lines, loaded.bad_lines) == (3, 0)
+
+
+def test_empty_file_loads_as_empty(tmp_path: Path) -> None:
+    """An empty file is an empty list (the store decides whether an empty register is acceptable)."""
+    path = tmp_path / "empty.txt"
+    path.write_bytes(b"")
+    loaded = load_register_file(path)
+    assert loaded.keys.size == 0
+    assert loaded.lines == 0
