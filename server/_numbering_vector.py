@@ -310,18 +310,31 @@ def _parse_chunk(cells: NDArray[Any]) -> tuple[Any, Any, Any, Any]:
     return keys, problems, line_types, scalar_rows | non_ascii
 
 
-def _as_text_array(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> NDArray[Any] | None:
-    """A 1-D ``S`` or ``U`` array of the texts, or None when they are not all texts."""
-    if isinstance(texts, np.ndarray):
-        array = texts
-    else:
-        try:
-            array = np.array(texts)
-        except (ValueError, TypeError):
-            return None
+def _as_text_array(texts: Sequence[str] | Sequence[bytes]) -> tuple[NDArray[Any], list[int]] | None:
+    """One ``np.array`` call over a list of texts, and the rows too long for it; None if not all texts.
+
+    Texts longer than MAX_TEXT_CHARS are replaced by "" (the caller redoes them with the scalar path):
+    numpy sizes every row by the longest item, and one megabyte line must not make a batch of a million
+    rows allocate a terabyte.
+    """
+    try:
+        longest = max(map(len, texts))
+    except TypeError:  # an item without a length: None, a number ...
+        return None
+    too_long = []
+    if longest > MAX_TEXT_CHARS:
+        too_long = [row for row, text in enumerate(texts) if len(text) > MAX_TEXT_CHARS]
+        shortened = list(texts)
+        for row in too_long:
+            shortened[row] = shortened[row][:0]
+        texts = shortened  # type: ignore[assignment]
+    try:
+        array = np.array(texts)
+    except (ValueError, TypeError, UnicodeError):
+        return None
     if array.ndim != 1 or array.dtype.kind not in "SU":
         return None
-    return np.ascontiguousarray(array)
+    return array, too_long
 
 
 def parse_numbers(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> ParsedBatch:
@@ -332,16 +345,40 @@ def parse_numbers(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> Pars
     (None, ...) is parsed item by item (those items are NOT_TEXT).
     """
     count = len(texts)
-    keys = np.zeros(count, dtype=np.uint64)
-    problems = np.zeros(count, dtype=np.uint8)
-    line_types = np.zeros(count, dtype=np.uint8)
-    batch = ParsedBatch(keys, problems, line_types)
-    array = _as_text_array(texts) if count else None
-    if array is None:
-        for row in range(count):
-            store_parsed(batch, row, parse_number(texts[row]))
+    batch = ParsedBatch(
+        np.zeros(count, dtype=np.uint64), np.zeros(count, dtype=np.uint8), np.zeros(count, dtype=np.uint8)
+    )
+    if count == 0:
         return batch
+    if isinstance(texts, np.ndarray):
+        if texts.ndim != 1 or texts.dtype.kind not in "SU":
+            return _parse_one_by_one(texts.ravel(), batch)
+        array = np.ascontiguousarray(texts)
+        too_long: list[int] = []
+    else:
+        converted = _as_text_array(texts)
+        if converted is None:
+            return _parse_one_by_one(texts, batch)
+        array, too_long = converted
+    scalar_rows = _parse_array(array, batch)
+    scalar_rows[too_long] = True
+    for row in np.flatnonzero(scalar_rows).tolist():
+        item = texts[row]
+        store_parsed(batch, row, parse_number(item.item() if isinstance(item, np.generic) else item))
+    return batch
 
+
+def _parse_one_by_one(texts: Sequence[Any] | NDArray[Any], batch: ParsedBatch) -> ParsedBatch:
+    for row in range(len(texts)):
+        item = texts[row]
+        store_parsed(batch, row, parse_number(item.item() if isinstance(item, np.generic) else item))
+    return batch
+
+
+def _parse_array(array: NDArray[Any], batch: ParsedBatch) -> NDArray[np.bool_]:
+    """The vector path over a 1-D ``S``/``U`` array; returns the rows the scalar path must redo."""
+    count = len(array)
+    keys, problems, line_types = batch.keys, batch.problems, batch.line_types
     scalar_rows = np.zeros(count, dtype=np.bool_)
     if array.dtype.kind == "U":
         width = array.dtype.itemsize // 4
@@ -363,6 +400,4 @@ def parse_numbers(texts: Sequence[str] | Sequence[bytes] | NDArray[Any]) -> Pars
         chunk = _parse_chunk(cells[first:last])
         keys[first:last], problems[first:last], line_types[first:last] = chunk[:3]
         scalar_rows[first:last] |= chunk[3]
-    for row in np.flatnonzero(scalar_rows).tolist():
-        store_parsed(batch, row, parse_number(array[row].item()))
-    return batch
+    return scalar_rows

@@ -251,3 +251,18 @@ def test_large_plain_batch_matches_scalar() -> None:
     sample = rng.integers(0, len(lines), size=3_000).tolist()
     assert [batch[i] for i in sample] == [parse_number(lines[i]) for i in sample]
     assert batch.valid.mean() > 0.5
+
+
+def test_one_huge_text_does_not_blow_up_a_batch() -> None:
+    """A megabyte-long item is one TOO_LONG row; the other rows are parsed normally."""
+    texts = ["0701234567"] * 1_000 + ["7" * 1_000_000]
+    batch = parse_numbers(texts)
+    assert batch[len(texts) - 1] == ParsedNumber(0, Problem.TOO_LONG, LineType.UNSPECIFIED)
+    assert batch.valid[:-1].all()
+    assert parse_numbers([text.encode() for text in texts])[len(texts) - 1].problem is Problem.TOO_LONG
+
+
+def test_items_without_a_length_are_not_text() -> None:
+    """Numbers mixed into a list of texts are NOT_TEXT rows, exactly as parse_number says."""
+    batch = parse_numbers(["0701234567", 46701234567])  # type: ignore[list-item]
+    assert [batch[0], batch[1]] == [parse_number("0701234567"), parse_number(46701234567)]
