@@ -70,9 +70,19 @@ def _name(ref: lookup_pb2.ListRef) -> str:
     return slug if not ref.caller else f"{slug}/{ref.caller}"
 
 
+def _target(args: argparse.Namespace) -> str:
+    """--server/--target on the subcommand, else `nixlookup --target`, else the environment, else loopback."""
+    return str(
+        args.admin_server
+        or getattr(args, "target", None)
+        or os.environ.get("NIXLOOKUP_TARGET")
+        or os.environ.get("NIXLOOKUP_SERVER")
+        or DEFAULT_SERVER
+    )
+
+
 def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, lookup_pb2_grpc.AdminStub]:
-    target = args.admin_server or os.environ.get("NIXLOOKUP_SERVER") or DEFAULT_SERVER
-    channel = grpc.insecure_channel(target)
+    channel = grpc.insecure_channel(_target(args))
     return channel, lookup_pb2_grpc.AdminStub(channel)
 
 
@@ -158,8 +168,7 @@ def _run_compact(args: argparse.Namespace) -> int:
 
 def _run_history(args: argparse.Namespace) -> int:
     ref = _list_ref(args)
-    target = args.admin_server or os.environ.get("NIXLOOKUP_SERVER") or DEFAULT_SERVER
-    with grpc.insecure_channel(target) as channel:
+    with grpc.insecure_channel(_target(args)) as channel:
         info = lookup_pb2_grpc.LookupStub(channel).GetRegisterInfo(
             lookup_pb2.GetRegisterInfoRequest(), timeout=args.timeout
         )
@@ -201,9 +210,10 @@ def _guarded(handler: Handler) -> Handler:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
+        "--target",
         dest="admin_server",
         default=None,
-        help=f"server address (default: $NIXLOOKUP_SERVER or {DEFAULT_SERVER})",
+        help=f"server address (default: nixlookup --target, $NIXLOOKUP_TARGET, or {DEFAULT_SERVER})",
     )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="deadline in seconds")
     parser.add_argument(

@@ -15,7 +15,7 @@ import pytest
 from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
 from serverproc import ServerProcess
 
-from nixlookup.client import cli_admin
+from nixlookup.client import cli, cli_admin
 from nixlookup.server.index import Index
 from nixlookup.server.snapshot import write_snapshot
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
@@ -136,7 +136,7 @@ def test_admin_cli_apply_delta_compact_history_reload(
         cli_admin.main(["admin", "apply-delta", *server, "--add", str(adds), "--remove", str(removes)]) == 0
     )
     assert cli_admin.main(["admin", "compact", *server]) == 0
-    assert cli_admin.main(["admin", "history", *server]) == 0
+    assert cli.main(["--target", admin_server.target, "admin", "history"]) == 0  # the `nixlookup` entry
     bigger = write_register(tmp_path / "bigger.txt", make_mobile_keys(3_100, seed=84))
     assert cli_admin.main(["admin", "reload", str(bigger.path), *server]) == 0
     smaller = write_register(tmp_path / "smaller.txt", bigger.keys[:2_000])
