@@ -233,6 +233,13 @@ class _ShutdownSignals:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
+        # SIGHUP reloads the register when there is a store (which installs its own handler); without one
+        # it must not kill the server, as its default action would.
+        signal.signal(signal.SIGHUP, self._ignore_hangup)
+
+    @staticmethod
+    def _ignore_hangup(signum: int, frame: FrameType | None) -> None:
+        _log.warning("sighup_ignored", reason="reloads on SIGHUP need --data-dir and --register")
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested.is_set():

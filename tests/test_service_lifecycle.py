@@ -105,8 +105,12 @@ def _first_refusal(target: str, within: float = 5.0) -> grpc.StatusCode | None:
 
 
 def test_sigint_with_nothing_running_exits_0_at_once(server_factory: ServerFactory) -> None:
-    """SIGINT (Ctrl-C) is a clean stop too, and an idle server does not wait out its grace period."""
+    """SIGHUP without a data dir is ignored; SIGINT is a clean stop and an idle server does not wait."""
     server = server_factory(["--synthetic-size", "10000", "--grace", "30"])
+    server.signal(signal.SIGHUP)
+    time.sleep(0.3)
+    assert server.health_status() == "SERVING"
+    assert "sighup_ignored" in server.log_text()
     started = time.monotonic()
     assert server.stop(signal.SIGINT) == 0
     assert time.monotonic() - started < 10
