@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -335,5 +336,32 @@ def test_a_synthetic_register_is_replaced_without_force(tmp_path: Path, base_reg
         assert _serving_keys(store) == base_register.key_set
         with pytest.raises(ValidationError, match="fewer"):
             store.reload(REGISTER_KEY, write_register(tmp_path / "tiny.txt", base_register.keys[:10]).path)
+    finally:
+        store.close()
+
+
+def test_concurrent_deltas_are_serialised_and_all_kept(
+    open_store: Store, base_register: RegisterFile
+) -> None:
+    """Deltas from several threads at once each get their own version; all are served and replayed."""
+    fresh = np.setdiff1d(make_mobile_keys(400, seed=13), base_register.keys)[:320]
+    versions: list[str] = []
+
+    def apply_chunks(part: NDArray[np.uint64]) -> None:
+        for start in range(0, part.size, 4):
+            versions.append(open_store.apply_delta(REGISTER_KEY, add=part[start : start + 4]).version)
+
+    threads = [threading.Thread(target=apply_chunks, args=(chunk,)) for chunk in np.split(fresh, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(set(versions)) == 80
+    expected = base_register.key_set | set(fresh.tolist())
+    assert _serving_keys(open_store) == expected
+    store = _reopen(open_store)
+    try:
+        assert _serving_keys(store) == expected
+        assert store.holder.current().register.meta.version == max(versions)
     finally:
         store.close()
