@@ -94,30 +94,38 @@ class _StreamState:
         self.generation = 0
         self.source_error: BaseException | None = None
 
-    def requests(self, generation: int) -> Iterator[lookup_pb2.CheckBatch]:
-        """Messages for one attempt: first the unanswered batches of earlier attempts, then new ones."""
+    def _first_unsent(self, last_sent: int) -> PreparedBatch | None:
         with self.changed:
-            replay = list(self.pending)
-        for prepared in replay:
-            if generation != self.generation:
-                return
-            yield prepared.message
-        while True:
-            with self.changed:
-                while len(self.pending) >= self.max_in_flight and generation == self.generation:
-                    self.changed.wait(_WAIT_SLICE)
-            with self.pull_lock:
-                if generation != self.generation or self.source_error is not None:
-                    return
-                try:
-                    prepared = next(self.batches)
-                except StopIteration:
-                    return
-                except BaseException as error:  # the input failed: end the stream, re-raise to the caller
-                    self.source_error = error
-                    return
+            return next((p for p in self.pending if p.batch_id > last_sent), None)
+
+    def requests(self, generation: int) -> Iterator[lookup_pb2.CheckBatch]:
+        """Messages for one attempt: unanswered batches of earlier attempts first, then new ones.
+
+        Batches are sent in batch_id order; anything in `pending` this attempt has not sent yet (also a
+        batch an earlier attempt's producer appended after this one started) goes before a new pull.
+        """
+        last_sent = -1
+        while generation == self.generation:
+            prepared = self._first_unsent(last_sent)
+            if prepared is None:
                 with self.changed:
-                    self.pending.append(prepared)
+                    while len(self.pending) >= self.max_in_flight and generation == self.generation:
+                        self.changed.wait(_WAIT_SLICE)
+                with self.pull_lock:
+                    if generation != self.generation or self.source_error is not None:
+                        return
+                    prepared = self._first_unsent(last_sent)
+                    if prepared is None:
+                        try:
+                            prepared = next(self.batches)
+                        except StopIteration:
+                            return
+                        except BaseException as error:  # the input failed: end the stream, re-raise later
+                            self.source_error = error
+                            return
+                        with self.changed:
+                            self.pending.append(prepared)
+            last_sent = prepared.batch_id
             yield prepared.message
 
     def answered(self, message: lookup_pb2.CheckBatchResult) -> PreparedBatch:
