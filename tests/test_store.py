@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -365,3 +366,23 @@ def test_concurrent_deltas_are_serialised_and_all_kept(
         assert store.holder.current().register.meta.version == max(versions)
     finally:
         store.close()
+
+
+def test_old_version_is_freed_once_no_call_holds_it_weakref(open_store: Store, tmp_path: Path) -> None:
+    """Weak reference to an old version's storage dies when the last state holding it is released."""
+    open_store.apply_delta(RELATIONSHIP, add=_keys([46701111111]), add_until_days=np.array([9], np.uint32))
+    state_in_flight = open_store.holder.current()
+    old = state_in_flight.list_for(*RELATIONSHIP)
+    assert old is not None
+    values = old.sorted_values()
+    assert values is not None
+    storage = weakref.ref(values.base)  # the index's own values array (Index itself has no __weakref__)
+    del old, values
+    csv = tmp_path / "rel.csv"
+    csv.write_text("number,until\n070-111 11 11,2030-01-02\n")
+    open_store.reload(RELATIONSHIP, csv, until_column="until")
+    gc.collect()
+    assert storage() is not None  # the in-flight call still holds the old version
+    del state_in_flight
+    gc.collect()
+    assert storage() is None
