@@ -258,3 +258,27 @@ def test_the_client_imports_without_the_server() -> None:
     modules = json.loads(output)
     assert "nixlookup.client.sync" in modules
     assert [name for name in modules if name.startswith("nixlookup.server")] == []
+
+
+def test_an_async_stream_survives_a_server_crash_between_batches(
+    server_factory: ServerFactory, small_register: RegisterFile
+) -> None:
+    """The asyncio client's stream also resumes after UNAVAILABLE with the unanswered batches."""
+    first = server_factory(["--register", str(small_register.path)])
+    keys = np.concatenate([small_register.keys[:1500], small_register.keys[:1500] + np.uint64(1)])
+    expected = np.array([k in small_register.key_set for k in keys.tolist()])
+    retry = RetryPolicy(attempts=60, initial_backoff=0.05, max_backoff=0.25)
+
+    async def run() -> list[np.ndarray]:
+        blocked = []
+        async with AsyncClient(first.target, batch_size=500, max_in_flight=2, retry=retry) as client:
+            batches = client.check_batches(keys, want_details=False)
+            blocked.append((await anext(batches)).blocked)
+            first.stop(signal.SIGKILL)
+            server_factory(["--listen", f"127.0.0.1:{first.port}", "--register", str(small_register.path)])
+            blocked.extend([batch.blocked async for batch in batches])
+        return blocked
+
+    blocked = asyncio.run(run())
+    assert [bits.size for bits in blocked] == [500] * 6
+    assert np.array_equal(np.concatenate(blocked), expected)
