@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server._policy_overlay import (
+    MAX_END_DAY,
     ON_CONSENT,
     ON_OPT_OUT,
     ON_RELATIONSHIP,
@@ -93,7 +94,8 @@ class OneFacts:
         found = self._list(kind)
         if not self.valid or found is None or not found.contains(self.key):
             return None
-        return found.value_of(self.key) or 0
+        # Clamped like the bulk path's overlay (20-bit days, i.e. up to the year 4840).
+        return min(found.value_of(self.key) or 0, MAX_END_DAY)
 
     @cached_property
     def opted_out(self) -> bool:

@@ -3,10 +3,9 @@
 A caller may have three lists (opt-out, customer relationships, consents). Probing each for every number
 of a batch would cost up to three index lookups per number, plus one more per list to tell "absent" from
 "present with no end date" (`Index.values_many` answers 0 for both). Instead the three lists are merged
-once into a `CallerOverlay`: the sorted union of their keys behind one `KeyProbe` (a cache-sized filter
-in front of an exact hash table, see `_policy_probe`) and, aligned with the union, small tables of which
-lists hold each key and its end days. A batch then costs one probe, a few ns per number; only the few
-numbers that hit are looked up in the tables.
+once into a `CallerOverlay`: the union of their keys behind one `KeyProbe` (a cache-sized filter in
+front of an exact hash table, see `_policy_probe`) whose 64-bit payload per key says which lists hold it
+and carries its end days. A batch then costs one probe; a number on the lists costs one more cache line.
 
 Overlays are immutable and built from immutable indexes, so one built for a given triple of list
 objects stays right for as long as those objects serve. `OverlayCache` keeps, per caller, the overlays of
@@ -27,11 +26,33 @@ from numpy.typing import NDArray
 from nixlookup.server._policy_probe import KeyProbe
 from nixlookup.server.index import Index
 
-__all__ = ["ON_CONSENT", "ON_OPT_OUT", "ON_RELATIONSHIP", "CallerHits", "CallerOverlay", "OverlayCache"]
+__all__ = [
+    "MAX_END_DAY",
+    "ON_CONSENT",
+    "ON_OPT_OUT",
+    "ON_RELATIONSHIP",
+    "CallerHits",
+    "CallerOverlay",
+    "OverlayCache",
+]
 
 ON_OPT_OUT = np.uint8(1)
 ON_RELATIONSHIP = np.uint8(2)
 ON_CONSENT = np.uint8(4)
+
+MAX_END_DAY = (1 << 20) - 1
+"""End days are kept in 20 bits (up to the year 4840); a later end reads as this day. Both paths clamp."""
+
+# A probe payload: bits 0-2 the ON_* flags, then the relationship's end day, then the consent's expiry.
+_U64 = np.uint64
+_FLAG_MASK = _U64(7)
+_DAY_MASK = _U64(MAX_END_DAY)
+_RELATIONSHIP_SHIFT = _U64(3)
+_CONSENT_SHIFT = _U64(23)
+
+
+def _clamped(ends: NDArray[np.uint32]) -> NDArray[np.uint64]:
+    return np.minimum(ends.astype(np.uint64), _DAY_MASK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,19 +78,12 @@ def _keys_and_ends(index: Index | None) -> tuple[NDArray[np.uint64], NDArray[np.
 class CallerOverlay:
     """A caller's opt-out, relationship and consent lists merged behind one probe."""
 
-    __slots__ = ("_consent_end", "_flags", "_probe", "_relationship_end")
+    __slots__ = ("_probe", "count")
 
-    def __init__(
-        self,
-        probe: KeyProbe,
-        flags: NDArray[np.uint8],
-        relationship_end: NDArray[np.uint32],
-        consent_end: NDArray[np.uint32],
-    ) -> None:
+    def __init__(self, probe: KeyProbe, count: int) -> None:
         self._probe = probe
-        self._flags = flags
-        self._relationship_end = relationship_end
-        self._consent_end = consent_end
+        self.count = count
+        """How many distinct numbers the caller's lists hold together."""
 
     @classmethod
     def build(
@@ -82,33 +96,24 @@ class CallerOverlay:
         union = np.unique(np.concatenate([opt_keys, rel_keys, con_keys]))
         if union.size == 0:
             return None
-        flags = np.zeros(union.size, dtype=np.uint8)
-        relationship_end = np.zeros(union.size, dtype=np.uint32)
-        consent_end = np.zeros(union.size, dtype=np.uint32)
-        flags[np.searchsorted(union, opt_keys)] |= ON_OPT_OUT
+        payloads = np.zeros(union.size, dtype=np.uint64)
+        payloads[np.searchsorted(union, opt_keys)] |= _U64(ON_OPT_OUT)
         rel_rows = np.searchsorted(union, rel_keys)
-        flags[rel_rows] |= ON_RELATIONSHIP
-        relationship_end[rel_rows] = rel_ends
+        payloads[rel_rows] |= _U64(ON_RELATIONSHIP) | (_clamped(rel_ends) << _RELATIONSHIP_SHIFT)
         con_rows = np.searchsorted(union, con_keys)
-        flags[con_rows] |= ON_CONSENT
-        consent_end[con_rows] = con_ends
-        return cls(KeyProbe(union), flags, relationship_end, consent_end)
-
-    @property
-    def count(self) -> int:
-        """How many distinct numbers the caller's lists hold together."""
-        return int(self._flags.size)
+        payloads[con_rows] |= _U64(ON_CONSENT) | (_clamped(con_ends) << _CONSENT_SHIFT)
+        return cls(KeyProbe(union, payloads), int(union.size))
 
     def lookup(self, keys: NDArray[np.uint64]) -> CallerHits | None:
         """The batch's numbers on any of the lists, or None when there are none (the common case)."""
-        positions, hit_rows = self._probe.find(keys)
+        positions, payloads = self._probe.find(keys)
         if positions.size == 0:
             return None
         return CallerHits(
             positions=positions,
-            flags=self._flags[hit_rows],
-            relationship_end=self._relationship_end[hit_rows],
-            consent_end=self._consent_end[hit_rows],
+            flags=(payloads & _FLAG_MASK).astype(np.uint8),
+            relationship_end=((payloads >> _RELATIONSHIP_SHIFT) & _DAY_MASK).astype(np.uint32),
+            consent_end=((payloads >> _CONSENT_SHIFT) & _DAY_MASK).astype(np.uint32),
         )
 
 
