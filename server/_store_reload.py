@@ -20,6 +20,7 @@ from typing import get_args
 
 import numpy as np
 
+from nixlookup.server._store_delta import DATED_KINDS
 from nixlookup.server.errors import FailedPreconditionError, InvalidArgumentError, ValidationError
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import Problem, parse_numbers
@@ -28,7 +29,6 @@ from nixlookup.server.state import ListKey, ListKind
 
 __all__ = ["BuiltVersion", "ReloadRequest", "build_off_to_the_side", "check_against_serving"]
 
-_VALUE_KINDS = frozenset({ListKind.RELATIONSHIP, ListKind.CONSENT})
 _TAIL_BYTES = 256
 
 
@@ -87,7 +87,7 @@ def _refuse_truncated(path: Path, loaded: LoadedRegister) -> None:
 
 def build_off_to_the_side(key: ListKey, request: ReloadRequest, *, max_bad_share: float) -> BuiltVersion:
     """Read and validate `request.path` into a new index for the list `key` (nothing serving changes)."""
-    dated = key[0] in _VALUE_KINDS
+    dated = key[0] in DATED_KINDS
     if request.until_column and not dated:
         raise InvalidArgumentError(
             f"an end-date column applies to relationship and consent lists, not {key[0].slug}"

@@ -44,6 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server._store_build import build_in_child
+from nixlookup.server._store_delta import DATED_KINDS, check_list_key, delta_effect, valid_delta
 from nixlookup.server._store_history import HistoryLog, VersionEvent, VersionRecord
 from nixlookup.server._store_recovery import (
     commit_snapshot,
@@ -57,6 +58,7 @@ from nixlookup.server._store_reload import (
     build_off_to_the_side,
     check_against_serving,
 )
+from nixlookup.server._store_types import DeltaResult, ListDescription, ReloadResult, StoreSettings
 from nixlookup.server.datadir import (
     CurrentPointer,
     DataDirLock,
@@ -71,12 +73,11 @@ from nixlookup.server.errors import (
     NotFoundError,
     StoreError,
 )
-from nixlookup.server.index import Index, sorted_unique
+from nixlookup.server.index import Index
 from nixlookup.server.journal import DeltaRecord, JournalWriter, fsync_directory, scan_journal
 from nixlookup.server.logs import get_logger
-from nixlookup.server.numbering import classify_keys, parse_numbers
 from nixlookup.server.snapshot import is_snapshot
-from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind, ServingState, StateHolder
+from nixlookup.server.state import REGISTER_KEY, ListKey, ServingState, StateHolder
 
 __all__ = [
     "DeltaResult",
@@ -89,75 +90,6 @@ __all__ = [
 ]
 
 _log = get_logger("nixlookup.store")
-_VALUE_KINDS = frozenset({ListKind.RELATIONSHIP, ListKind.CONSENT})
-
-
-@dataclass(frozen=True, slots=True)
-class StoreSettings:
-    """Thresholds of the store; each is explained where it is set."""
-
-    max_bad_share: float = 0.01
-    """A reload whose file has more unparseable lines than this share is refused: a file that is 1% garbage
-    is more likely the wrong file (or a broken export) than a register with a few typos."""
-    max_count_drop_share: float = 0.05
-    """A reload that shrinks a list by more than this share is refused unless forced: the register loses
-    well under 1% a day, so a 5% drop means a truncated or partial file, not a day's cancellations."""
-    compact_after_records: int = 1000
-    """Deltas journalled before the journal is folded into a new snapshot: bounds restart replay time."""
-    compact_after_bytes: int = 64 * 1024 * 1024
-    """...or journal bytes, whichever comes first (a few huge deltas)."""
-    build_in_child_from_bytes: int = 4 * 1024 * 1024
-    """Text and CSV files from this size up are parsed and built in a child process (`_store_build`): a
-    1.5M-line register holds the GIL long enough in places to raise Check's p99 ~10x if built in-process.
-    Smaller files, and snapshots (which load in milliseconds), are built in-process."""
-    build_timeout_seconds: float = 300.0
-    """A child build taking longer than this is abandoned and the reload refused."""
-    history_limit: int = 50
-    """Version events kept per list (GetRegisterInfo shows them; the file is trimmed on compaction)."""
-    synthetic_seed: int = 2008
-    """Seed of the synthetic register an empty directory is seeded with when no register file is given."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListDescription:
-    """What GetRegisterInfo says about one list (plain values; the service converts)."""
-
-    key: ListKey
-    version: str
-    source: str
-    count: int
-    register_date: datetime
-    loaded_at: datetime
-    checksum: str
-    synthetic: bool
-    index_bytes: int
-    journal_records: int
-    history: tuple[VersionRecord, ...]
-    """Newest first."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    info: ListDescription
-    previous_version: str
-    """"" when the reload created the list."""
-    lines: int
-    bad_lines: int
-    load_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class DeltaResult:
-    key: ListKey
-    version: str
-    previous_version: str
-    added: int
-    """Keys that were not in the list before."""
-    removed: int
-    """Keys that were in the list before and are gone."""
-    count: int
-    invalid: int
-    """Numbers (texts or packed keys) that are not valid phone numbers: counted, not applied."""
 
 
 @dataclass
@@ -175,25 +107,12 @@ class _ListRuntime:
         return self.writer.next_seq - 1
 
 
-def check_list_key(kind: ListKind, caller: str) -> ListKey:
-    """Validate a (kind, caller) pair: the register has no caller, every other list has one."""
-    if kind is ListKind.REGISTER:
-        if caller:
-            raise InvalidArgumentError("the register is shared: its caller must be empty")
-        return REGISTER_KEY
-    if not caller:
-        raise InvalidArgumentError(f"a {kind.slug} list belongs to a caller: caller must not be empty")
-    if len(caller) > 256 or not caller.isprintable():
-        raise InvalidArgumentError("caller must be at most 256 printable characters")
-    return (kind, caller)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def _empty_index(key: ListKey) -> Index:
-    values = np.zeros(0, np.uint32) if key[0] in _VALUE_KINDS else None
+    values = np.zeros(0, np.uint32) if key[0] in DATED_KINDS else None
     return Index.build(np.zeros(0, np.uint64), values=values, version="", source="empty")
 
 
@@ -551,7 +470,7 @@ class Store:
         """
         self._check_open()
         key = check_list_key(*key)
-        add_keys, add_until, remove_keys, invalid = _valid_delta(
+        add_keys, add_until, remove_keys, invalid = valid_delta(
             key,
             add=add,
             add_until_days=add_until_days,
@@ -567,7 +486,7 @@ class Store:
                     f"expect_version {expect_version} does not match: {_describe_key(key)} is at {serving}"
                 )
             base = current if current is not None else _empty_index(key)
-            added, removed = _effect(base, add_keys, remove_keys)
+            added, removed = delta_effect(base, add_keys, remove_keys)
             new = base.with_delta(
                 add_keys,
                 remove_keys,
@@ -733,62 +652,3 @@ class Store:
 def _describe_key(key: ListKey) -> str:
     kind, caller = key
     return kind.slug if not caller else f"{kind.slug}/{caller}"
-
-
-def _valid_delta(
-    key: ListKey,
-    *,
-    add: NDArray[np.uint64] | None,
-    add_until_days: NDArray[np.uint32] | None,
-    remove: NDArray[np.uint64] | None,
-    add_texts: Sequence[str],
-    remove_texts: Sequence[str],
-) -> tuple[NDArray[np.uint64], NDArray[np.uint32] | None, NDArray[np.uint64], int]:
-    """Valid add keys (with aligned end days for dated lists), valid remove keys, and the invalid count."""
-    add_packed = np.zeros(0, np.uint64) if add is None else np.asarray(add, dtype=np.uint64)
-    remove_packed = np.zeros(0, np.uint64) if remove is None else np.asarray(remove, dtype=np.uint64)
-    add_all, add_ok = _parse_side(add_packed, add_texts)
-    remove_all, remove_ok = _parse_side(remove_packed, remove_texts)
-    invalid = int((~add_ok).sum() + (~remove_ok).sum())
-    until: NDArray[np.uint32] | None = None
-    if key[0] in _VALUE_KINDS:
-        if add_until_days is None or len(add_until_days) == 0:
-            until = np.zeros(add_all.size, np.uint32)
-        elif len(add_until_days) != add_all.size:
-            raise InvalidArgumentError(
-                f"add_until_days has {len(add_until_days)} entries for {add_all.size} added numbers"
-            )
-        else:
-            until = np.asarray(add_until_days, dtype=np.uint32)[add_ok]
-    elif add_until_days is not None and len(add_until_days):
-        raise InvalidArgumentError(f"end days apply to relationship and consent lists, not {key[0].slug}")
-    return add_all[add_ok], until, remove_all[remove_ok], invalid
-
-
-def _parse_side(
-    packed: NDArray[np.uint64], texts: Sequence[str]
-) -> tuple[NDArray[np.uint64], NDArray[np.bool_]]:
-    keys: list[NDArray[np.uint64]] = []
-    valid: list[NDArray[np.bool_]] = []
-    if packed.size:
-        checked = classify_keys(packed)
-        keys.append(packed)
-        valid.append(checked.problems == 0)
-    if texts:
-        parsed = parse_numbers(list(texts))
-        keys.append(parsed.keys)
-        valid.append(parsed.problems == 0)
-    if not keys:
-        return np.zeros(0, np.uint64), np.zeros(0, np.bool_)
-    return np.concatenate(keys).astype(np.uint64, copy=False), np.concatenate(valid)
-
-
-def _effect(base: Index, add: NDArray[np.uint64], remove: NDArray[np.uint64]) -> tuple[int, int]:
-    """(keys newly present, keys no longer present) when `add` then `remove` are applied to `base`."""
-    unique_remove = sorted_unique(remove)
-    unique_add = sorted_unique(add)
-    if unique_remove.size:
-        unique_add = unique_add[~np.isin(unique_add, unique_remove)]
-    added = int((~base.contains_many(unique_add)).sum()) if unique_add.size else 0
-    removed = int(base.contains_many(unique_remove).sum()) if unique_remove.size else 0
-    return added, removed
