@@ -95,3 +95,21 @@ def test_latency_stats_and_ratio() -> None:
     assert ratio(10, 4) == 2.5
     assert ratio(None, 4) is None
     assert ratio(1, 0) is None
+
+
+def test_best_per_call_runs_keeps_each_contenders_fastest_run() -> None:
+    """Of interleaved per-call runs, compare keeps the highest-QPS run of each contender, whole."""
+    from nixlookup.bench.compare import _best_per_call_runs
+
+    runs = [
+        {"redis_unary_c8_qps": 100.0, "redis_unary_c8_p99_ms": 9.0},
+        {"nixlookup_unary_c8_qps": 50.0, "nixlookup_unary_c8_p99_ms": 3.0},
+        {"redis_unary_c8_qps": 120.0, "redis_unary_c8_p99_ms": 7.0},
+        {"nixlookup_unary_c8_qps": 40.0, "nixlookup_unary_c8_p99_ms": 1.0},
+    ]
+    assert _best_per_call_runs(runs, 8) == {
+        "redis_unary_c8_qps": 120.0,
+        "redis_unary_c8_p99_ms": 7.0,
+        "nixlookup_unary_c8_qps": 50.0,
+        "nixlookup_unary_c8_p99_ms": 3.0,
+    }
