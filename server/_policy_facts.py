@@ -11,7 +11,8 @@ vectorised probe per batch). `tests/test_policy_agreement.py` holds the two to e
 
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Callable
+from typing import Any, Generic, Self, TypeVar, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,10 +42,46 @@ __all__ = [
 
 Mask = NDArray[np.bool_]
 """One bool per number of the batch."""
+
+# Plain ints: reading an enum member costs a metaclass __getattr__ call on Python 3.11, per batch.
+_OK = int(Problem.OK)
+_MOBILE = int(LineType.MOBILE)
 Positions = NDArray[np.intp]
 """Ascending positions in the batch: the cheap form of a mask that holds for few numbers."""
 Selection = Mask | Positions | bool
 """Which numbers of a batch a rule applies to: a mask, positions, or all (True) / none (False)."""
+
+_Owner = TypeVar("_Owner")
+_Value = TypeVar("_Value")
+
+
+class lazy(Generic[_Owner, _Value]):  # noqa: N801 - used like the decorator it replaces
+    """`functools.cached_property` without its per-access lock (Python 3.11 takes an RLock on every read).
+
+    A non-data descriptor: the first read computes the value and stores it in the instance's __dict__,
+    which shadows the descriptor, so later reads are plain attribute reads. Facts objects live for one
+    decision on one thread, so the lock bought nothing.
+    """
+
+    def __init__(self, compute: Callable[[_Owner], _Value]) -> None:
+        self._compute = compute
+        self._name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, instance: _Owner, owner: type[Any] | None = None) -> _Value: ...
+    def __get__(self, instance: _Owner | None, owner: type[Any] | None = None) -> Self | _Value:
+        if instance is None:
+            return self
+        value = self._compute(instance)
+        instance.__dict__[self._name] = value
+        return value
+
 
 EXEMPT_PURPOSES: frozenset[Purpose] = frozenset(
     {
@@ -80,9 +117,9 @@ class OneFacts:
         self._caller = caller
         self.key = parsed.key
         self.problem = Problem(parsed.problem)
-        self.valid = self.problem == Problem.OK
+        self.valid = self.problem == _OK
         self.exempt_purpose = purpose in EXEMPT_PURPOSES
-        self.mobile = self.valid and parsed.line_type == LineType.MOBILE
+        self.mobile = self.valid and parsed.line_type == _MOBILE
         self.today = today
         self.grace_days = grace_days
 
@@ -97,33 +134,33 @@ class OneFacts:
         # Clamped like the bulk path's overlay (20-bit days, i.e. up to the year 4840).
         return min(found.value_of(self.key) or 0, MAX_END_DAY)
 
-    @cached_property
+    @lazy
     def opted_out(self) -> bool:
         found = self._list(ListKind.OPT_OUT)
         return self.valid and found is not None and found.contains(self.key)
 
-    @cached_property
+    @lazy
     def relationship_until(self) -> int | None:
         """Last day the caller's relationship counts (0 = ongoing); None when there is none."""
         end = self._end_day(ListKind.RELATIONSHIP)
         return None if end is None else relationship_counts_until(end, self.grace_days)
 
-    @cached_property
+    @lazy
     def relationship_live(self) -> bool:
         until = self.relationship_until
         return until is not None and (until == 0 or until >= self.today)
 
-    @cached_property
+    @lazy
     def consent_until(self) -> int | None:
         """Last day the consent counts (0 = no expiry); None when there is none."""
         return self._end_day(ListKind.CONSENT)
 
-    @cached_property
+    @lazy
     def consent_live(self) -> bool:
         until = self.consent_until
         return until is not None and (until == 0 or until >= self.today)
 
-    @cached_property
+    @lazy
     def registered(self) -> bool:
         return self.valid and self._state.register.contains(self.key)
 
@@ -160,13 +197,13 @@ class BatchFacts:
         self._overlay = overlay
         self.keys = parsed.keys
         self.size = int(parsed.keys.size)
-        self.invalid: Mask = parsed.problems != Problem.OK
+        self.invalid: Mask = parsed.problems != _OK
         self.exempt_purpose = purpose in EXEMPT_PURPOSES
         self._line_types = parsed.line_types
         self.today = today
         self.grace_days = grace_days
 
-    @cached_property
+    @lazy
     def hits(self) -> CallerHits | None:
         """The numbers on any of the caller's lists (None: none are, or the caller has no lists)."""
         if self._overlay is None:
@@ -186,7 +223,7 @@ class BatchFacts:
         live: Mask = on_list & ((ends64 == 0) | (ends64 + grace_days >= self.today))
         return live
 
-    @cached_property
+    @lazy
     def relationship_live_at_hits(self) -> Mask:
         hits = self.hits
         if hits is None:
@@ -194,39 +231,39 @@ class BatchFacts:
         on_list = (hits.flags & ON_RELATIONSHIP) != 0
         return self._live(hits.relationship_end, on_list, self.grace_days)
 
-    @cached_property
+    @lazy
     def consent_live_at_hits(self) -> Mask:
         hits = self.hits
         if hits is None:
             return np.zeros(0, dtype=np.bool_)
         return self._live(hits.consent_end, (hits.flags & ON_CONSENT) != 0, 0)
 
-    @cached_property
+    @lazy
     def opted_out(self) -> Positions | bool:
         hits = self.hits
         if hits is None:
             return False
         return self._select((hits.flags & ON_OPT_OUT) != 0)
 
-    @cached_property
+    @lazy
     def relationship_live(self) -> Positions | bool:
         return self._select(self.relationship_live_at_hits)
 
-    @cached_property
+    @lazy
     def consent_live(self) -> Positions | bool:
         return self._select(self.consent_live_at_hits)
 
-    @cached_property
+    @lazy
     def registered(self) -> Mask:
         return self._state.register.contains_many(self.keys)
 
-    @cached_property
+    @lazy
     def mobile(self) -> Mask:
-        mobile: Mask = self._line_types == LineType.MOBILE
+        mobile: Mask = self._line_types == _MOBILE
         np.logical_and(mobile, ~self.invalid, out=mobile)
         return mobile
 
-    @cached_property
+    @lazy
     def mobile_flag(self) -> Mask:
         """Mobile, purpose not exempt, and neither a live relationship nor a live consent."""
         if self.exempt_purpose:

@@ -37,6 +37,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -244,6 +245,7 @@ for _reason, _verdict in VERDICT_OF_REASON.items():
     _VERDICT_BY_REASON[_reason] = _verdict
 
 
+@functools.lru_cache(maxsize=64)  # one register date per version: computed once, not per batch
 def valid_until_for(register_date: datetime) -> datetime:
     """Until when a NOT_REGISTERED answer holds: the register's date + 2 calendar months (UTC)."""
     return add_calendar_months(register_date, VALID_MONTHS)
