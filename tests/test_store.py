@@ -386,3 +386,24 @@ def test_old_version_is_freed_once_no_call_holds_it_weakref(open_store: Store, t
     del state_in_flight
     gc.collect()
     assert storage() is None
+
+
+def test_reload_killed_before_its_commit_leaves_the_old_version(
+    open_store: Store, base_register: RegisterFile, tmp_path: Path
+) -> None:
+    """A snapshot written but never named by CURRENT (crash mid-reload) is removed; the old one serves."""
+    from nixlookup.server.index import Index
+    from nixlookup.server.journal import create_journal
+
+    paths = list_paths(open_store.root, REGISTER_KEY)
+    open_store.close()
+    write_snapshot(paths.snapshot(2), Index.build(make_mobile_keys(2_000, seed=14), version="x", source="t"))
+    create_journal(paths.journal(2), 2)
+    store = Store.open(open_store.root)
+    try:
+        assert _serving_keys(store) == base_register.key_set
+        assert paths.sequences() == [1]
+        store.apply_delta(REGISTER_KEY, add=_keys([46701234567]))  # sequence 2 is free again
+        assert store.holder.current().register.meta.version.startswith("000002-")
+    finally:
+        store.close()
