@@ -107,6 +107,7 @@ class KeyProbe:
         # A key sits in at most one slot: the four bools of a row read as one uint32 say "any slot
         # matched", argmax says which (both much cheaper than a reduction along axis 1).
         in_slot = matches.view(np.uint32).ravel() != 0
+        in_slot &= wanted != _EMPTY  # the empty-slot marker itself is never a key
         payloads = lines.ravel().take(np.arange(0, lines.size, 2 * _SLOTS) + _SLOTS + matches.argmax(axis=1))
         found = in_slot
         if self._overflow_keys.size:

@@ -1,0 +1,158 @@
+"""The bulk path's caller-list machinery: `KeyProbe` against a dict, `CallerOverlay` against the lists,
+`OverlayCache` reuse and replacement."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nixlookup.server._policy_overlay import (
+    MAX_END_DAY,
+    ON_CONSENT,
+    ON_OPT_OUT,
+    ON_RELATIONSHIP,
+    CallerOverlay,
+    OverlayCache,
+)
+from nixlookup.server._policy_probe import KeyProbe
+from nixlookup.server.index import Index
+from nixlookup.server.policy import Policy
+from nixlookup.server.state import ListKind, ServingState
+
+U64 = np.uint64
+
+
+def _check_against_dict(mapping: dict[int, int], queries: list[int]) -> None:
+    keys = np.array(list(mapping), dtype=np.uint64)
+    probe = KeyProbe(keys, np.array(list(mapping.values()), dtype=np.uint64))
+    positions, payloads = probe.find(np.array(queries, dtype=np.uint64))
+    expected = [(i, mapping[q]) for i, q in enumerate(queries) if q in mapping]
+    assert list(zip(positions.tolist(), payloads.tolist(), strict=True)) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mapping=st.dictionaries(
+        st.integers(min_value=0, max_value=2**64 - 2),
+        st.integers(min_value=0, max_value=2**64 - 1),
+        max_size=60,
+    ),
+    extra=st.lists(st.one_of(st.just(2**64 - 1), st.integers(min_value=0, max_value=2**64 - 1)), max_size=30),
+    data=st.data(),
+)
+def test_probe_equals_a_dict(mapping: dict[int, int], extra: list[int], data: st.DataObject) -> None:
+    """For any keys and payloads, find() reports exactly the queries that are keys, with their payloads."""
+    members = list(mapping)
+    picked = data.draw(st.lists(st.sampled_from(members), max_size=30)) if members else []
+    queries = data.draw(st.permutations([*picked, *extra]))
+    _check_against_dict(mapping, queries)
+
+
+def test_probe_with_overflowing_buckets() -> None:
+    """A large key set (whose fullest buckets spill into the overflow array) is still answered exactly."""
+    rng = np.random.default_rng(5)
+    keys = np.unique(rng.integers(46_700_000_000, 46_800_000_000, size=50_000, dtype=np.uint64))
+    payloads = rng.integers(0, 2**63, size=keys.size, dtype=np.uint64)
+    probe = KeyProbe(keys, payloads)
+    assert probe._overflow_keys.size > 0  # the case this test exists for
+    queries = np.concatenate(
+        [keys, rng.integers(46_700_000_000, 46_800_000_000, size=50_000, dtype=np.uint64)]
+    )
+    rng.shuffle(queries)
+    positions, found = probe.find(queries)
+    lookup = dict(zip(keys.tolist(), payloads.tolist(), strict=True))
+    expected_positions = [i for i, q in enumerate(queries.tolist()) if q in lookup]
+    assert positions.tolist() == expected_positions
+    assert found.tolist() == [lookup[q] for q in queries[positions].tolist()]
+
+
+def test_empty_probe_finds_nothing() -> None:
+    """A probe over no keys answers every query with nothing, including the empty-slot marker."""
+    probe = KeyProbe(np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint64))
+    positions, payloads = probe.find(np.array([0, 2**64 - 1, 46701234567], dtype=np.uint64))
+    assert positions.size == 0
+    assert payloads.size == 0
+
+
+def _index(entries: dict[int, int] | list[int], version: str) -> Index:
+    if isinstance(entries, list):
+        return Index.build(np.array(entries, dtype=np.uint64), version=version, source="test")
+    return Index.build(
+        np.array(list(entries), dtype=np.uint64),
+        values=np.array(list(entries.values()), dtype=np.uint32),
+        version=version,
+        source="test",
+    )
+
+
+def test_overlay_reports_lists_and_end_days() -> None:
+    """Each hit carries which lists hold it and its end days; far-future days are clamped to MAX_END_DAY."""
+    overlay = CallerOverlay.build(
+        _index([1, 2], "o"),
+        _index({2: 20_000, 3: 0, 4: 2**32 - 1}, "r"),
+        _index({3: 21_000, 5: 0}, "c"),
+    )
+    assert overlay is not None
+    assert overlay.count == 5
+    hits = overlay.lookup(np.array([9, 1, 2, 3, 4, 5, 6], dtype=np.uint64))
+    assert hits is not None
+    assert hits.positions.tolist() == [1, 2, 3, 4, 5]
+    assert hits.flags.tolist() == [
+        ON_OPT_OUT,
+        ON_OPT_OUT | ON_RELATIONSHIP,
+        ON_RELATIONSHIP | ON_CONSENT,
+        ON_RELATIONSHIP,
+        ON_CONSENT,
+    ]
+    assert hits.relationship_end.tolist() == [0, 20_000, 0, MAX_END_DAY, 0]
+    assert hits.consent_end.tolist() == [0, 0, 21_000, 0, 0]
+    assert overlay.lookup(np.array([7, 8], dtype=np.uint64)) is None
+
+
+def test_overlay_of_empty_lists_is_none() -> None:
+    """Lists that exist but hold nothing need no overlay."""
+    assert CallerOverlay.build(_index([], "o"), None, None) is None
+
+
+def test_cache_reuses_and_replaces_per_caller() -> None:
+    """Same list objects: the same overlay; a new version: a new one; the previous version stays usable."""
+    cache = OverlayCache(max_callers=2)
+    first = (_index([1], "o1"), None, None)
+    second = (_index([1, 2], "o2"), None, None)
+    built = cache.get("acme", first)
+    assert cache.get("acme", first) is built
+    replaced = cache.get("acme", second)
+    assert replaced is not built
+    assert cache.get("acme", first) is built  # still cached: batches on the old state do not rebuild
+    cache.get("beta", first)
+    cache.get("gamma", first)  # evicts the least recently used caller (acme)
+    assert cache.get("acme", second) is not replaced
+
+
+def test_prepare_builds_every_callers_overlay_once() -> None:
+    """Policy.prepare builds overlays for each caller with lists; batches then reuse them."""
+    register = _index([46701234567], "reg")
+    state = ServingState(
+        register=register,
+        lists={
+            (ListKind.OPT_OUT, "acme"): _index([46701234567], "o"),
+            (ListKind.CONSENT, "beta"): _index({1: 0}, "c"),
+        },
+    )
+    policy = Policy()
+    assert policy.prepare(state) == 2
+    assert policy._overlay_for(state, "acme") is policy._overlay_for(state, "acme")
+    assert policy._overlay_for(state, "nobody") is None
+
+
+def test_empty_slot_marker_is_never_found() -> None:
+    """A query equal to the empty-slot marker is not a hit, even when it passes the filter."""
+    marker = np.array([2**64 - 1], dtype=np.uint64)
+    shape_probe = KeyProbe(np.array([1], dtype=np.uint64), np.array([7], dtype=np.uint64))
+    candidates = np.random.default_rng(9).integers(1, 2**62, size=2_000_000, dtype=np.uint64)
+    same_slot = candidates[shape_probe._filter_slot(candidates) == shape_probe._filter_slot(marker)[0]]
+    assert same_slot.size  # a key sharing the marker's filter bit, so the marker reaches the table
+    probe = KeyProbe(same_slot[:1], np.array([7], dtype=np.uint64))
+    positions, _ = probe.find(np.concatenate([marker, same_slot[:1]]))
+    assert positions.tolist() == [1]
