@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from nixlookup.v1 import lookup_pb2
 
 __all__ = [

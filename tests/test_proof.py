@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from nixlookup.client.proof import (
     PROOF_FORMAT,
     ProofCollector,
