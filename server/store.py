@@ -173,6 +173,13 @@ class Store:
             indexes[REGISTER_KEY] = self._seed_register(
                 initial_register, synthetic_size, register_format, register_column
             )
+        elif initial_register is not None:
+            _log.info(
+                "register_file_not_loaded_at_start",
+                path=str(initial_register),
+                reason="the data directory holds a register and is the source of truth; "
+                "send SIGHUP or use `nixlookup admin reload` to load the file",
+            )
         for key in keys:
             indexes[key] = self._restore(key)
         register = indexes.pop(REGISTER_KEY)
