@@ -213,14 +213,17 @@ def _classify_positive_key(value: int) -> ParsedNumber:
 
 
 def mask_number(value: object) -> str:
-    """All but the last 2 digits as ``*``, separators and anything else dropped; never raises.
+    """All but the last 2 digits as ``*``, everything else dropped (``"?"`` without digits); never raises.
 
-    ``mask_number("070-123 45 67") == "********67"``; for logs and error messages.
+    ``mask_number("070-123 45 67") == "********67"``; for logs and error messages. Same output as the
+    client's own copy (``nixlookup.client.masking``).
     """
     try:
         text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-        digits = [char for char in text[:256] if "0" <= char <= "9"]
-    except Exception:  # a hostile __str__: mask everything
-        return "*"
+        digits = [char for char in text[:256] if char.isdigit()]
+    except Exception:  # a hostile __str__: show nothing
+        return "?"
+    if not digits:
+        return "?"
     hidden = max(0, len(digits) - 2)
     return "*" * hidden + "".join(digits[hidden:])

@@ -11,7 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from nixlookup.client.masking import mask_number as client_mask_number
 from nixlookup.server.numbering import (
     PROBLEM_TEXT,
     LineType,
@@ -164,25 +167,25 @@ def test_every_problem_has_a_reason_without_a_number() -> None:
         (46701234567, "*********67"),
         ("+46 70 123 45 67", "*********67"),
         ("7", "7"),
-        ("", ""),
+        ("", "?"),
         (b"0701234567", "********67"),
-        (None, ""),
-        ("ett två tre", ""),
+        (None, "?"),
+        ("ett två tre", "?"),
     ],
 )
 def test_mask_number(value: object, masked: str) -> None:
-    """All but the last two digits become '*', everything else is dropped."""
+    """All but the last two digits become '*', everything else is dropped; no digits at all is '?'."""
     assert mask_number(value) == masked
 
 
 def test_mask_number_never_raises() -> None:
-    """An object whose str() fails still masks (to a lone '*')."""
+    """An object whose str() fails still masks (to '?')."""
 
     class Hostile:
         def __str__(self) -> str:
             raise RuntimeError("no")
 
-    assert mask_number(Hostile()) == "*"
+    assert mask_number(Hostile()) == "?"
 
 
 @pytest.mark.parametrize(
@@ -287,3 +290,10 @@ def test_vectorised_path_has_no_per_number_python() -> None:
     vector_ns = best_ns_per_number(lambda: parse_numbers(array), len(lines))
     scalar_ns = best_ns_per_number(lambda: [parse_number(text) for text in few], len(few))
     assert vector_ns * 10 < scalar_ns, (vector_ns, scalar_ns)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60) | st.integers())
+def test_mask_number_matches_the_clients_copy(value: str | int) -> None:
+    """Server and client mask every number the same way (the client keeps its own copy)."""
+    assert mask_number(value) == client_mask_number(value)
