@@ -86,7 +86,7 @@ def commit_snapshot(paths: ListPaths, index: Index, seq: int, previous_seq: int 
     kind, caller = paths.key
     extra = {"list_kind": kind.slug, "caller": caller, "seq": seq}
     write_snapshot(paths.snapshot(seq), index, extra=extra)
-    create_journal(paths.journal(seq), seq)
+    create_journal(paths.journal(seq), seq, sync_directory=False)  # write_current fsyncs the directory
     paths.write_current(CurrentPointer(seq=seq, previous_seq=previous_seq))
 
 

@@ -192,11 +192,12 @@ class ListPaths:
         return target
 
     def remove_files(self, seqs: list[int]) -> None:
+        """Delete old or uncommitted files. Not fsync'd: a file that reappears after a crash is outside
+        CURRENT's range and is removed again on the next start."""
         for seq in seqs:
             for path in self.files_of(seq):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-        fsync_directory(self.directory)
 
 
 def list_paths(root: Path, key: ListKey) -> ListPaths:

@@ -188,8 +188,12 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def create_journal(path: Path, base_seq: int) -> None:
-    """Create an empty journal for the snapshot `base_seq`, durably and atomically (replacing any old one)."""
+def create_journal(path: Path, base_seq: int, *, sync_directory: bool = True) -> None:
+    """Create an empty journal for the snapshot `base_seq`, durably and atomically (replacing any old one).
+
+    `sync_directory=False` leaves the directory fsync to the caller, who must do it before relying on
+    the journal (the store's commit fsyncs the same directory right after, when it switches CURRENT).
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -198,7 +202,8 @@ def create_journal(path: Path, base_seq: int) -> None:
     finally:
         os.close(fd)
     os.replace(temporary, path)
-    fsync_directory(path.parent)
+    if sync_directory:
+        fsync_directory(path.parent)
 
 
 def scan_journal(path: Path, *, expect_base_seq: int | None = None) -> JournalScan:

@@ -101,10 +101,19 @@ class _ListRuntime:
     writer: JournalWriter
     history: HistoryLog
     loaded_at: datetime
+    index_bytes: tuple[str, int] = ("", 0)
+    """(version, Index.nbytes_total) of the last described version: measuring serialises the bitmap."""
 
     @property
     def head_seq(self) -> int:
         return self.writer.next_seq - 1
+
+    def bytes_of(self, index: Index) -> int:
+        version, size = self.index_bytes
+        if version != index.meta.version:
+            size = index.nbytes_total
+            self.index_bytes = (index.meta.version, size)
+        return size
 
 
 def _now() -> datetime:
@@ -307,7 +316,7 @@ class Store:
                         loaded_at=runtime.loaded_at,
                         checksum=meta.checksum,
                         synthetic=meta.synthetic,
-                        index_bytes=index.nbytes_total,
+                        index_bytes=runtime.bytes_of(index),
                         journal_records=runtime.writer.records_written,
                         history=tuple(runtime.history.newest_first()),
                     )
