@@ -184,3 +184,52 @@ def test_corrupted_snapshot_falls_back_loudly(server_factory: ServerFactory, tmp
     assert "snapshot_refused" in log
     assert "checksum" in log
     assert "fell_back_to_previous_snapshot" in log
+
+
+def test_kill_9_during_reloads_serves_the_last_acknowledged_or_the_pending_one(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """3 kill -9s while reloads alternate two registers: after restart, never an older or mixed version."""
+    rng = random.Random(20081002)
+    registers = [
+        write_register(tmp_path / f"r{n}.txt", make_mobile_keys(2_000, seed=90 + n)) for n in range(2)
+    ]
+    data_dir = tmp_path / "data"
+    everything = np.concatenate([register.keys for register in registers])
+    serving = 0  # which register the data directory serves before the round
+    for _round in range(3):
+        server = _data_dir_server(server_factory, data_dir, registers[0])
+        acknowledged: list[int] = []  # which register each answered reload loaded
+        pending: list[int] = []
+        stop = threading.Event()
+
+        def reload_loop(target: str, sink: list[int], in_flight: list[int], halt: threading.Event) -> None:
+            with grpc.insecure_channel(target) as channel:
+                stub = lookup_pb2_grpc.AdminStub(channel)
+                for number in range(200):
+                    if halt.is_set():
+                        return
+                    which = number % 2
+                    in_flight[:] = [which]
+                    try:
+                        stub.Reload(lookup_pb2.ReloadRequest(path=str(registers[which].path)), timeout=10)
+                    except grpc.RpcError:
+                        return
+                    in_flight.clear()
+                    sink.append(which)
+
+        worker = threading.Thread(target=reload_loop, args=(server.target, acknowledged, pending, stop))
+        worker.start()
+        time.sleep(rng.uniform(0.1, 0.6))
+        server.stop(signal.SIGKILL)
+        stop.set()
+        worker.join(timeout=15)
+        assert not worker.is_alive()
+        restarted = _data_dir_server(server_factory, data_dir, registers[0])
+        _version, blocked = _blocked(restarted, everything)
+        served = {int(key) for key, held in zip(everything.tolist(), blocked.tolist(), strict=True) if held}
+        allowed = set(acknowledged[-1:] or [serving]) | set(pending)
+        matches = [which for which in allowed if served == registers[which].key_set]
+        assert matches, "after the restart the server serves an older or a mixed register"
+        serving = matches[0]
+        restarted.stop(signal.SIGTERM)
