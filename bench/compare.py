@@ -12,8 +12,9 @@ says how to install it and compares the rest.
 Load times: nixlookup = reading the register text file and building the index in process (what the server
 does on start and on Reload), plus the server's own Reload of the same file over Admin when it answers;
 Redis = pipelined SADD of the same numbers into a running redis-server; Python set = reading the file
-into a set of ints. Memory: nixlookup's index bytes and its server's RSS growth over a near-empty server;
-Redis's `INFO memory` used_memory growth and RSS growth for the SET.
+into a set of ints. Memory: nixlookup's index bytes and its server's RSS growth over a near-empty server
+(register loaded from text, and from a snapshot); Redis's `INFO memory` used_memory growth and RSS growth
+for the SET.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from nixlookup.bench.timing import BulkStats, LatencyStats, best_of, progress, r
 from nixlookup.bench.workload import Workload, make_workload, write_register_text
 from nixlookup.server.index import Index
 from nixlookup.server.registerfile import load_register_file
+from nixlookup.server.snapshot import write_snapshot
 
 __all__ = ["CONTENDERS", "CompareSettings", "compare_figures", "run_compare"]
 
@@ -223,15 +225,22 @@ def _server_reload_figures(server: RunningServer, register_path: Path) -> dict[s
 
 
 def _memory_of_servers(server: RunningServer, workload: Workload, workdir: Path) -> dict[str, Any]:
+    """RSS growth per number of the running server (register loaded from text) and of a server started
+    from a snapshot of the same register, both over a server holding a near-empty register."""
     tiny = workload.register[:: max(1, workload.size // _TINY_REGISTER)]
     tiny_path = write_register_text(workdir / "tiny-register.txt", tiny)
     with nixlookup_server(tiny_path, workdir / "tiny") as baseline:
         baseline_rss = rss_bytes(baseline.pid)
+    snapshot_path = workdir / "register.snapshot"
+    write_snapshot(snapshot_path, Index.build(workload.register, version="compare", source="synthetic"))
+    with nixlookup_server(snapshot_path, workdir / "from-snapshot") as from_snapshot:
+        snapshot_rss = rss_bytes(from_snapshot.pid)
     loaded_rss = rss_bytes(server.pid)
     return {
         f"{NIXLOOKUP}_server_rss_bytes": loaded_rss,
         f"{NIXLOOKUP}_baseline_rss_bytes": baseline_rss,
         f"{NIXLOOKUP}_rss_bytes_per_number": max(0, loaded_rss - baseline_rss) / workload.size,
+        f"{NIXLOOKUP}_snapshot_rss_bytes_per_number": max(0, snapshot_rss - baseline_rss) / workload.size,
     }
 
 
@@ -277,6 +286,10 @@ def _ratios(figures: dict[str, Any], settings: CompareSettings) -> dict[str, Any
     )
     out["target_memory_rss_redis_over_nixlookup"] = ratio(
         figures.get(f"{REDIS}_rss_bytes_per_number"), figures.get(f"{NIXLOOKUP}_rss_bytes_per_number")
+    )
+    out["target_memory_rss_redis_over_nixlookup_snapshot"] = ratio(
+        figures.get(f"{REDIS}_rss_bytes_per_number"),
+        figures.get(f"{NIXLOOKUP}_snapshot_rss_bytes_per_number"),
     )
     out["target_load_redis_over_nixlookup"] = ratio(
         figures.get(f"{REDIS}_load_s"), figures.get(f"{NIXLOOKUP}_load_s")
@@ -376,6 +389,8 @@ def _tables(figures: dict[str, Any], settings: CompareSettings) -> list[Table]:
     resources.rows.append([_LABELS[NIXLOOKUP], figures.get(f"{NIXLOOKUP}_load_s"),
                            figures.get(f"{NIXLOOKUP}_index_bytes_per_number"),
                            figures.get(f"{NIXLOOKUP}_rss_bytes_per_number")])  # fmt: skip
+    resources.rows.append(["nixlookup server started from a snapshot", None, None,
+                           figures.get(f"{NIXLOOKUP}_snapshot_rss_bytes_per_number")])  # fmt: skip
     if figures.get(f"{NIXLOOKUP}_server_reload_s") is not None:
         resources.rows.append(
             [
@@ -405,6 +420,11 @@ def _tables(figures: dict[str, Any], settings: CompareSettings) -> list[Table]:
         [
             "memory: Redis / nixlookup (RSS growth)",
             figures.get("target_memory_rss_redis_over_nixlookup"),
+            "-",
+        ],
+        [
+            "memory: Redis / nixlookup started from a snapshot (RSS growth)",
+            figures.get("target_memory_rss_redis_over_nixlookup_snapshot"),
             "-",
         ],
         ["load: Redis fill / nixlookup load", figures.get("target_load_redis_over_nixlookup"), ">= 10"],
