@@ -17,14 +17,7 @@ from typing import Any, Generic, Self, TypeVar, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server._policy_overlay import (
-    MAX_END_DAY,
-    ON_CONSENT,
-    ON_OPT_OUT,
-    ON_RELATIONSHIP,
-    CallerHits,
-    CallerOverlay,
-)
+from nixlookup.server._policy_overlay import FOREVER, MAX_END_DAY, CallerHits, CallerOverlay
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
 from nixlookup.server.state import ListKind, ServingState
@@ -191,8 +184,8 @@ class BatchFacts:
         overlay: CallerOverlay | None,
         purpose: Purpose,
         today: int,
-        grace_days: int,
     ) -> None:
+        """`overlay` holds the caller's lists with the grace period already applied."""
         self._state = state
         self._overlay = overlay
         self.keys = parsed.keys
@@ -201,7 +194,6 @@ class BatchFacts:
         self.exempt_purpose = purpose in EXEMPT_PURPOSES
         self._line_types = parsed.line_types
         self.today = today
-        self.grace_days = grace_days
 
     @lazy
     def hits(self) -> CallerHits | None:
@@ -218,32 +210,28 @@ class BatchFacts:
         selected: Positions = hits.positions[at_hits]
         return selected
 
-    def _live(self, ends: NDArray[np.uint32], on_list: Mask, grace_days: int) -> Mask:
-        ends64 = ends.astype(np.int64)
-        live: Mask = on_list & ((ends64 == 0) | (ends64 + grace_days >= self.today))
-        return live
-
     @lazy
     def relationship_live_at_hits(self) -> Mask:
         hits = self.hits
         if hits is None:
             return np.zeros(0, dtype=np.bool_)
-        on_list = (hits.flags & ON_RELATIONSHIP) != 0
-        return self._live(hits.relationship_end, on_list, self.grace_days)
+        live: Mask = hits.relationship_until >= self.today
+        return live
 
     @lazy
     def consent_live_at_hits(self) -> Mask:
         hits = self.hits
         if hits is None:
             return np.zeros(0, dtype=np.bool_)
-        return self._live(hits.consent_end, (hits.flags & ON_CONSENT) != 0, 0)
+        live: Mask = hits.consent_until >= self.today
+        return live
 
     @lazy
     def opted_out(self) -> Positions | bool:
         hits = self.hits
         if hits is None:
             return False
-        return self._select((hits.flags & ON_OPT_OUT) != 0)
+        return self._select(hits.opted_out)
 
     @lazy
     def relationship_live(self) -> Positions | bool:
@@ -268,20 +256,20 @@ class BatchFacts:
         """Mobile, purpose not exempt, and neither a live relationship nor a live consent."""
         if self.exempt_purpose:
             return np.zeros(self.size, dtype=np.bool_)
-        flag = self.mobile.copy()
         hits = self.hits
-        if hits is not None:
-            flag[hits.positions[self.relationship_live_at_hits | self.consent_live_at_hits]] = False
+        if hits is None:
+            return self.mobile
+        flag = self.mobile.copy()
+        flag[hits.positions[self.relationship_live_at_hits | self.consent_live_at_hits]] = False
         return flag
 
     def cap_days_at_hits(self, kind: ListKind) -> NDArray[np.int64]:
-        """Per hit, the day the basis of a rule resting on list `kind` ends (0 = no end)."""
+        """Per hit, the last day the basis of a rule resting on list `kind` counts (FOREVER = no end)."""
         hits = self.hits
         if hits is None:
             return np.zeros(0, dtype=np.int64)
         if kind is ListKind.RELATIONSHIP:
-            ends = hits.relationship_end.astype(np.int64)
-            return np.where(ends == 0, 0, ends + self.grace_days)
+            return hits.relationship_until
         if kind is ListKind.CONSENT:
-            return hits.consent_end.astype(np.int64)
-        return np.zeros(hits.positions.size, dtype=np.int64)
+            return hits.consent_until
+        return np.full(hits.positions.size, FOREVER, dtype=np.int64)

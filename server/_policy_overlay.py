@@ -4,8 +4,10 @@ A caller may have three lists (opt-out, customer relationships, consents). Probi
 of a batch would cost up to three index lookups per number, plus one more per list to tell "absent" from
 "present with no end date" (`Index.values_many` answers 0 for both). Instead the three lists are merged
 once into a `CallerOverlay`: the union of their keys behind one `KeyProbe` (a cache-sized filter in
-front of an exact hash table, see `_policy_probe`) whose 64-bit payload per key says which lists hold it
-and carries its end days. A batch then costs one probe; a number on the lists costs one more cache line.
+front of an exact hash table, see `_policy_probe`) whose 64-bit payload per key says whether it opted
+out and until which day its relationship and its consent count. A batch then costs one probe; a number
+on the lists costs one more cache line. The grace period is folded into the payload, so an overlay
+belongs to one `Policy` (one set of settings).
 
 Overlays are immutable and built from immutable indexes, so one built for a given triple of list
 objects stays right for as long as those objects serve. `OverlayCache` keeps, per caller, the overlays of
@@ -27,32 +29,34 @@ from nixlookup.server._policy_probe import KeyProbe
 from nixlookup.server.index import Index
 
 __all__ = [
+    "FOREVER",
     "MAX_END_DAY",
-    "ON_CONSENT",
-    "ON_OPT_OUT",
-    "ON_RELATIONSHIP",
     "CallerHits",
     "CallerOverlay",
     "OverlayCache",
 ]
 
-ON_OPT_OUT = np.uint8(1)
-ON_RELATIONSHIP = np.uint8(2)
-ON_CONSENT = np.uint8(4)
-
 MAX_END_DAY = (1 << 20) - 1
 """End days are kept in 20 bits (up to the year 4840); a later end reads as this day. Both paths clamp."""
 
-# A probe payload: bits 0-2 the ON_* flags, then the relationship's end day, then the consent's expiry.
+_UNTIL_BITS = 21
+FOREVER = (1 << _UNTIL_BITS) - 1
+"""The "counts until" day of an ongoing relationship or a consent without expiry."""
+
+# A probe payload, per key: bit 0 = on the opt-out list; bits 1-21 = the last day the relationship
+# counts (its end day + the grace period; FOREVER when ongoing; 0 = no relationship); bits 22-42 = the
+# last day the consent counts (its expiry; FOREVER when none; 0 = no consent). "Live" is then a single
+# `until >= today`, and the valid_until cap a single minimum.
 _U64 = np.uint64
-_FLAG_MASK = _U64(7)
-_DAY_MASK = _U64(MAX_END_DAY)
-_RELATIONSHIP_SHIFT = _U64(3)
-_CONSENT_SHIFT = _U64(23)
+_UNTIL_MASK = _U64(FOREVER)
+_RELATIONSHIP_SHIFT = _U64(1)
+_CONSENT_SHIFT = _U64(1 + _UNTIL_BITS)
 
 
-def _clamped(ends: NDArray[np.uint32]) -> NDArray[np.uint64]:
-    return np.minimum(ends.astype(np.uint64), _DAY_MASK)
+def _counts_until(ends: NDArray[np.uint32], grace_days: int) -> NDArray[np.uint64]:
+    """Per entry: the last day it counts (end + grace, clamped like the scalar path), FOREVER for no end."""
+    clamped = np.minimum(ends.astype(np.uint64), _U64(MAX_END_DAY))
+    return np.where(clamped == 0, _UNTIL_MASK, clamped + _U64(grace_days))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +64,9 @@ class CallerHits:
     """The numbers of one batch found on any of the caller's lists."""
 
     positions: NDArray[np.intp]  # indexes into the batch, ascending
-    flags: NDArray[np.uint8]  # ON_* bits per hit
-    relationship_end: NDArray[np.uint32]  # end day per hit, 0 = no end (or not on that list)
-    consent_end: NDArray[np.uint32]  # expiry day per hit, 0 = no expiry (or not on that list)
+    opted_out: NDArray[np.bool_]  # per hit: on the opt-out list
+    relationship_until: NDArray[np.int64]  # per hit: last day the relationship counts, FOREVER, 0 = none
+    consent_until: NDArray[np.int64]  # per hit: last day the consent counts, FOREVER, 0 = none
 
 
 def _keys_and_ends(index: Index | None) -> tuple[NDArray[np.uint64], NDArray[np.uint32]]:
@@ -87,9 +91,16 @@ class CallerOverlay:
 
     @classmethod
     def build(
-        cls, opt_out: Index | None, relationship: Index | None, consent: Index | None
+        cls,
+        opt_out: Index | None,
+        relationship: Index | None,
+        consent: Index | None,
+        *,
+        relationship_grace_days: int,
     ) -> CallerOverlay | None:
         """Merge the lists; None when together they hold no number at all."""
+        if not 0 <= relationship_grace_days < FOREVER - MAX_END_DAY:
+            raise ValueError(f"relationship_grace_days {relationship_grace_days} does not fit the payload")
         opt_keys, _ = _keys_and_ends(opt_out)
         rel_keys, rel_ends = _keys_and_ends(relationship)
         con_keys, con_ends = _keys_and_ends(consent)
@@ -97,11 +108,10 @@ class CallerOverlay:
         if union.size == 0:
             return None
         payloads = np.zeros(union.size, dtype=np.uint64)
-        payloads[np.searchsorted(union, opt_keys)] |= _U64(ON_OPT_OUT)
-        rel_rows = np.searchsorted(union, rel_keys)
-        payloads[rel_rows] |= _U64(ON_RELATIONSHIP) | (_clamped(rel_ends) << _RELATIONSHIP_SHIFT)
-        con_rows = np.searchsorted(union, con_keys)
-        payloads[con_rows] |= _U64(ON_CONSENT) | (_clamped(con_ends) << _CONSENT_SHIFT)
+        payloads[np.searchsorted(union, opt_keys)] |= _U64(1)
+        rel_until = _counts_until(rel_ends, relationship_grace_days)
+        payloads[np.searchsorted(union, rel_keys)] |= rel_until << _RELATIONSHIP_SHIFT
+        payloads[np.searchsorted(union, con_keys)] |= _counts_until(con_ends, 0) << _CONSENT_SHIFT
         return cls(KeyProbe(union, payloads), int(union.size))
 
     def lookup(self, keys: NDArray[np.uint64]) -> CallerHits | None:
@@ -111,9 +121,9 @@ class CallerOverlay:
             return None
         return CallerHits(
             positions=positions,
-            flags=(payloads & _FLAG_MASK).astype(np.uint8),
-            relationship_end=((payloads >> _RELATIONSHIP_SHIFT) & _DAY_MASK).astype(np.uint32),
-            consent_end=((payloads >> _CONSENT_SHIFT) & _DAY_MASK).astype(np.uint32),
+            opted_out=(payloads & _U64(1)).view(np.int64) != 0,
+            relationship_until=((payloads >> _RELATIONSHIP_SHIFT) & _UNTIL_MASK).view(np.int64),
+            consent_until=((payloads >> _CONSENT_SHIFT) & _UNTIL_MASK).view(np.int64),
         )
 
 
@@ -123,10 +133,13 @@ _ListTriple = tuple[Index | None, Index | None, Index | None]
 class OverlayCache:
     """Each caller's overlay for its current lists (and the previous ones, while a swap settles)."""
 
-    def __init__(self, *, max_callers: int = 1024, versions_per_caller: int = 2) -> None:
+    def __init__(
+        self, *, relationship_grace_days: int, max_callers: int = 1024, versions_per_caller: int = 2
+    ) -> None:
         # One overlay per caller costs ~35 bytes per listed number, about what the lists themselves
         # cost. Two versions per caller: batches still running on the state before a list change do not
         # evict the overlay of the state after it (and vice versa) while both are in use.
+        self._grace_days = relationship_grace_days
         self._max_callers = max_callers
         self._versions_per_caller = versions_per_caller
         self._entries: OrderedDict[str, list[tuple[_ListTriple, CallerOverlay | None]]] = OrderedDict()
@@ -140,7 +153,7 @@ class OverlayCache:
                     self._entries.move_to_end(caller)
                     return overlay
         # Built outside the lock: other callers' batches must not wait for this build.
-        overlay = CallerOverlay.build(*lists)
+        overlay = CallerOverlay.build(*lists, relationship_grace_days=self._grace_days)
         with self._lock:
             versions = self._entries.setdefault(caller, [])
             versions.insert(0, (lists, overlay))

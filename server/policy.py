@@ -301,7 +301,7 @@ class Policy:
     def __init__(self, settings: PolicySettings | None = None) -> None:
         self.settings = settings if settings is not None else PolicySettings()
         self.rules = rules_for(self.settings)
-        self._overlays = OverlayCache()
+        self._overlays = OverlayCache(relationship_grace_days=self.settings.relationship_grace_days)
 
     def decide_one(
         self, state: ServingState, parsed: ParsedNumber, *, caller: str, purpose: Purpose, now: datetime
@@ -337,7 +337,6 @@ class Policy:
             overlay=self._overlay_for(state, caller),
             purpose=Purpose(purpose),
             today=day_of(now),
-            grace_days=self.settings.relationship_grace_days,
         )
         # Forward: evaluate rows until one holds for every number (rows after it cannot decide anything,
         # so their facts, e.g. the register probe, are never computed).
@@ -369,7 +368,7 @@ class Policy:
                     continue
                 decided_here = reasons[hits.positions] == rule.reason
                 caps = facts.cap_days_at_hits(rule.capped_by)
-                sooner = decided_here & (caps != 0) & (caps < base_day)
+                sooner = decided_here & (caps < base_day)
                 valid_until_days[hits.positions[sooner]] = caps[sooner]
         return BatchDecision(
             blocked=_BLOCKED_BY_REASON.take(reasons),

@@ -7,14 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixlookup.server._policy_overlay import (
-    MAX_END_DAY,
-    ON_CONSENT,
-    ON_OPT_OUT,
-    ON_RELATIONSHIP,
-    CallerOverlay,
-    OverlayCache,
-)
+from nixlookup.server._policy_overlay import FOREVER, MAX_END_DAY, CallerOverlay, OverlayCache
 from nixlookup.server._policy_probe import KeyProbe
 from nixlookup.server.index import Index
 from nixlookup.server.policy import Policy
@@ -86,38 +79,34 @@ def _index(entries: dict[int, int] | list[int], version: str) -> Index:
     )
 
 
-def test_overlay_reports_lists_and_end_days() -> None:
-    """Each hit carries which lists hold it and its end days; far-future days are clamped to MAX_END_DAY."""
+def test_overlay_reports_opt_outs_and_until_days() -> None:
+    """Each hit says whether it opted out and until which day its relationship (end + grace) and consent
+    count: FOREVER without an end, 0 when not on that list; far-future ends are clamped to MAX_END_DAY."""
     overlay = CallerOverlay.build(
         _index([1, 2], "o"),
         _index({2: 20_000, 3: 0, 4: 2**32 - 1}, "r"),
         _index({3: 21_000, 5: 0}, "c"),
+        relationship_grace_days=365,
     )
     assert overlay is not None
     assert overlay.count == 5
     hits = overlay.lookup(np.array([9, 1, 2, 3, 4, 5, 6], dtype=np.uint64))
     assert hits is not None
     assert hits.positions.tolist() == [1, 2, 3, 4, 5]
-    assert hits.flags.tolist() == [
-        ON_OPT_OUT,
-        ON_OPT_OUT | ON_RELATIONSHIP,
-        ON_RELATIONSHIP | ON_CONSENT,
-        ON_RELATIONSHIP,
-        ON_CONSENT,
-    ]
-    assert hits.relationship_end.tolist() == [0, 20_000, 0, MAX_END_DAY, 0]
-    assert hits.consent_end.tolist() == [0, 0, 21_000, 0, 0]
+    assert hits.opted_out.tolist() == [True, True, False, False, False]
+    assert hits.relationship_until.tolist() == [0, 20_365, FOREVER, MAX_END_DAY + 365, 0]
+    assert hits.consent_until.tolist() == [0, 0, 21_000, 0, FOREVER]
     assert overlay.lookup(np.array([7, 8], dtype=np.uint64)) is None
 
 
 def test_overlay_of_empty_lists_is_none() -> None:
     """Lists that exist but hold nothing need no overlay."""
-    assert CallerOverlay.build(_index([], "o"), None, None) is None
+    assert CallerOverlay.build(_index([], "o"), None, None, relationship_grace_days=365) is None
 
 
 def test_cache_reuses_and_replaces_per_caller() -> None:
     """Same list objects: the same overlay; a new version: a new one; the previous version stays usable."""
-    cache = OverlayCache(max_callers=2)
+    cache = OverlayCache(relationship_grace_days=365, max_callers=2)
     first = (_index([1], "o1"), None, None)
     second = (_index([1, 2], "o2"), None, None)
     built = cache.get("acme", first)
