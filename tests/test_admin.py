@@ -188,3 +188,32 @@ def test_register_file_is_re_read_on_sighup_and_when_watched(
         reply = lookup.Check(lookup_pb2.CheckRequest(e164=int(second.keys[0])), timeout=5)
         assert reply.verdict == lookup_pb2.BLOCKED
         assert reply.register_version == after.version
+
+
+def test_caller_list_deltas_reach_the_policy_with_their_end_days(
+    stubs: tuple[lookup_pb2_grpc.LookupStub, lookup_pb2_grpc.AdminStub], register_a: RegisterFile
+) -> None:
+    """A relationship added by ApplyDelta (with an end day) allows a registered number for its caller."""
+    lookup, admin = stubs
+    key = int(register_a.keys[11])
+    packed_key = np.array([key], "<u8").tobytes()
+    admin.ApplyDelta(lookup_pb2.ApplyDeltaRequest(add_e164_le=packed_key), timeout=5)  # registered now
+    ref = lookup_pb2.ListRef(kind=lookup_pb2.LIST_KIND_RELATIONSHIP, caller="acme-bank")
+    until = np.array([40_000], dtype="<u4").tobytes()  # 2079: a live relationship
+    reply = admin.ApplyDelta(
+        lookup_pb2.ApplyDeltaRequest(
+            list=ref, add_e164_le=np.array([key], "<u8").tobytes(), add_until_days_le=until
+        ),
+        timeout=5,
+    )
+    assert reply.count == 1
+    for caller, verdict in (("acme-bank", lookup_pb2.ALLOWED), ("other", lookup_pb2.BLOCKED)):
+        answer = lookup.Check(lookup_pb2.CheckRequest(e164=key, caller=caller), timeout=5)
+        assert answer.verdict == verdict
+    info = lookup.GetRegisterInfo(lookup_pb2.GetRegisterInfoRequest(), timeout=5)
+    (listed,) = [item for item in info.lists if item.list.caller == "acme-bank"]
+    assert (listed.version, listed.count) == (reply.version, 1)
+    dropped = admin.DropList(lookup_pb2.DropListRequest(list=ref), timeout=5)
+    assert dropped.last_version == reply.version
+    answer = lookup.Check(lookup_pb2.CheckRequest(e164=key, caller="acme-bank"), timeout=5)
+    assert answer.verdict == lookup_pb2.BLOCKED
