@@ -127,24 +127,31 @@ def _column_index(header: Sequence[str], column: str, path: Path) -> int:
     raise WashError(f"{path} has no column {column!r}; its columns are {names} (use --column NAME)")
 
 
-def _answers(batch: BatchResult) -> Iterator[list[str]]:
-    """The appended cells for each number of a batch, in order."""
-    verdicts = batch.verdicts().tolist()
-    reasons = batch.reasons.tolist() if batch.reasons is not None else [0] * batch.count
-    line_types = batch.line_types.tolist() if batch.line_types is not None else [0] * batch.count
-    days = batch.valid_until_days.tolist() if batch.valid_until_days is not None else [0] * batch.count
-    for key, verdict, reason, line_type, day in zip(
-        batch.e164.tolist(), verdicts, reasons, line_types, days, strict=True
-    ):
+def _names(values: list[int], names: dict[int, str]) -> list[str]:
+    return [names.get(value) or str(value) for value in values]
+
+
+def _answer_columns(batch: BatchResult) -> list[list[str]]:
+    """The appended cells of a batch, column by column, in `OUTPUT_COLUMNS` order (built per column with
+    table lookups: a batch has few distinct verdicts, reasons, line types and dates)."""
+    count = batch.count
+    zeros = np.zeros(count, dtype=np.uint8)
+    reasons = batch.reasons if batch.reasons is not None else zeros
+    line_types = batch.line_types if batch.line_types is not None else zeros
+    days = batch.valid_until_days if batch.valid_until_days is not None else np.zeros(count, np.uint32)
+    distinct_days, day_index = np.unique(days, return_inverse=True)
+    day_texts = []
+    for day in distinct_days.tolist():
         until = day_to_date(day)
-        yield [
-            f"+{key}" if key else "",
-            _VERDICT_NAMES.get(verdict, str(verdict)),
-            _REASON_NAMES.get(reason, str(reason)),
-            _LINE_TYPE_NAMES.get(line_type, str(line_type)),
-            batch.register_version,
-            until.isoformat() if until is not None else "",
-        ]
+        day_texts.append(until.isoformat() if until is not None else "")
+    return [
+        [f"+{key}" if key else "" for key in batch.e164.tolist()],
+        _names(batch.verdicts().tolist(), _VERDICT_NAMES),
+        _names(reasons.tolist(), _REASON_NAMES),
+        _names(line_types.tolist(), _LINE_TYPE_NAMES),
+        [batch.register_version] * count,
+        [day_texts[index] for index in day_index.tolist()],
+    ]
 
 
 def wash(
@@ -245,20 +252,23 @@ def _write_batch(
     width: int,
     replaced: dict[str, int],
 ) -> None:
-    for cells in _answers(batch):
-        row = waiting.popleft()
+    """Write the batch's rows (taken from `waiting`, in order) with their answers."""
+    columns = _answer_columns(batch)
+    in_place = [
+        (replaced[name], cells)
+        for name, cells in zip(OUTPUT_COLUMNS, columns, strict=True)
+        if name in replaced
+    ]
+    appended = [cells for name, cells in zip(OUTPUT_COLUMNS, columns, strict=True) if name not in replaced]
+    rows = [waiting.popleft() for _ in range(batch.count)]
+    for position, row in enumerate(rows):
         if len(row) < width:
-            row = row + [""] * (width - len(row))
-        if replaced:
-            extra = []
-            for name, cell in zip(OUTPUT_COLUMNS, cells, strict=True):
-                if name in replaced:
-                    row[replaced[name]] = cell
-                else:
-                    extra.append(cell)
-            writer.writerow([*row, *extra])
-        else:
-            writer.writerow([*row, *cells])
+            row.extend([""] * (width - len(row)))
+        for column, column_cells in in_place:
+            row[column] = column_cells[position]
+    for position, row_cells in enumerate(zip(*appended, strict=True)):
+        rows[position].extend(row_cells)
+    writer.writerows(rows)
 
 
 def _bytes_read(handle: IO[str]) -> int:
