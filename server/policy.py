@@ -28,9 +28,10 @@ Theory of operation:
   INVALID answers have none (None / 0).
 - `decide_one` (scalar, for `Check`) and `decide_many` (vectorised, for `CheckStream`) evaluate the
   same table over the same facts (`_policy_facts`) and agree exactly; a property test holds them to
-  it. `decide_many` has no per-number Python loop: each row is one mask, the caller's three lists are
-  probed once through a cached overlay (`_policy_overlay`), and rows after one that decides the whole
-  batch (an exempt purpose) are never evaluated, so such a batch never touches the register.
+  it. `decide_many` has no per-number Python loop: each row is one mask (or, for rows that hold for
+  few numbers, their positions), the caller's three lists are probed once through a cached overlay
+  (`_policy_overlay`, `_policy_probe`), and rows after one that decides the whole batch (an exempt
+  purpose) are never evaluated, so such a batch never touches the register.
 - A decision is computed from one `ServingState`: the caller takes the state once per RPC or batch,
   and `lists_used` names the versions of everything that state offered for the caller.
 """
