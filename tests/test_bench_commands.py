@@ -1,0 +1,82 @@
+"""`rpc`, `reload` and `compare` end to end on tiny registers: real servers on loopback, every figure the
+issues ask for in the JSON, answers checked, and no process left behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nixlookup.bench.cli import main
+from nixlookup.bench.procs import live_pids
+from nixlookup.bench.redisbench import redis_server_binary
+
+pytestmark = pytest.mark.slow
+
+
+def _run(command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    code = main([*command, "--json", "--out", str(tmp_path / "out"), "--workdir", str(tmp_path)])
+    assert code == 0
+    assert live_pids() == []
+    figures: dict[str, Any] = json.loads(capsys.readouterr().out)["figures"]
+    return figures
+
+
+def test_rpc_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rpc reports unary QPS/p50/p99 at 1/8/32, bulk bytes and texts at 1k/10k/100k, CPU, ratios, lists."""
+    figures = _run(
+        ["rpc", "--size", "20000", "--calls", "150", "--repeats", "1", "--bulk-numbers", "30000",
+         "--text-numbers", "10000"], tmp_path, capsys,
+    )  # fmt: skip
+    for level in (1, 8, 32):
+        for prefix in ("", "reference_"):
+            assert figures[f"{prefix}unary_c{level}_qps"] > 0
+            assert figures[f"{prefix}unary_c{level}_wrong"] == 0
+            assert figures[f"{prefix}unary_c{level}_p99_ms"] >= figures[f"{prefix}unary_c{level}_p50_ms"]
+        assert figures[f"unary_c{level}_vs_reference"] > 0
+        assert figures[f"unary_c{level}_server_cpu_us_per_call"] > 0
+    for mode in ("bytes", "texts"):
+        for batch in (1000, 10000, 100000):
+            assert figures[f"bulk_{mode}_{batch}_correct"] is True
+            assert figures[f"reference_bulk_{mode}_{batch}_correct"] is True
+            assert figures[f"bulk_{mode}_{batch}_numbers_per_s"] > 0
+    assert figures["caller_lists_correct"] is True
+    assert figures["caller_lists_vs_plain"] > 0
+
+
+def test_reload_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """reload reports steady vs during-reload latency with no wrong answer, snapshot reload and delta rate."""
+    figures = _run(["reload", "--size", "20000", "--reloads", "2", "--delta-rounds", "2"], tmp_path, capsys)
+    assert figures["steady_calls"] > 0
+    assert figures["during_reload_calls"] > 0
+    assert figures["during_reload_wrong"] == 0
+    assert figures["text_reloads"] >= 1
+    assert figures["p99_during_reload_vs_steady"] > 0
+    assert 0 < figures["snapshot_reload_s"] < 10
+    assert figures["delta_added"] == 2 * 10_000
+    assert figures["delta_final_count"] >= 20000 + 2 * 10_000
+    assert figures["delta_numbers_per_s"] > 0
+
+
+def test_compare_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """compare measures every contender on the same queries (Redis when installed) and states the targets."""
+    figures = _run(
+        ["compare", "--size", "20000", "--calls", "150", "--repeats", "1", "--bulk-numbers", "20000"],
+        tmp_path, capsys,
+    )  # fmt: skip
+    contenders = ["nixlookup", "grpc_set", "python_set"]
+    if redis_server_binary() is not None:
+        contenders.append("redis")
+        assert figures["redis_load_s"] > 0
+        assert figures["redis_used_memory_bytes_per_number"] > 8  # a SET member costs more than 8 bytes
+    else:
+        assert figures["redis_available"] is False
+    for name in contenders:
+        for level in (1, 8, 32):
+            assert figures[f"{name}_unary_c{level}_qps"] > 0
+        for batch in (1000, 10000, 100000):
+            assert figures[f"{name}_bulk_{batch}_correct"] is True
+    assert figures["nixlookup_load_s"] > 0
+    assert figures["target_unary_c8_nixlookup_over_grpc_set"] > 0
