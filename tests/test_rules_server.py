@@ -346,3 +346,14 @@ def test_wash_proof_verifies_and_catches_tampering(rules_server: ServerProcess, 
     tampered = subprocess.run(verify, capture_output=True, text=True, timeout=60, check=False)
     assert tampered.returncode == 1
     assert str(output) in tampered.stdout + tampered.stderr
+
+
+def test_lists_show_names_a_callers_lists(
+    rules_server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nixlookup lists show --caller acme` prints acme's three lists with versions and counts, no numbers."""
+    assert _lists_cli(rules_server, "lists", "show", "--caller", "acme") == 0
+    shown = capsys.readouterr().out
+    for kind in ("opt-out", "relationship", "consent"):
+        assert f"acme {kind}: version " in shown
+    assert str(OPTED_OUT)[-7:] not in shown
