@@ -205,6 +205,13 @@ def test_vectorised_equals_scalar(texts: list[str]) -> None:
 
 
 @EXAMPLES
+@given(st.lists(st.binary(max_size=30) | st.builds(str.encode, any_text), max_size=40))
+def test_vectorised_equals_scalar_on_raw_bytes(lines: list[bytes]) -> None:
+    """Arbitrary bytes lines (NULs, invalid UTF-8, high bytes) in a batch equal the scalar path on each."""
+    assert rows(parse_numbers(lines)) == [parse_number(line) for line in lines]
+
+
+@EXAMPLES
 @given(st.lists(st.tuples(st.booleans(), digit_strings(0, 20)), min_size=1, max_size=40))
 def test_plain_digit_batches_equal_scalar(lines: list[tuple[bool, str]]) -> None:
     """Batches of bare digit lines (the fast plain path, with or without a leading +) equal scalar results."""
