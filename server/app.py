@@ -41,7 +41,7 @@ from nixlookup.server.errors import NixlookupError
 from nixlookup.server.index import Index
 from nixlookup.server.interceptors import RpcGuard
 from nixlookup.server.logs import configure_logging, get_logger
-from nixlookup.server.policy import Policy
+from nixlookup.server.policy import Policy, PolicySettings
 from nixlookup.server.service import LookupServicer, ServiceLimits
 from nixlookup.server.state import ServingState, StateHolder
 from nixlookup.server.store import Store, StoreSettings
@@ -167,7 +167,12 @@ def _add_servicers(server: grpc.Server, config: ServerConfig, initial: InitialSt
     """Add nixlookup's own services to `server`; returns their full names (for health and reflection)."""
     lookup = LookupServicer(
         initial.holder,
-        Policy(),
+        Policy(
+            PolicySettings(
+                relationship_grace_days=config.relationship_grace_days,
+                block_mobile_without_relationship=config.block_mobile_without_relationship,
+            )
+        ),
         limits=ServiceLimits(max_batch=config.max_batch),
         describe_lists=initial.store.describe if initial.store is not None else None,
         server_version=_server_version(),

@@ -44,6 +44,8 @@ concurrent streams; unary Checks are short and share the rest."""
 DEFAULT_MAX_CONCURRENT_RPCS = 256
 """Beyond this many calls in progress (running + queued for a thread), new calls get RESOURCE_EXHAUSTED
 immediately instead of queueing without bound."""
+DEFAULT_RELATIONSHIP_GRACE_DAYS = 365
+"""NIX: a customer relationship lasts after the contract ends, "normally at most 12 months"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ class ServerConfig:
     port_file: Path | None = None
     watch_seconds: float = 0.0
     compact_after: int = 1000
+    relationship_grace_days: int = DEFAULT_RELATIONSHIP_GRACE_DAYS
+    block_mobile_without_relationship: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,22 @@ def _non_negative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes/no (true/false, 1/0), got {text!r}")
 
 
 def _listen_address(text: str) -> str:
@@ -129,6 +149,9 @@ class _Option:
                 f"nixlookup-server: {self.var}={value!r} is not one of {', '.join(self.choices)}"
             )
         extra: dict[str, Any] = {"dest": self.dest} if self.dest else {}
+        if self.convert is _boolean:
+            extra["nargs"] = "?"  # a bare flag means yes; `--flag no` turns off what the env var set
+            extra["const"] = True
         shown = "none" if self.default is None else self.default
         parser.add_argument(
             self.flag,
@@ -169,6 +192,12 @@ _SERVE_OPTIONS = (
             "when it changed (0 = only on SIGHUP)", dest="watch_seconds"),
     _Option("--compact-after", "NIXLOOKUP_COMPACT_AFTER", _positive_int, 1000,
             "with --data-dir: journalled deltas per list before they are folded into a new snapshot"),
+    _Option("--relationship-grace-days", "NIXLOOKUP_RELATIONSHIP_GRACE_DAYS", _non_negative_int,
+            DEFAULT_RELATIONSHIP_GRACE_DAYS,
+            "days a customer relationship still counts after it ended (NIX: normally at most 12 months)"),
+    _Option("--block-mobile-without-relationship", "NIXLOOKUP_BLOCK_MOBILE_WITHOUT_RELATIONSHIP", _boolean,
+            False, "apply the Swedma/Kontakta ethics rule as a block (MOBILE_WITHOUT_RELATIONSHIP) "
+            "instead of only flagging mobile numbers without a relationship or consent"),
 )  # fmt: skip
 
 _LOGGING_OPTIONS = (
