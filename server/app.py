@@ -165,14 +165,17 @@ def load_initial_state(config: ServerConfig) -> InitialState:
 # -- the server -------------------------------------------------------------------------------------------
 def _add_servicers(server: grpc.Server, config: ServerConfig, initial: InitialState) -> list[str]:
     """Add nixlookup's own services to `server`; returns their full names (for health and reflection)."""
+    policy = Policy(
+        PolicySettings(
+            relationship_grace_days=config.relationship_grace_days,
+            block_mobile_without_relationship=config.block_mobile_without_relationship,
+        )
+    )
+    # Build the bulk path's per-caller probes when lists change, not on the first batch that needs them.
+    initial.holder.add_preparer(policy.prepare)
     lookup = LookupServicer(
         initial.holder,
-        Policy(
-            PolicySettings(
-                relationship_grace_days=config.relationship_grace_days,
-                block_mobile_without_relationship=config.block_mobile_without_relationship,
-            )
-        ),
+        policy,
         limits=ServiceLimits(max_batch=config.max_batch),
         describe_lists=initial.store.describe if initial.store is not None else None,
         server_version=_server_version(),

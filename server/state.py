@@ -9,15 +9,19 @@ Theory of operation:
   list, and its reply names those versions. The swap is a single reference assignment (atomic under the
   GIL); an old state is freed when the last RPC holding it finishes.
 - Writers (reloads, deltas) serialise among themselves with their own lock; readers never take a lock.
+- Preparers (`add_preparer`) run on a new state *before* it is swapped in, in the writer's thread, so
+  caches derived from a version (the policy's per-caller probes) are warm before the first reader sees it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
+
+import structlog
 
 from nixlookup.server.errors import UnavailableError
 from nixlookup.server.index import Index
@@ -43,6 +47,7 @@ ListKey = tuple[ListKind, str]
 """(kind, caller): the register is ``(ListKind.REGISTER, "")``."""
 
 REGISTER_KEY: ListKey = (ListKind.REGISTER, "")
+_log = structlog.get_logger("nixlookup.state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,20 @@ class StateHolder:
     def __init__(self, initial: ServingState | None = None) -> None:
         self._state = initial
         self._write_lock = threading.Lock()
+        self._preparers: list[Callable[[ServingState], object]] = []
+
+    def add_preparer(self, prepare: Callable[[ServingState], object]) -> None:
+        """Run `prepare(state)` on every new state before it serves (and now, on the current one)."""
+        self._preparers.append(prepare)
+        if self._state is not None:
+            self._prepare(self._state)
+
+    def _prepare(self, state: ServingState) -> None:
+        for prepare in self._preparers:
+            try:
+                prepare(state)
+            except Exception:  # a cache that is not warm is slower, not wrong: never block a swap on it
+                _log.exception("state_prepare_failed", preparer=getattr(prepare, "__qualname__", "?"))
 
     @property
     def write_lock(self) -> threading.Lock:
@@ -99,6 +118,7 @@ class StateHolder:
         return state
 
     def swap(self, new: ServingState) -> ServingState | None:
-        """Make `new` the serving state; returns the previous one."""
+        """Make `new` the serving state (after running the preparers on it); returns the previous one."""
+        self._prepare(new)
         old, self._state = self._state, new
         return old
