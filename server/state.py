@@ -92,10 +92,12 @@ class StateHolder:
         """Run `prepare(state)` on every new state before it serves (and now, on the current one)."""
         self._preparers.append(prepare)
         if self._state is not None:
-            self._prepare(self._state)
+            self._prepare(self._state, [prepare])
 
-    def _prepare(self, state: ServingState) -> None:
-        for prepare in self._preparers:
+    def _prepare(
+        self, state: ServingState, preparers: list[Callable[[ServingState], object]] | None = None
+    ) -> None:
+        for prepare in self._preparers if preparers is None else preparers:
             try:
                 prepare(state)
             except Exception:  # a cache that is not warm is slower, not wrong: never block a swap on it
