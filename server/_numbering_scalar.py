@@ -68,6 +68,8 @@ _INVALID: Final = {problem: ParsedNumber(0, problem, LineType.UNSPECIFIED) for p
 
 
 def _prefix(nsn: str) -> int:
+    if len(nsn) >= PREFIX_DIGITS:
+        return int(nsn[:PREFIX_DIGITS])
     return int((nsn + _PREFIX_PAD)[:PREFIX_DIGITS]) if nsn else 0
 
 
@@ -175,6 +177,8 @@ def parse_number(text: object) -> ParsedNumber:
     text = text.rstrip("\x00")
     if len(text) > MAX_TEXT_CHARS:
         return _INVALID[Problem.TOO_LONG]
+    if text.isdigit() and text.isascii():  # the common plain form: nothing to remove
+        return _classify_digits(text, plus=False)
     compact = text.translate(_DELETE_SEPARATORS)
     digits = compact.lstrip("+")
     if not (digits.isascii() and digits.isdigit()):
