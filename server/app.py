@@ -34,6 +34,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from nixlookup.server._memory import release_free_memory
 from nixlookup.server._store_app import attach_register_source
 from nixlookup.server.admin_service import AdminServicer
 from nixlookup.server.config import ServerConfig, SynthConfig, parse_args
@@ -148,6 +149,7 @@ def load_initial_state(config: ServerConfig) -> InitialState:
         holder = StateHolder(
             ServingState(register=_synthetic_index(config.synthetic_size, config.synthetic_seed))
         )
+    release_free_memory()  # the load's temporaries: give them back instead of holding them as RSS
     state = holder.current()
     meta = state.register.meta
     description: dict[str, Any] = {

@@ -43,6 +43,7 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import NDArray
 
+from nixlookup.server._memory import release_free_memory
 from nixlookup.server._store_build import build_in_child
 from nixlookup.server._store_delta import DATED_KINDS, check_list_key, delta_effect, valid_delta
 from nixlookup.server._store_history import HistoryLog, VersionEvent, VersionRecord
@@ -396,6 +397,7 @@ class Store:
         except (FailedPreconditionError, InvalidArgumentError, NotFoundError) as refused:
             _log.warning("reload_refused", list=_describe_key(key), path=str(path), reason=str(refused))
             raise
+        release_free_memory()  # the parse's temporaries; the old version's memory once its readers finish
         seconds = time.perf_counter() - started
         previous_version = "" if current is None else current.meta.version
         _log.info(
