@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from nixlookup.server.index import Index, sorted_unique
+from nixlookup.server.snapshot import read_snapshot, write_snapshot
 from nixlookup.server.synthetic import generate_queries, generate_register
 
 U64_MAX = 2**64 - 1
@@ -192,3 +195,34 @@ def test_bitmap_built_from_serialization_equals_pyroaring(members: list[int], de
     built = bitmap_from_sorted_unique(np.array(keys, dtype=np.uint64))
     assert built == FrozenBitMap64(keys)
     assert len(built) == len(keys)
+
+
+def test_incremental_delta_matches_a_rebuild(tmp_path: Path) -> None:
+    """Small deltas patch the batch structure; every kind of block they touch answers like a rebuild."""
+    register = generate_register(80_000, seed=21)
+    base = Index.build(register, version="v1", source="t")
+    rng = np.random.default_rng(4)
+    present = register[rng.choice(register.size, 3_000, replace=False)]
+    fresh = generate_queries(register, 6_000, hit_share=0.0, seed=8)  # mobile (dense) and fixed (sparse)
+    add = np.concatenate([fresh, np.array([46_999_999_999], np.uint64)])  # a brand-new block too
+    patched = base.with_delta(add, present, version="v2", source="delta")
+    rebuilt = Index.build(np.setdiff1d(np.union1d(register, add), present), version="v2", source="rebuild")
+    queries = np.concatenate([generate_queries(register, 20_000, seed=9), add, present])
+    assert np.array_equal(patched.contains_many(queries), rebuilt.contains_many(queries))
+    assert len(patched) == len(rebuilt)
+    assert patched.meta.checksum == rebuilt.meta.checksum
+    path = tmp_path / "patched.snap"
+    write_snapshot(path, patched)
+    assert np.array_equal(read_snapshot(path)[0].contains_many(queries), rebuilt.contains_many(queries))
+    # The base version is untouched by the patch.
+    assert base.contains_many(present).all()
+    assert not base.contains_many(fresh).any()
+
+
+def test_delta_outside_the_directory_range_falls_back_to_a_rebuild() -> None:
+    """Keys below the first or beyond the last block still land correctly (full rebuild path)."""
+    base = Index.build(generate_register(20_000, seed=2), version="v1", source="t")
+    outside = np.array([5, 2**64 - 1, 10**10 + 2_015_550_123], dtype=np.uint64)
+    changed = base.with_delta(outside, np.empty(0, np.uint64), version="v2", source="d")
+    assert changed.contains_many(outside).all()
+    assert len(changed) == len(base) + 3
