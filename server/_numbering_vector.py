@@ -197,9 +197,12 @@ def _digits_ranked(
     plus_after_digit = np.zeros(rows, dtype=np.bool_)
     rank = np.zeros(rows, dtype=np.intp)  # digits seen so far
     tail_index = count.astype(np.intp)  # index into _TAIL_WEIGHT of the next digit: rank from the end + 1
+    head_open = True  # some row still has fewer than HEAD_DIGITS digits before this position
     for position in range(width):
         value = digit_values[position]
-        head += value * _HEAD_WEIGHT[rank]
+        if head_open:
+            head += value * _HEAD_WEIGHT[rank]
+            head_open = position < HEAD_DIGITS or int(rank.min()) < HEAD_DIGITS
         tail += value * _TAIL_WEIGHT[tail_index]
         if is_plus is not None:
             plus_after_digit |= is_plus[position] & (rank > 0)
@@ -226,7 +229,7 @@ def _scan_chunk(columns: NDArray[np.uint8]) -> tuple[Any, Any, Any, Any, Any]:
             return embedded_nul, leading_plus, count, head, tail
         head, tail, _ = _digits_ranked(digit_values, is_digit, count, None)
         return embedded_nul, leading_plus, count, head, tail
-    classes = _CHARACTER_CLASS[columns]
+    classes = np.take(_CHARACTER_CLASS, columns)
     is_plus = classes == _CLASS_PLUS
     any_plus = is_plus.any(axis=0)
     head, tail, plus_after_digit = _digits_ranked(
