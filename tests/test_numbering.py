@@ -297,3 +297,16 @@ def test_vectorised_path_has_no_per_number_python() -> None:
 def test_mask_number_matches_the_clients_copy(value: str | int) -> None:
     """Server and client mask every number the same way (the client keeps its own copy)."""
     assert mask_number(value) == client_mask_number(value)
+
+
+def test_large_mixed_batch_matches_scalar() -> None:
+    """Several chunks of mixed forms (separators, foreign, junk, non-ASCII) agree with the scalar path."""
+    rng = np.random.default_rng(11)
+    forms = ["070-%03d %02d %02d", "+46 8 %03d %02d %02d", "0046 (0)73 %03d %02d %02d", "x%03d%02d%02d",
+             "+1 650 %03d %02d%02d", "07\u00a0%03d %02d %02d", "46 (0) 31-%03d %02d %02d"]  # fmt: skip
+    numbers = rng.integers(0, 10**7, size=70_000).tolist()
+    texts = [forms[i % len(forms)] % (n // 10_000, n // 100 % 100, n % 100) for i, n in enumerate(numbers)]
+    batch = parse_numbers(texts)
+    sample = rng.integers(0, len(texts), size=3_000).tolist()
+    assert [batch[i] for i in sample] == [parse_number(texts[i]) for i in sample]
+    assert 0.3 < batch.valid.mean() < 0.9
