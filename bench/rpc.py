@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 _OURS = "nixlookup"
-_REFERENCE = "reference"
+_REFERENCE = "reference"  # bare grpcio, sync server with a thread pool: the same model as ours
+_REFERENCE_AIO = "reference-aio"  # bare grpc.aio: shown beside it, for the choice of server model
 
 
 @dataclass(frozen=True)
@@ -227,9 +228,10 @@ def measure_caller_lists(server: RunningServer, workload: Workload, settings: Rp
 def _ratios(figures: dict[str, Any], settings: RpcSettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for level in settings.concurrency:
-        out[f"unary_c{level}_vs_reference"] = ratio(
-            figures.get(_unary_key(_OURS, level, "qps")), figures.get(_unary_key(_REFERENCE, level, "qps"))
-        )
+        for name, suffix in ((_REFERENCE, ""), (_REFERENCE_AIO, "_aio")):
+            out[f"unary_c{level}_vs_reference{suffix}"] = ratio(
+                figures.get(_unary_key(_OURS, level, "qps")), figures.get(_unary_key(name, level, "qps"))
+            )
     for mode in settings.modes:
         for batch in settings.batch_sizes:
             out[f"bulk_{mode}_{batch}_vs_reference"] = ratio(
@@ -258,6 +260,9 @@ def started_servers(
             servers[_REFERENCE] = stack.enter_context(
                 reference_server(workload.register, workdir / "reference")
             )
+            servers[_REFERENCE_AIO] = stack.enter_context(
+                reference_server(workload.register, workdir / "reference-aio", mode="aio")
+            )
         yield servers
 
 
@@ -267,14 +272,23 @@ _BULK_COLUMNS = ("numbers_per_s", "server_cpu_ns_per_number", "correct")
 
 def _tables(figures: dict[str, Any], settings: RpcSettings) -> list[Table]:
     unary = Table(
-        title="Unary Check (e164), nixlookup vs bare grpcio reference",
+        title="Unary Check (e164), nixlookup vs bare grpcio reference (sync, same thread pool) and grpc.aio",
         columns=["in flight", "QPS", "p50 ms", "p99 ms", "server CPU us/call", "ref QPS", "ref p50 ms",
-                 "ref p99 ms", "ref CPU us/call", "QPS vs ref"],
+                 "ref p99 ms", "ref CPU us/call", "QPS vs ref", "aio ref QPS", "QPS vs aio ref"],
     )  # fmt: skip
     for level in settings.concurrency:
         ours = [figures.get(_unary_key(_OURS, level, what)) for what in _UNARY_COLUMNS]
         reference = [figures.get(_unary_key(_REFERENCE, level, what)) for what in _UNARY_COLUMNS]
-        unary.rows.append([level, *ours, *reference, figures.get(f"unary_c{level}_vs_reference")])
+        unary.rows.append(
+            [
+                level,
+                *ours,
+                *reference,
+                figures.get(f"unary_c{level}_vs_reference"),
+                figures.get(_unary_key(_REFERENCE_AIO, level, "qps")),
+                figures.get(f"unary_c{level}_vs_reference_aio"),
+            ]
+        )
     bulk = Table(
         title="Bulk CheckStream, numbers/s",
         columns=[
@@ -357,7 +371,8 @@ def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str,
         figures["server_rss_bytes"] = rss_bytes(servers[_OURS].pid)
         figures["reference_rss_bytes"] = rss_bytes(servers[_REFERENCE].pid)
         figures |= measure_unary(servers, workload, settings)
-        figures |= measure_bulk(servers, workload, settings)
+        bulk_servers = {name: server for name, server in servers.items() if name != _REFERENCE_AIO}
+        figures |= measure_bulk(bulk_servers, workload, settings)
         if settings.caller_lists:
             figures |= measure_caller_lists(servers[_OURS], workload, settings)
     figures |= _ratios(figures, settings)

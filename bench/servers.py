@@ -71,8 +71,11 @@ def nixlookup_server(
 
 
 @contextlib.contextmanager
-def reference_server(keys: NDArray[np.uint64], workdir: Path) -> Iterator[RunningServer]:
-    """The bare grpcio reference server (`nixlookup.bench.refserver`) answering from a set of `keys`."""
+def reference_server(
+    keys: NDArray[np.uint64], workdir: Path, *, mode: str = "sync"
+) -> Iterator[RunningServer]:
+    """The bare grpcio reference server (`nixlookup.bench.refserver`) answering from a set of `keys`;
+    `mode` sync (default: nixlookup's own server model) or aio."""
     workdir.mkdir(parents=True, exist_ok=True)
     keys_path = workdir / "reference-keys.npy"
     np.save(keys_path, keys)
@@ -85,6 +88,8 @@ def reference_server(keys: NDArray[np.uint64], workdir: Path) -> Iterator[Runnin
         f"127.0.0.1:{port}",
         "--keys",
         str(keys_path),
+        "--mode",
+        mode,
     ]
     with _serving(
         argv, name="reference-server", port=port, log_path=workdir / "reference-server.log"

@@ -92,6 +92,11 @@ else:
 class RpcGuard(_Interceptor):
     """Maps errors to statuses and logs each call; see the module docstring."""
 
+    def __init__(self) -> None:
+        # method -> (the handler grpc gave us, our guarded handler). Building the guarded handler per
+        # call cost ~20% of unary QPS (measured at 8 in flight); a dict lookup costs nothing.
+        self._guarded: dict[str, tuple[_Handler, _Handler]] = {}
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
@@ -101,6 +106,14 @@ class RpcGuard(_Interceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]  # handlers are per method, not per call: wrap each once
+        guarded = self._wrap(method, handler)
+        self._guarded[method] = (handler, guarded)
+        return guarded
+
+    def _wrap(self, method: str, handler: _Handler) -> _Handler:
         common: dict[str, Any] = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
