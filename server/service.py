@@ -30,7 +30,7 @@ import grpc
 import numpy as np
 
 from nixlookup.server.convert import (
-    check_response,
+    CheckResponses,
     datetime_to_timestamp,
     list_versions,
     pack_bits,
@@ -96,6 +96,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         self._server_version = server_version
         self._started_at = started_at or _utc_now()
         self._clock = clock
+        self._responses = CheckResponses()
 
     # -- Check -------------------------------------------------------------------------------------
     def Check(  # noqa: N802 - the name is the RPC's
@@ -110,7 +111,14 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         decision = self._policy.decide_one(
             state, parsed, caller=request.caller, purpose=purpose, now=self._clock()
         )
-        return check_response(state, parsed, decision, self._policy.lists_used(state, request.caller))
+        caller = request.caller
+        return self._responses.build(
+            state,
+            caller,
+            parsed,
+            decision,
+            uses=lambda: self._policy.lists_used(state, caller),
+        )
 
     # -- CheckStream -------------------------------------------------------------------------------
     def CheckStream(  # noqa: N802 - the name is the RPC's
