@@ -226,3 +226,13 @@ def test_delta_outside_the_directory_range_falls_back_to_a_rebuild() -> None:
     changed = base.with_delta(outside, np.empty(0, np.uint64), version="v2", source="d")
     assert changed.contains_many(outside).all()
     assert len(changed) == len(base) + 3
+
+
+def test_dense_bitsets_stay_within_their_memory_budget() -> None:
+    """Blocks just busy enough for a generous bitset do not blow memory up: the frugal rule takes over."""
+    blocks = np.arange(200, dtype=np.uint64) * np.uint64(1 << 16) + np.uint64(46_000_000_000)
+    keys = (blocks[:, None] + np.arange(0, 300 * 200, 200, dtype=np.uint64)[None, :]).ravel()  # 300/block
+    index = Index.build(keys, version="v", source="t")
+    assert index.nbytes_total / len(index) < 12
+    assert index.contains_many(keys).all()
+    assert not index.contains_many(keys + np.uint64(1)).any()
