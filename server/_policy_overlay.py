@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server._policy_probe import KeyProbe
-from nixlookup.server.index import Index
+from nixlookup.server.index import Index, sorted_unique
 
 __all__ = [
     "FOREVER",
@@ -104,7 +104,7 @@ class CallerOverlay:
         opt_keys, _ = _keys_and_ends(opt_out)
         rel_keys, rel_ends = _keys_and_ends(relationship)
         con_keys, con_ends = _keys_and_ends(consent)
-        union = np.unique(np.concatenate([opt_keys, rel_keys, con_keys]))
+        union = sorted_unique(np.concatenate([opt_keys, rel_keys, con_keys]))  # np.unique: 40x slower
         if union.size == 0:
             return None
         payloads = np.zeros(union.size, dtype=np.uint64)
