@@ -1,6 +1,7 @@
 # One entry point for people and CI. `make serve` and `make test` each create .venv when it is missing
 # (or when pyproject.toml changed), install the project with its dev extras, and run.
-PYTHON ?= python3.11
+# Python 3.11 or newer: python3.11 when it is on PATH, else python3 (checked when the venv is created).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -17,6 +18,7 @@ help:
 	@echo "make bench      run the core benchmark (nixlookup-bench core)"
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "nixlookup needs Python >= 3.11; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
