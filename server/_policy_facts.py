@@ -109,7 +109,8 @@ class OneFacts:
         self._state = state
         self._caller = caller
         self.key = parsed.key
-        self.problem = Problem(parsed.problem)
+        problem = parsed.problem
+        self.problem = problem if type(problem) is Problem else Problem(problem)
         self.valid = self.problem == _OK
         self.exempt_purpose = purpose in EXEMPT_PURPOSES
         self.mobile = self.valid and parsed.line_type == _MOBILE
@@ -117,6 +118,8 @@ class OneFacts:
         self.grace_days = grace_days
 
     def _list(self, kind: ListKind) -> Index | None:
+        if not self._caller:  # no caller, no lists: the common dialer call skips three lookups
+            return None
         return self._state.list_for(kind, self._caller)
 
     def _end_day(self, kind: ListKind) -> int | None:

@@ -312,7 +312,7 @@ class Policy:
             state,
             parsed,
             caller=caller,
-            purpose=Purpose(purpose),
+            purpose=purpose if type(purpose) is Purpose else Purpose(purpose),
             today=day_of(now),
             grace_days=self.settings.relationship_grace_days,
         )
