@@ -6,7 +6,9 @@
   request or unreadable file, NOT_FOUND for an unknown list).
 - ApplyDelta answers only after `Store.apply_delta` returned, i.e. after the delta is durable.
 - Admin is a separate service so a deployment can expose Lookup and keep Admin on loopback or behind
-  authentication. Reload paths are files on the server, read with the server's permissions.
+  authentication. Reload paths are files on the server, read with the server's permissions; with
+  `reload_root` (``--reload-root``) only files inside that directory may be named (PERMISSION_DENIED
+  otherwise, symlinks resolved first).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server.convert import described_list_info, list_ref, timestamp_to_datetime
-from nixlookup.server.errors import InvalidArgumentError
+from nixlookup.server.errors import InvalidArgumentError, PermissionDeniedError
 from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind
 from nixlookup.server.store import Store, check_list_key
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
@@ -44,8 +46,21 @@ def _packed(data: bytes, field: str, width: int, dtype: str) -> NDArray[np.gener
 class AdminServicer(lookup_pb2_grpc.AdminServicer):
     """Reloads, deltas, compaction and list removal over gRPC, on top of one `Store`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, reload_root: Path | None = None) -> None:
         self._store = store
+        self._reload_root = reload_root.resolve() if reload_root is not None else None
+
+    def _allowed_path(self, raw: str) -> Path:
+        path = Path(raw)
+        if self._reload_root is None:
+            return path
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self._reload_root):
+            raise PermissionDeniedError(
+                f"reload path {raw!r} is outside the allowed directory {str(self._reload_root)!r} "
+                "(--reload-root); copy the file there first"
+            )
+        return resolved
 
     def _info(self, key: ListKey) -> lookup_pb2.ListInfo:
         for description in self._store.describe():
@@ -60,7 +75,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             raise InvalidArgumentError("path is required: a register file on the server")
         result = self._store.reload(
             _list_key(request.list),
-            Path(request.path),
+            self._allowed_path(request.path),
             fmt=request.format or None,
             column=request.column or None,
             until_column=request.until_column or None,

@@ -16,6 +16,7 @@ Why sync grpc and not grpc.aio: see docs/service.md (measured; the work per call
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import sys
@@ -186,7 +187,9 @@ def _add_servicers(server: grpc.Server, config: ServerConfig, initial: InitialSt
     names = [LOOKUP_SERVICE]
     if initial.store is not None:
         # Admin changes the data directory, so it exists only when there is one.
-        lookup_pb2_grpc.add_AdminServicer_to_server(AdminServicer(initial.store), server)
+        lookup_pb2_grpc.add_AdminServicer_to_server(
+            AdminServicer(initial.store, reload_root=config.reload_root), server
+        )
         names.append(ADMIN_SERVICE)
     return names
 
@@ -310,11 +313,25 @@ def serve(config: ServerConfig) -> int:
         max_message_bytes=config.max_message_bytes,
         **initial.description,
     )
+    if initial.store is not None and config.reload_root is None and not _is_loopback(host):
+        _log.warning(
+            "admin_reload_unrestricted",
+            listen=host,
+            hint="Admin is reachable beyond loopback and may reload any file the server can read; "
+            "set --reload-root DIR (and keep Admin behind authentication)",
+        )
     try:
         _wait_for_stop(running, signals, config.grace_seconds)
     finally:
         initial.close()
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def synth(config: SynthConfig) -> int:

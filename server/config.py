@@ -69,6 +69,7 @@ class ServerConfig:
     compact_after: int = 1000
     relationship_grace_days: int = DEFAULT_RELATIONSHIP_GRACE_DAYS
     block_mobile_without_relationship: bool = False
+    reload_root: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,9 @@ _SERVE_OPTIONS = (
             "when it changed (0 = only on SIGHUP)", dest="watch_seconds"),
     _Option("--compact-after", "NIXLOOKUP_COMPACT_AFTER", _positive_int, 1000,
             "with --data-dir: journalled deltas per list before they are folded into a new snapshot"),
+    _Option("--reload-root", "NIXLOOKUP_RELOAD_ROOT", Path, None,
+            "with --data-dir: Admin/Reload may only read files inside this directory (none: any path "
+            "the server can read; set it whenever Admin is reachable by others)"),
     _Option("--relationship-grace-days", "NIXLOOKUP_RELATIONSHIP_GRACE_DAYS", _non_negative_int,
             DEFAULT_RELATIONSHIP_GRACE_DAYS,
             "days a customer relationship still counts after it ended (NIX: normally at most 12 months)"),

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidArgumentError",
     "NixlookupError",
     "NotFoundError",
+    "PermissionDeniedError",
     "RegisterFileError",
     "ResourceExhaustedError",
     "SnapshotError",
@@ -60,6 +61,12 @@ class NotFoundError(NixlookupError):
 
 class AlreadyExistsError(NixlookupError):
     status_code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class PermissionDeniedError(NixlookupError):
+    """The request is understood but not allowed (e.g. a reload path outside --reload-root)."""
+
+    status_code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class UnavailableError(NixlookupError):
