@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from nixlookup.client._cli_guard import Handler, guarded
 from nixlookup.client.cli_lists import add_lists_parser, read_numbers, until_day
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
@@ -48,8 +49,6 @@ _KINDS: dict[str, lookup_pb2.ListKind.ValueType] = {
     "consent": lookup_pb2.LIST_KIND_CONSENT,
 }
 _SLUGS = {value: slug for slug, value in _KINDS.items()}
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 class _UsageError(ValueError):
@@ -188,23 +187,7 @@ def _run_history(args: argparse.Namespace) -> int:
 
 
 def _guarded(handler: Handler) -> Handler:
-    """Usage and file errors exit 2, a server refusal exits 1 with its status and reason."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (_UsageError, OSError, ValueError) as error:
-            print(f"nixlookup admin: {error}", file=sys.stderr)
-            return 2
-        except grpc.RpcError as error:
-            code = getattr(error, "code", None)
-            details = getattr(error, "details", None)
-            status = code().name if callable(code) else "error"
-            message = details() if callable(details) else str(error)
-            print(f"nixlookup admin: server refused: {status}: {message}", file=sys.stderr)
-            return 1
-
-    return run
+    return guarded(handler, prefix="nixlookup admin", usage_errors=(_UsageError, ValueError))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

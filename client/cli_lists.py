@@ -26,7 +26,7 @@ import argparse
 import csv
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +34,7 @@ from typing import Any, TextIO
 import grpc
 import numpy as np
 
+from nixlookup.client._cli_guard import Handler, guarded
 from nixlookup.client.proof import ProofError, verify_proof
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
@@ -58,8 +59,6 @@ KIND_BY_SLUG: dict[str, lookup_pb2.ListKind.ValueType] = {
 }
 _SLUG_BY_KIND = {value: slug for slug, value in KIND_BY_SLUG.items()}
 _EPOCH = date(1970, 1, 1)
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 class UsageError(ValueError):
@@ -223,26 +222,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
 
 def _guarded(handler: Handler) -> Handler:
-    """Turn usage mistakes and gRPC refusals into a one-line message and exit status 2 / 1."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except UsageError as error:
-            print(f"nixlookup lists: {error}", file=sys.stderr)
-            return 2
-        except OSError as error:
-            print(f"nixlookup lists: {error}", file=sys.stderr)
-            return 2
-        except grpc.RpcError as error:
-            code = getattr(error, "code", None)
-            details = getattr(error, "details", None)
-            status = code().name if callable(code) else "error"
-            message = details() if callable(details) else str(error)
-            print(f"nixlookup lists: server refused: {status}: {message}", file=sys.stderr)
-            return 1
-
-    return run
+    return guarded(handler, prefix="nixlookup lists", usage_errors=(UsageError,))
 
 
 def _common(parser: argparse.ArgumentParser, *, kind_required: bool = True) -> None:
