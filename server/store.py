@@ -155,7 +155,9 @@ class Store:
         """Open (or create and seed) the data directory and restore its last acknowledged state.
 
         An empty directory is seeded from `initial_register`, else from a synthetic register of
-        `synthetic_size` numbers; a directory that has a register ignores both (it is the source of truth).
+        `synthetic_size` numbers. A directory that has a real register ignores both (it is the source of
+        truth); one that holds only the synthetic register (a `make serve` before the real file was at
+        hand) has `initial_register` loaded over it as a validated reload.
         """
         settings = settings or StoreSettings()
         ensure_data_dir(data_dir)
@@ -164,6 +166,9 @@ class Store:
             store = cls(data_dir, settings, lock, StateHolder())
             store._clean_trash()
             store._restore_or_seed(initial_register, synthetic_size, register_format, register_column)
+            if initial_register is not None and store.holder.current().register.meta.synthetic:
+                _log.info("register_replacing_synthetic", path=str(initial_register))
+                store.reload(REGISTER_KEY, initial_register, fmt=register_format, column=register_column)
         except BaseException:
             lock.release()
             raise
@@ -183,16 +188,16 @@ class Store:
             indexes[REGISTER_KEY] = self._seed_register(
                 initial_register, synthetic_size, register_format, register_column
             )
-        elif initial_register is not None:
-            _log.info(
+        for key in keys:
+            indexes[key] = self._restore(key)
+        register = indexes.pop(REGISTER_KEY)
+        if initial_register is not None and REGISTER_KEY in keys and not register.meta.synthetic:
+            _log.warning(
                 "register_file_not_loaded_at_start",
                 path=str(initial_register),
                 reason="the data directory holds a register and is the source of truth; "
                 "send SIGHUP or use `nixlookup admin reload` to load the file",
             )
-        for key in keys:
-            indexes[key] = self._restore(key)
-        register = indexes.pop(REGISTER_KEY)
         self.holder.swap(ServingState(register=register, lists=MappingProxyType(indexes)))
         _log.info(
             "store_opened",
