@@ -128,7 +128,7 @@ def _column_index(header: Sequence[str], column: str, path: Path) -> int:
 
 
 def _names(values: list[int], names: dict[int, str]) -> list[str]:
-    return [names.get(value) or str(value) for value in values]
+    return [names.get(value, str(value)) for value in values]
 
 
 def _answer_columns(batch: BatchResult) -> list[list[str]]:

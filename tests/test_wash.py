@@ -61,6 +61,7 @@ def test_wash_round_trips_quotes_empty_cells_and_a_bom(
     assert rows[1][:3] == ["Svensson; Anna", _national(member), 'rings "after\n5"']
     assert rows[1][3:6] == [f"+{member}", "BLOCKED", "NIX_REGISTERED"]
     assert rows[2][:6] == ["Bo", "", "no number", "", "INVALID", "INVALID_NUMBER"]
+    assert rows[2][6] == "", "an invalid number has no line type (not a bare 0)"
     assert rows[3][3:7] == [f"+{other}", "ALLOWED", "NOT_REGISTERED", "MOBILE"]
     assert rows[3][8]  # valid_until date
     assert rows[4][4] == "INVALID"
