@@ -143,7 +143,9 @@ def _check_line(number: str, result: CheckResult) -> str:
     line_type = "-" if result.line_type is LineType.UNSPECIFIED else result.line_type.name
     e164 = f"+{result.e164}" if result.e164 else "-"
     until = f"valid until {_date(result.valid_until)}" if result.valid_until else result.detail
-    return f"{number}\t{result.verdict.name}\t{result.reason.name}\t{e164}\t{line_type}\t{until}"
+    # Swedma/Kontakta: marketing calls to mobiles only to existing customers. A flag, not a verdict.
+    flag = "\tmobile without relationship" if result.mobile_flag else ""
+    return f"{number}\t{result.verdict.name}\t{result.reason.name}\t{e164}\t{line_type}\t{until}{flag}"
 
 
 def _check_json(number: str, result: CheckResult) -> str:

@@ -49,6 +49,19 @@ def test_check_prints_one_line_per_number(server: ServerProcess, small_register:
     assert invalid.split("\t")[:3] == ["070-12", "INVALID", "INVALID_NUMBER"]
 
 
+def test_check_marks_mobiles_without_a_relationship(
+    server: ServerProcess, small_register: RegisterFile
+) -> None:
+    """An allowed mobile carries the Swedma/Kontakta flag as a last column; a fixed line does not."""
+    free_mobile = next(k for k in range(46_701_000_000, 46_702_000_000) if k not in small_register.key_set)
+    result = _nixlookup("check", f"+{free_mobile}", "08-123 456 78", "--target", server.target)
+    assert result.returncode == 0, result.stderr
+    mobile, fixed = result.stdout.splitlines()
+    assert mobile.split("\t")[1:3] == ["ALLOWED", "NOT_REGISTERED"]
+    assert mobile.endswith("\tmobile without relationship")
+    assert not fixed.endswith("relationship")
+
+
 def test_check_json_and_target_from_the_environment(server: ServerProcess) -> None:
     """NIXLOOKUP_TARGET selects the server; --json prints one object per number; --purpose is passed on."""
     result = _nixlookup(
