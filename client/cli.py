@@ -31,7 +31,7 @@ from typing import Any
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import CheckResult, ListInfo, RegisterInfo
 from nixlookup.client.sync import DEFAULT_BATCH_SIZE, DEFAULT_TARGET, DEFAULT_TIMEOUT, Client
-from nixlookup.client.vocabulary import LineType, Purpose
+from nixlookup.client.vocabulary import LineType, Purpose, Verdict
 from nixlookup.client.wash import WashError, WashSummary, print_progress, wash
 
 __all__ = ["PLUGINS", "build_parser", "main"]
@@ -143,8 +143,9 @@ def _check_line(number: str, result: CheckResult) -> str:
     line_type = "-" if result.line_type is LineType.UNSPECIFIED else result.line_type.name
     e164 = f"+{result.e164}" if result.e164 else "-"
     until = f"valid until {_date(result.valid_until)}" if result.valid_until else result.detail
-    # Swedma/Kontakta: marketing calls to mobiles only to existing customers. A flag, not a verdict.
-    flag = "\tmobile without relationship" if result.mobile_flag else ""
+    # Swedma/Kontakta: marketing calls to mobiles only to existing customers. A flag, not a verdict, and
+    # only news when the call is otherwise allowed (--json carries the raw flag for every answer).
+    flag = "\tmobile without relationship" if result.mobile_flag and result.verdict is Verdict.ALLOWED else ""
     return f"{number}\t{result.verdict.name}\t{result.reason.name}\t{e164}\t{line_type}\t{until}{flag}"
 
 
