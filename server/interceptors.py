@@ -4,6 +4,8 @@
 reflection), so no handler maps errors itself:
 - a `NixlookupError` raised by a handler (or by the core under it) ends the call with the error's own
   ``status_code`` and its message, which names the limit, field or check that failed;
+- request bytes that are not a valid message of the method's type end the call with INVALID_ARGUMENT
+  (the guard decodes requests itself; grpc's deserializer failure would be an opaque INTERNAL);
 - a handler that already called ``context.abort`` and a client that went away (``grpc.RpcError`` from the
   request iterator) pass through untouched;
 - anything else is a bug: it is logged with its traceback (masked like every log line) and the client gets
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from nixlookup.server.errors import NixlookupError
+from nixlookup.server.errors import InvalidArgumentError, NixlookupError
 from nixlookup.server.logs import get_logger
 
 __all__ = ["RpcGuard"]
@@ -43,11 +45,39 @@ def _fail(context: grpc.ServicerContext, method: str, error: Exception) -> None:
     context.abort(grpc.StatusCode.INTERNAL, _INTERNAL_MESSAGE)
 
 
-def _guard_unary(method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+_Decode = Callable[[Any], Any]
+
+
+def _decoder(method: str, deserialize: _Decode | None) -> _Decode:
+    """Turn request bytes into the message; bytes that are not one are INVALID_ARGUMENT, not INTERNAL."""
+    if deserialize is None:
+        return lambda raw: raw
+    name = method.rsplit("/", 1)[-1]
+
+    def decode(raw: Any) -> Any:
+        try:
+            return deserialize(raw)
+        except Exception as error:  # protobuf's DecodeError and friends: the bytes are not our message
+            raise InvalidArgumentError(
+                f"malformed {name} request: the bytes are not a valid protobuf message ({error})"
+            ) from None
+
+    return decode
+
+
+def _decoded_stream(requests: Iterator[Any], decode: _Decode) -> Iterator[Any]:
+    for raw in requests:
+        yield decode(raw)
+
+
+def _guard_unary(
+    method: str, behavior: Callable[[Any, grpc.ServicerContext], Any], decode: _Decode, streaming_in: bool
+) -> Any:
     def guarded(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         try:
-            return behavior(request, context)
+            message = _decoded_stream(request, decode) if streaming_in else decode(request)
+            return behavior(message, context)
         except Exception as error:
             _fail(context, method, error)
             raise
@@ -62,11 +92,17 @@ def _guard_unary(method: str, behavior: Callable[[Any, grpc.ServicerContext], An
     return guarded
 
 
-def _guard_streaming(method: str, behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Any:
+def _guard_streaming(
+    method: str,
+    behavior: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+    decode: _Decode,
+    streaming_in: bool,
+) -> Any:
     def guarded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         started = time.perf_counter()
         try:
-            yield from behavior(request, context)
+            message = _decoded_stream(request, decode) if streaming_in else decode(request)
+            yield from behavior(message, context)
         except Exception as error:
             _fail(context, method, error)
             raise
@@ -114,20 +150,24 @@ class RpcGuard(_Interceptor):
         return guarded
 
     def _wrap(self, method: str, handler: _Handler) -> _Handler:
-        common: dict[str, Any] = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
+        # grpc gets the request as bytes and we decode it, so a malformed message is INVALID_ARGUMENT
+        # naming the request type (grpc's own deserializer failure would be an opaque INTERNAL).
+        decode = _decoder(method, handler.request_deserializer)
+        serializer = {"response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(_guard_unary(method, handler.unary_unary), **common)
+            return grpc.unary_unary_rpc_method_handler(
+                _guard_unary(method, handler.unary_unary, decode, False), **serializer
+            )
         if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(_guard_unary(method, handler.stream_unary), **common)
+            return grpc.stream_unary_rpc_method_handler(
+                _guard_unary(method, handler.stream_unary, decode, True), **serializer
+            )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _guard_streaming(method, handler.unary_stream), **common
+                _guard_streaming(method, handler.unary_stream, decode, False), **serializer
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _guard_streaming(method, handler.stream_stream), **common
+                _guard_streaming(method, handler.stream_stream, decode, True), **serializer
             )
         return handler
