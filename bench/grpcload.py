@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, latency_stats
+from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, drive_calls, latency_stats
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = [
@@ -72,30 +72,16 @@ async def _unary_run(
     in_flight: int,
     max_seconds: float,
 ) -> tuple[list[int], float, int]:
-    latencies: list[int] = []
-    wrong = 0
-    next_index = 0
-    deadline = time.perf_counter() + max_seconds
     async with grpc.aio.insecure_channel(target, options=channel_options()) as channel:
         stub = lookup_pb2_grpc.LookupStub(channel)
         # One warm-up call per worker: connection set-up is not part of the steady-state figure.
         await asyncio.gather(*(stub.Check(requests[0], timeout=_CALL_TIMEOUT_S) for _ in range(in_flight)))
 
-        async def worker() -> None:
-            nonlocal next_index, wrong
-            while next_index < len(requests) and time.perf_counter() < deadline:
-                index = next_index
-                next_index += 1
-                start = time.perf_counter_ns()
-                answer = await stub.Check(requests[index], timeout=_CALL_TIMEOUT_S)
-                latencies.append(time.perf_counter_ns() - start)
-                if (answer.verdict == lookup_pb2.BLOCKED) != bool(expected_blocked[index]):
-                    wrong += 1
+        async def check(index: int) -> bool:
+            answer = await stub.Check(requests[index], timeout=_CALL_TIMEOUT_S)
+            return bool(answer.verdict == lookup_pb2.BLOCKED)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
-        elapsed = time.perf_counter() - started
-    return latencies, elapsed, wrong
+        return await drive_calls(check, expected_blocked, in_flight=in_flight, max_seconds=max_seconds)
 
 
 def unary_check(

@@ -22,7 +22,7 @@ import redis.asyncio
 from numpy.typing import NDArray
 
 from nixlookup.bench.procs import ManagedProcess, free_port, managed_process, rss_bytes, wait_for_port
-from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, latency_stats
+from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, drive_calls, latency_stats
 
 __all__ = [
     "INSTALL_HINT",
@@ -131,31 +131,16 @@ def redis_memory(handle: RedisHandle) -> RedisMemory:
 async def _unary_run(
     port: int, members: list[str], expected: NDArray[np.bool_], *, in_flight: int, max_seconds: float
 ) -> tuple[list[int], float, int]:
-    latencies: list[int] = []
-    wrong = 0
-    next_index = 0
     client = redis.asyncio.Redis(host="127.0.0.1", port=port, max_connections=in_flight, socket_timeout=30)
     try:
         await asyncio.gather(*(client.sismember(REDIS_SET_NAME, members[0]) for _ in range(in_flight)))
-        deadline = time.perf_counter() + max_seconds
 
-        async def worker() -> None:
-            nonlocal next_index, wrong
-            while next_index < len(members) and time.perf_counter() < deadline:
-                index = next_index
-                next_index += 1
-                start = time.perf_counter_ns()
-                answer = await client.sismember(REDIS_SET_NAME, members[index])
-                latencies.append(time.perf_counter_ns() - start)
-                if bool(answer) != bool(expected[index]):
-                    wrong += 1
+        async def check(index: int) -> bool:
+            return bool(await client.sismember(REDIS_SET_NAME, members[index]))
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
-        elapsed = time.perf_counter() - started
+        return await drive_calls(check, expected, in_flight=in_flight, max_seconds=max_seconds)
     finally:
         await client.aclose()
-    return latencies, elapsed, wrong
 
 
 def redis_unary_check(

@@ -7,10 +7,11 @@ median shows how noisy the machine was. Ratios are always taken between figures 
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "best_of",
     "best_of_paired",
     "bulk_stats",
+    "drive_calls",
     "latency_stats",
     "progress",
     "ratio",
@@ -89,6 +91,37 @@ class LatencyStats:
     p50_ms: float
     p99_ms: float
     max_ms: float
+
+
+async def drive_calls(
+    call: Callable[[int], Awaitable[bool]],
+    expected: NDArray[np.bool_],
+    *,
+    in_flight: int,
+    max_seconds: float,
+) -> tuple[list[int], float, int]:
+    """Run `call(index)` for index 0, 1, ... with `in_flight` concurrent workers, until every index is
+    done or `max_seconds` passed. Each call answers "blocked?"; returns (latencies in ns, elapsed seconds,
+    answers that differ from `expected`). The caller warms its connections up before."""
+    latencies: list[int] = []
+    wrong = 0
+    next_index = 0
+    deadline = time.perf_counter() + max_seconds
+
+    async def worker() -> None:
+        nonlocal next_index, wrong
+        while next_index < len(expected) and time.perf_counter() < deadline:
+            index = next_index
+            next_index += 1
+            start = time.perf_counter_ns()
+            blocked = await call(index)
+            latencies.append(time.perf_counter_ns() - start)
+            if blocked != bool(expected[index]):
+                wrong += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return latencies, time.perf_counter() - started, wrong
 
 
 def latency_stats(latencies_ns: NDArray[np.int64] | list[int], seconds: float) -> LatencyStats:
