@@ -1,6 +1,6 @@
 """The words of an answer on the client side: enums equal to the `nixlookup.v1` proto enums.
 
-The client never imports the server, so it has its own copies; `tests/test_client_vocabulary.py` keeps
+The client never imports the server, so it has its own copies; `tests/test_vocabulary.py` keeps
 them equal to the wire contract. `Purpose.parse` accepts a member, its value or its name in any case
 (``"market-research"``, ``"MARKET_RESEARCH"``), which is what the CLI and config files pass.
 """

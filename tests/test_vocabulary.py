@@ -4,6 +4,7 @@ from enum import IntEnum
 
 import pytest
 
+from nixlookup.client import vocabulary as client_vocabulary
 from nixlookup.server.numbering import LineType
 from nixlookup.server.state import ListKind
 from nixlookup.server.vocabulary import Purpose, Reason, Verdict
@@ -18,6 +19,12 @@ from nixlookup.v1 import lookup_pb2
         (Purpose, lookup_pb2.Purpose, ""),
         (LineType, lookup_pb2.LineType, ""),
         (ListKind, lookup_pb2.ListKind, "LIST_KIND_"),
+        # The client keeps its own copies (it never imports the server): they must match the wire too.
+        (client_vocabulary.Verdict, lookup_pb2.Verdict, ""),
+        (client_vocabulary.Reason, lookup_pb2.Reason, ""),
+        (client_vocabulary.Purpose, lookup_pb2.Purpose, ""),
+        (client_vocabulary.LineType, lookup_pb2.LineType, ""),
+        (client_vocabulary.ListKind, lookup_pb2.ListKind, "LIST_KIND_"),
     ],
 )
 def test_core_enum_matches_proto(core: type[IntEnum], wire: object, prefix: str) -> None:
