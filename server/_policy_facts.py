@@ -1,48 +1,93 @@
-"""The facts the NIX rules test, for one number (`OneFacts`) and for a batch (`BatchFacts`).
+"""The facts the NIX rules test: for one number (`OneFacts`), and as one small code per number of a batch.
 
-Each rule of the policy table is a condition over these facts. Facts are computed lazily and at most
-once: a number decided by an early rule (invalid, opted out, exempt purpose) never pays for the register
-lookup, and a batch whose purpose is exempt never touches the register at all.
+Each rule of the policy table is a condition over a `Facts`: is the number valid, opted out, on a live
+relationship or consent, registered, mobile, and is the purpose exempt.
 
-Both classes answer the same questions with the same meaning; `OneFacts` asks the caller's lists
-directly (a few scalar lookups), `BatchFacts` asks them through the caller's `CallerOverlay` (one
-vectorised probe per batch). `tests/test_policy_agreement.py` holds the two to exact agreement.
+- `OneFacts` (the `Check` path) looks facts up lazily and at most once, so a number decided by an early
+  rule (invalid, opted out, exempt purpose) never pays for the register lookup.
+- A batch (the `CheckStream` path) holds its facts as one `Fact` bit set per number, a uint8 *code*.
+  There are only 2**6 codes, so the policy evaluates the rule table once per code (`CodedFacts`, the same
+  conditions as for one number) into lookup tables, and a batch's answers are a gather from them. The
+  codes are filled by `batch_codes` (validity and line type), the caller's overlay (`mark_caller_facts`)
+  and the register (`Fact.REGISTERED`), the last only for numbers whose answer still depends on it.
+
+`tests/test_policy_agreement.py` holds the two paths to exact agreement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, Self, TypeVar, overload
+from dataclasses import dataclass
+from enum import IntFlag
+from typing import Any, Generic, Protocol, Self, TypeVar, overload
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server._policy_overlay import FOREVER, MAX_END_DAY, CallerHits, CallerOverlay
+from nixlookup.server._policy_overlay import MAX_END_DAY, CallerHits
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
 from nixlookup.server.state import ListKind, ServingState
 from nixlookup.server.vocabulary import Purpose
 
 __all__ = [
+    "ALL_CODES",
     "EXEMPT_PURPOSES",
-    "BatchFacts",
-    "Mask",
+    "CodedFacts",
+    "Fact",
+    "Facts",
     "OneFacts",
-    "Positions",
-    "Selection",
+    "batch_codes",
+    "mark_caller_facts",
     "relationship_counts_until",
 ]
-
-Mask = NDArray[np.bool_]
-"""One bool per number of the batch."""
 
 # Plain ints: reading an enum member costs a metaclass __getattr__ call on Python 3.11, per batch.
 _OK = int(Problem.OK)
 _MOBILE = int(LineType.MOBILE)
-Positions = NDArray[np.intp]
-"""Ascending positions in the batch: the cheap form of a mask that holds for few numbers."""
-Selection = Mask | Positions | bool
-"""Which numbers of a batch a rule applies to: a mask, positions, or all (True) / none (False)."""
+
+
+class Fact(IntFlag):
+    """One bit of a number's fact code (the bulk path's form of the facts)."""
+
+    INVALID = 1
+    OPTED_OUT = 2
+    RELATIONSHIP_LIVE = 4
+    CONSENT_LIVE = 8
+    REGISTERED = 16
+    MOBILE = 32  # the line type; `CodedFacts.mobile` also needs the number to be valid
+
+
+ALL_CODES = 64
+"""Every combination of `Fact` bits: the size of the policy's per-code lookup tables."""
+
+_OPTED_OUT = int(Fact.OPTED_OUT)
+_RELATIONSHIP_LIVE = int(Fact.RELATIONSHIP_LIVE)
+_CONSENT_LIVE = int(Fact.CONSENT_LIVE)
+_MOBILE_BIT_SHIFT = int(Fact.MOBILE).bit_length() - 1
+
+
+class Facts(Protocol):
+    """What a rule's condition may read (both `OneFacts` and `CodedFacts` answer it)."""
+
+    @property
+    def valid(self) -> bool: ...
+    @property
+    def exempt_purpose(self) -> bool: ...
+    @property
+    def opted_out(self) -> bool: ...
+    @property
+    def relationship_live(self) -> bool: ...
+    @property
+    def consent_live(self) -> bool: ...
+    @property
+    def registered(self) -> bool: ...
+    @property
+    def mobile(self) -> bool: ...
+    @property
+    def mobile_flag(self) -> bool: ...
+
 
 _Owner = TypeVar("_Owner")
 _Value = TypeVar("_Value")
@@ -176,103 +221,84 @@ class OneFacts:
         return 0
 
 
-class BatchFacts:
-    """What the rules need to know about a batch of numbers, as masks, computed on first use."""
+@dataclass(frozen=True, slots=True)
+class CodedFacts:
+    """The facts of one fact code, read as `Facts` (the policy evaluates its table over all 64 codes)."""
 
-    def __init__(
-        self,
-        state: ServingState,
-        parsed: ParsedBatch,
-        *,
-        overlay: CallerOverlay | None,
-        purpose: Purpose,
-        today: int,
-    ) -> None:
-        """`overlay` holds the caller's lists with the grace period already applied."""
-        self._state = state
-        self._overlay = overlay
-        self.keys = parsed.keys
-        self.size = int(parsed.keys.size)
-        self.invalid: Mask = parsed.problems != _OK
-        self.exempt_purpose = purpose in EXEMPT_PURPOSES
-        self._line_types = parsed.line_types
-        self.today = today
+    code: int
+    exempt_purpose: bool
 
-    @lazy
-    def hits(self) -> CallerHits | None:
-        """The numbers on any of the caller's lists (None: none are, or the caller has no lists)."""
-        if self._overlay is None:
-            return None
-        return self._overlay.lookup(self.keys)
+    def _has(self, fact: Fact) -> bool:
+        return bool(self.code & fact)
 
-    def _select(self, at_hits: Mask) -> Positions | bool:
-        """Batch positions of the hits where `at_hits` holds (False when none do)."""
-        hits = self.hits
-        if hits is None or not at_hits.any():
-            return False
-        selected: Positions = hits.positions[at_hits]
-        return selected
+    @property
+    def valid(self) -> bool:
+        return not self._has(Fact.INVALID)
 
-    @lazy
-    def relationship_live_at_hits(self) -> Mask:
-        hits = self.hits
-        if hits is None:
-            return np.zeros(0, dtype=np.bool_)
-        live: Mask = hits.relationship_until >= self.today
-        return live
+    @property
+    def opted_out(self) -> bool:
+        return self.valid and self._has(Fact.OPTED_OUT)
 
-    @lazy
-    def consent_live_at_hits(self) -> Mask:
-        hits = self.hits
-        if hits is None:
-            return np.zeros(0, dtype=np.bool_)
-        live: Mask = hits.consent_until >= self.today
-        return live
+    @property
+    def relationship_live(self) -> bool:
+        return self.valid and self._has(Fact.RELATIONSHIP_LIVE)
 
-    @lazy
-    def opted_out(self) -> Positions | bool:
-        hits = self.hits
-        if hits is None:
-            return False
-        return self._select(hits.opted_out)
+    @property
+    def consent_live(self) -> bool:
+        return self.valid and self._has(Fact.CONSENT_LIVE)
 
-    @lazy
-    def relationship_live(self) -> Positions | bool:
-        return self._select(self.relationship_live_at_hits)
+    @property
+    def registered(self) -> bool:
+        return self.valid and self._has(Fact.REGISTERED)
 
-    @lazy
-    def consent_live(self) -> Positions | bool:
-        return self._select(self.consent_live_at_hits)
+    @property
+    def mobile(self) -> bool:
+        return self.valid and self._has(Fact.MOBILE)
 
-    @lazy
-    def registered(self) -> Mask:
-        return self._state.register.contains_many(self.keys)
-
-    @lazy
-    def mobile(self) -> Mask:
-        mobile: Mask = self._line_types == _MOBILE
-        np.logical_and(mobile, ~self.invalid, out=mobile)
-        return mobile
-
-    @lazy
-    def mobile_flag(self) -> Mask:
+    @property
+    def mobile_flag(self) -> bool:
         """Mobile, purpose not exempt, and neither a live relationship nor a live consent."""
-        if self.exempt_purpose:
-            return np.zeros(self.size, dtype=np.bool_)
-        hits = self.hits
-        if hits is None:
-            return self.mobile
-        flag = self.mobile.copy()
-        flag[hits.positions[self.relationship_live_at_hits | self.consent_live_at_hits]] = False
-        return flag
+        return (
+            self.mobile and not self.exempt_purpose and not self.relationship_live and not self.consent_live
+        )
 
-    def cap_days_at_hits(self, kind: ListKind) -> NDArray[np.int64]:
-        """Per hit, the last day the basis of a rule resting on list `kind` counts (FOREVER = no end)."""
-        hits = self.hits
-        if hits is None:
-            return np.zeros(0, dtype=np.int64)
-        if kind is ListKind.RELATIONSHIP:
-            return hits.relationship_until
-        if kind is ListKind.CONSENT:
-            return hits.consent_until
-        return np.full(hits.positions.size, FOREVER, dtype=np.int64)
+
+def batch_codes(parsed: ParsedBatch) -> NDArray[np.uint8]:
+    """Each number's code with the facts the parse gives: `Fact.INVALID` and `Fact.MOBILE`."""
+    codes: NDArray[np.uint8] = (parsed.problems != _OK).view(np.uint8)  # INVALID is bit 0
+    mobile = (parsed.line_types == _MOBILE).view(np.uint8)
+    codes |= mobile << np.uint8(_MOBILE_BIT_SHIFT)
+    return codes
+
+
+def mark_caller_facts(codes: NDArray[np.uint8], hits: CallerHits, today: int) -> None:
+    """Set OPTED_OUT, RELATIONSHIP_LIVE and CONSENT_LIVE in `codes` for the numbers on the caller's lists.
+
+    A relationship or consent is live while the last day it counts (grace applied, FOREVER without an end,
+    0 = not on that list) is today or later: the same rule as `OneFacts`, whose "0 = ongoing" is FOREVER
+    here.
+    """
+    _mark_caller_facts(
+        codes, hits.positions, hits.opted_out, hits.relationship_until, hits.consent_until, today
+    )
+
+
+@numba.njit(nogil=True, cache=True)
+def _mark_caller_facts(  # noqa: PLR0917 - numba kernels take their arrays positionally
+    codes: NDArray[np.uint8],
+    positions: NDArray[np.intp],
+    opted_out: NDArray[np.bool_],
+    relationship_until: NDArray[np.int64],
+    consent_until: NDArray[np.int64],
+    today: int,
+) -> None:
+    for hit in range(positions.size):
+        at = positions[hit]
+        code = codes[at]
+        if opted_out[hit]:
+            code |= _OPTED_OUT
+        if relationship_until[hit] >= today:
+            code |= _RELATIONSHIP_LIVE
+        if consent_until[hit] >= today:
+            code |= _CONSENT_LIVE
+        codes[at] = code

@@ -22,10 +22,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server._policy_probe import KeyProbe
+from nixlookup.server._policy_probe import KeyProbe, probe_kernel
 from nixlookup.server.index import Index, sorted_unique
 
 __all__ = [
@@ -49,6 +50,7 @@ FOREVER = (1 << _UNTIL_BITS) - 1
 # `until >= today`, and the valid_until cap a single minimum.
 _U64 = np.uint64
 _UNTIL_MASK = _U64(FOREVER)
+_OPT_OUT_BIT = _U64(1)
 _RELATIONSHIP_SHIFT = _U64(1)
 _CONSENT_SHIFT = _U64(1 + _UNTIL_BITS)
 
@@ -63,7 +65,7 @@ def _counts_until(ends: NDArray[np.uint32], grace_days: int) -> NDArray[np.uint6
 class CallerHits:
     """The numbers of one batch found on any of the caller's lists."""
 
-    positions: NDArray[np.intp]  # indexes into the batch, ascending
+    positions: NDArray[np.intp]  # indexes into the batch: ascending, except that rare overflow hits come last
     opted_out: NDArray[np.bool_]  # per hit: on the opt-out list
     relationship_until: NDArray[np.int64]  # per hit: last day the relationship counts, FOREVER, 0 = none
     consent_until: NDArray[np.int64]  # per hit: last day the consent counts, FOREVER, 0 = none
@@ -108,7 +110,7 @@ class CallerOverlay:
         if union.size == 0:
             return None
         payloads = np.zeros(union.size, dtype=np.uint64)
-        payloads[np.searchsorted(union, opt_keys)] |= _U64(1)
+        payloads[np.searchsorted(union, opt_keys)] |= _OPT_OUT_BIT
         rel_until = _counts_until(rel_ends, relationship_grace_days)
         payloads[np.searchsorted(union, rel_keys)] |= rel_until << _RELATIONSHIP_SHIFT
         payloads[np.searchsorted(union, con_keys)] |= _counts_until(con_ends, 0) << _CONSENT_SHIFT
@@ -116,15 +118,38 @@ class CallerOverlay:
 
     def lookup(self, keys: NDArray[np.uint64]) -> CallerHits | None:
         """The batch's numbers on any of the lists, or None when there are none (the common case)."""
-        positions, payloads = self._probe.find(keys)
+        positions, opted_out, relationship_until, consent_until = _lookup_kernel(
+            np.ascontiguousarray(keys, dtype=np.uint64), *self._probe.parts
+        )
         if positions.size == 0:
             return None
-        return CallerHits(
-            positions=positions,
-            opted_out=(payloads & _U64(1)).view(np.int64) != 0,
-            relationship_until=((payloads >> _RELATIONSHIP_SHIFT) & _UNTIL_MASK).view(np.int64),
-            consent_until=((payloads >> _CONSENT_SHIFT) & _UNTIL_MASK).view(np.int64),
-        )
+        return CallerHits(positions, opted_out, relationship_until, consent_until)
+
+
+@numba.njit(nogil=True, cache=True)
+def _lookup_kernel(  # noqa: PLR0917 - numba kernels take their arrays positionally
+    keys: NDArray[np.uint64],
+    filter_bits: NDArray[np.uint8],
+    filter_shift: np.uint64,
+    table: NDArray[np.uint64],
+    n_buckets: np.uint64,
+    overflow_keys: NDArray[np.uint64],
+    overflow_payloads: NDArray[np.uint64],
+) -> tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
+    """`CallerHits`' arrays: the probe, then each hit's payload taken apart (see the layout above)."""
+    positions, payloads = probe_kernel(
+        keys, filter_bits, filter_shift, table, n_buckets, overflow_keys, overflow_payloads
+    )
+    count = positions.size
+    opted_out = np.empty(count, dtype=np.bool_)
+    relationship_until = np.empty(count, dtype=np.int64)
+    consent_until = np.empty(count, dtype=np.int64)
+    for hit in range(count):
+        payload = payloads[hit]
+        opted_out[hit] = (payload & _OPT_OUT_BIT) != _U64(0)
+        relationship_until[hit] = np.int64((payload >> _RELATIONSHIP_SHIFT) & _UNTIL_MASK)
+        consent_until[hit] = np.int64((payload >> _CONSENT_SHIFT) & _UNTIL_MASK)
+    return positions, opted_out, relationship_until, consent_until
 
 
 _ListTriple = tuple[Index | None, Index | None, Index | None]

@@ -26,12 +26,16 @@ Theory of operation:
   consent is good only until the day that relationship (with grace) or consent ends, where that is
   sooner; then `valid_until` is 00:00 UTC of that day, and `valid_until_days` is that day number.
   INVALID answers have none (None / 0).
-- `decide_one` (scalar, for `Check`) and `decide_many` (vectorised, for `CheckStream`) evaluate the
-  same table over the same facts (`_policy_facts`) and agree exactly; a property test holds them to
-  it. `decide_many` has no per-number Python loop: each row is one mask (or, for rows that hold for
-  few numbers, their positions), the caller's three lists are probed once through a cached overlay
-  (`_policy_overlay`, `_policy_probe`), and rows after one that decides the whole batch (an exempt
-  purpose) are never evaluated, so such a batch never touches the register.
+- `decide_one` (scalar, for `Check`) walks the table for one number over `OneFacts`, which looks facts
+  up lazily (a number decided by an early row never touches the register).
+- `decide_many` (vectorised, for `CheckStream`) holds each number's facts as a 6-bit code
+  (`_policy_facts.Fact`). `CodeTable` walks the same table, with the same conditions, once per code
+  (64 of them, per kind of purpose) at start-up; a batch is then answered by gathers from those tables.
+  So both paths apply literally the same rows, and a property test holds them to exact agreement. Per
+  batch: the parse gives INVALID and MOBILE; the caller's three lists are probed once through a cached
+  overlay (`_policy_overlay`, `_policy_probe`, one compiled loop); the register is asked only for the
+  numbers whose answer can still depend on it (not for invalid, opted-out or live-relationship numbers,
+  and never for an exempt purpose); relationship and consent ends cap `valid_until` where they decided.
 - A decision is computed from one `ServingState`: the caller takes the state once per RPC or batch,
   and `lists_used` names the versions of everything that state offered for the caller.
 """
@@ -43,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -53,12 +58,14 @@ from nixlookup.server._policy_dates import (
     midnight_of_day,
 )
 from nixlookup.server._policy_facts import (
+    ALL_CODES,
     EXEMPT_PURPOSES,
-    BatchFacts,
-    Mask,
+    CodedFacts,
+    Fact,
+    Facts,
     OneFacts,
-    Positions,
-    Selection,
+    batch_codes,
+    mark_caller_facts,
 )
 from nixlookup.server._policy_overlay import CallerOverlay, OverlayCache
 from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
@@ -71,11 +78,13 @@ __all__ = [
     "VALID_MONTHS",
     "VERDICT_OF_REASON",
     "BatchDecision",
+    "CodeTable",
     "Decision",
     "ListUse",
     "Policy",
     "PolicySettings",
     "Rule",
+    "first_rule",
     "rules_for",
     "valid_until_for",
 ]
@@ -117,19 +126,13 @@ class Rule:
     reason: Reason
     source: str
     explanation: str
-    when_one: Callable[[OneFacts], bool]
+    when: Callable[[Facts], bool]
     """Does the row apply to this number (given no earlier row did)?"""
-    when_many: Callable[[BatchFacts], Selection]
-    """The same, for a batch: a mask, positions, or a plain bool meaning "every number" / "no number"."""
     capped_by: ListKind | None = None
     """The list whose end day limits `valid_until` for answers this row gives."""
 
 
-def _always_one(facts: OneFacts) -> bool:
-    return True
-
-
-def _always_many(facts: BatchFacts) -> bool:
+def _always(facts: Facts) -> bool:
     return True
 
 
@@ -140,8 +143,7 @@ RULE_INVALID = Rule(
     reason=Reason.INVALID_NUMBER,
     source=SOURCE_NUMBERING,
     explanation="not a valid phone number",
-    when_one=lambda f: not f.valid,
-    when_many=lambda f: f.invalid,
+    when=lambda f: not f.valid,
 )
 RULE_OPT_OUT = Rule(
     number="2",
@@ -150,8 +152,7 @@ RULE_OPT_OUT = Rule(
     reason=Reason.COMPANY_OPT_OUT,
     source=f"{SOURCE_NIX_FOR_FORETAG} (the company's own spärrlista wins over every exemption)",
     explanation="on the caller's own opt-out list",
-    when_one=lambda f: f.opted_out,
-    when_many=lambda f: f.opted_out,
+    when=lambda f: f.opted_out,
 )
 RULE_EXEMPT_PURPOSE = Rule(
     number="3",
@@ -161,8 +162,7 @@ RULE_EXEMPT_PURPOSE = Rule(
     source=f"{SOURCE_NIX_UNDANTAGEN} (market research, public information, political, religious, "
     "public interest)",
     explanation="the purpose is outside the NIX register's scope",
-    when_one=lambda f: f.exempt_purpose,
-    when_many=lambda f: f.exempt_purpose,
+    when=lambda f: f.exempt_purpose,
 )
 RULE_RELATIONSHIP = Rule(
     number="4",
@@ -172,8 +172,7 @@ RULE_RELATIONSHIP = Rule(
     source=f"{SOURCE_NIX_UNDANTAGEN} (existing customer relationship, counting up to 12 months after it"
     " ended)",
     explanation="a live customer relationship with the caller",
-    when_one=lambda f: f.relationship_live,
-    when_many=lambda f: f.relationship_live,
+    when=lambda f: f.relationship_live,
     capped_by=ListKind.RELATIONSHIP,
 )
 RULE_CONSENT = Rule(
@@ -183,8 +182,7 @@ RULE_CONSENT = Rule(
     reason=Reason.CONSENT,
     source=f"{SOURCE_NIX_UNDANTAGEN} (the person's explicit consent to the company)",
     explanation="a live consent to the caller",
-    when_one=lambda f: f.consent_live,
-    when_many=lambda f: f.consent_live,
+    when=lambda f: f.consent_live,
     capped_by=ListKind.CONSENT,
 )
 RULE_REGISTERED = Rule(
@@ -194,8 +192,7 @@ RULE_REGISTERED = Rule(
     reason=Reason.NIX_REGISTERED,
     source=f"{SOURCE_NIX_FOR_FORETAG} (sales, marketing and fundraising calls)",
     explanation="in the NIX register",
-    when_one=lambda f: f.registered,
-    when_many=lambda f: f.registered,
+    when=lambda f: f.registered,
 )
 RULE_MOBILE = Rule(
     number="6b",
@@ -204,8 +201,7 @@ RULE_MOBILE = Rule(
     reason=Reason.MOBILE_WITHOUT_RELATIONSHIP,
     source=SOURCE_SWEDMA,
     explanation="a mobile number with no customer relationship or consent (server blocks the ethics rule)",
-    when_one=lambda f: f.mobile,
-    when_many=lambda f: f.mobile,
+    when=lambda f: f.mobile,
 )
 RULE_NOT_REGISTERED = Rule(
     number="7",
@@ -214,8 +210,7 @@ RULE_NOT_REGISTERED = Rule(
     reason=Reason.NOT_REGISTERED,
     source=f"{SOURCE_NIX_FOR_FORETAG} (a checked number may be called for 2 months from the register's date)",
     explanation="not in the NIX register",
-    when_one=_always_one,
-    when_many=_always_many,
+    when=_always,
 )
 
 NIX_RULES: tuple[Rule, ...] = (
@@ -296,12 +291,102 @@ class BatchDecision:
         return _VERDICT_BY_REASON[self.reasons]
 
 
+def first_rule(rules: tuple[Rule, ...], facts: Facts) -> Rule:
+    """The row that decides: the first whose condition holds (the table ends in an "otherwise" row)."""
+    return next(rule for rule in rules if rule.when(facts))
+
+
+@dataclass(frozen=True, slots=True)
+class CodeTable:
+    """The rule table evaluated once per fact code (`_policy_facts.Fact`), for one kind of purpose.
+
+    The bulk path's answers are gathers from these arrays, so they come from the very rows and
+    conditions `decide_one` walks; nothing about the rules is written down a second time.
+    """
+
+    reasons: NDArray[np.uint8]
+    blocked: NDArray[np.bool_]
+    mobile_flag: NDArray[np.bool_]
+    capped_by: NDArray[np.uint8]
+    """The `ListKind` whose end day caps valid_until for the answer of each code; 0 for none."""
+    register_decides: NDArray[np.bool_]
+    """Per code without the REGISTERED bit: does setting it change the answer? Numbers whose code says
+    no (invalid, opted out, a live relationship ...) skip the register lookup."""
+    register_decides_any: bool
+
+    @classmethod
+    def build(cls, rules: tuple[Rule, ...], *, exempt: bool) -> CodeTable:
+        decided = [first_rule(rules, CodedFacts(code, exempt)) for code in range(ALL_CODES)]
+        reasons = np.array([rule.reason for rule in decided], dtype=np.uint8)
+        capped_by = np.array([rule.capped_by or 0 for rule in decided], dtype=np.uint8)
+        mobile_flag = np.array([CodedFacts(code, exempt).mobile_flag for code in range(ALL_CODES)])
+        registered = np.arange(ALL_CODES) | Fact.REGISTERED
+        register_decides = (
+            (reasons != reasons[registered])
+            | (capped_by != capped_by[registered])
+            | (mobile_flag != mobile_flag[registered])
+        )
+        return cls(
+            reasons=reasons,
+            blocked=_BLOCKED_BY_REASON[reasons],
+            mobile_flag=mobile_flag.astype(np.bool_),
+            capped_by=capped_by,
+            register_decides=register_decides,
+            register_decides_any=bool(register_decides.any()),
+        )
+
+
+def _mark_registered(
+    state: ServingState,
+    keys: NDArray[np.uint64],
+    codes: NDArray[np.uint8],
+    table: CodeTable,
+    *,
+    caller_lists_known: bool,
+) -> None:
+    """Set Fact.REGISTERED in `codes` for registered numbers, looking up only those it can matter for."""
+    registered_bit = np.uint8(Fact.REGISTERED)
+    if not caller_lists_known:  # no caller facts: the register decides (nearly) every number, ask it all
+        codes |= state.register.contains_many(keys).view(np.uint8) * registered_bit
+        return
+    undecided = np.flatnonzero(table.register_decides.take(codes))
+    found = state.register.contains_many(keys.take(undecided))
+    codes[undecided] |= found.view(np.uint8) * registered_bit
+
+
+_CAP_RELATIONSHIP = int(ListKind.RELATIONSHIP)
+_CAP_CONSENT = int(ListKind.CONSENT)
+
+
+@numba.njit(nogil=True, cache=True)
+def _cap_days(  # noqa: PLR0917 - numba kernels take their arrays positionally
+    valid_until_days: NDArray[np.uint32],
+    codes: NDArray[np.uint8],
+    positions: NDArray[np.intp],
+    relationship_until: NDArray[np.int64],
+    consent_until: NDArray[np.int64],
+    capped_by: NDArray[np.uint8],
+) -> None:
+    """Where the deciding row rests on a relationship or consent that ends sooner, that day is valid_until."""
+    for hit in range(positions.size):
+        at = positions[hit]
+        kind = capped_by[codes[at]]
+        if kind == _CAP_RELATIONSHIP:
+            cap = relationship_until[hit]
+        elif kind == _CAP_CONSENT:
+            cap = consent_until[hit]
+        else:
+            continue
+        valid_until_days[at] = min(valid_until_days[at], cap)
+
+
 class Policy:
     """Applies the ordered rule table to numbers, one at a time or a batch at a time."""
 
     def __init__(self, settings: PolicySettings | None = None) -> None:
         self.settings = settings if settings is not None else PolicySettings()
         self.rules = rules_for(self.settings)
+        self._code_tables = {exempt: CodeTable.build(self.rules, exempt=exempt) for exempt in (False, True)}
         self._overlays = OverlayCache(relationship_grace_days=self.settings.relationship_grace_days)
 
     def decide_one(
@@ -316,7 +401,7 @@ class Policy:
             today=day_of(now),
             grace_days=self.settings.relationship_grace_days,
         )
-        rule = next(rule for rule in self.rules if rule.when_one(facts))
+        rule = first_rule(self.rules, facts)
         if rule is RULE_INVALID:
             detail = f"rule 1 {rule.name}: {PROBLEM_TEXT.get(facts.problem, 'not a valid phone number')}"
             return Decision(rule.verdict, rule.reason, None, False, detail, rule.number)
@@ -332,50 +417,35 @@ class Policy:
         self, state: ServingState, parsed: ParsedBatch, *, caller: str, purpose: Purpose, now: datetime
     ) -> BatchDecision:
         """The answers for a batch (the `CheckStream` path), vectorised, equal to `decide_one` per number."""
-        facts = BatchFacts(
-            state,
-            parsed,
-            overlay=self._overlay_for(state, caller),
-            purpose=Purpose(purpose),
-            today=day_of(now),
-        )
-        # Forward: evaluate rows until one holds for every number (rows after it cannot decide anything,
-        # so their facts, e.g. the register probe, are never computed).
-        selective: list[tuple[Rule, Mask | Positions]] = []
-        rest = self.rules[-1]  # the table ends in an "otherwise" row, so some row always holds for all
-        for rule in self.rules:
-            holds = rule.when_many(facts)
-            if holds is True:
-                rest = rule
-                break
-            if isinstance(holds, np.ndarray):
-                selective.append((rule, holds))
-        # Backward: paint reasons from the last holding row to the first, so the first row wins.
-        reasons = np.full(facts.size, rest.reason, dtype=np.uint8)
-        for rule, holds in reversed(selective):
-            if holds.dtype == np.bool_:  # a mask: putmask is ~6x faster than copyto(where=) on random masks
-                np.putmask(reasons, holds.astype(np.bool_, copy=False), np.uint8(rule.reason))
-            else:  # positions
-                reasons[holds] = rule.reason
+        table = self._code_tables[Purpose(purpose) in EXEMPT_PURPOSES]
+        keys = parsed.keys
+        codes = batch_codes(parsed)
+        invalid = (codes & np.uint8(Fact.INVALID)).view(np.bool_)
+        today = day_of(now)
+        overlay = self._overlay_for(state, caller)
+        hits = overlay.lookup(keys) if overlay is not None else None
+        if hits is not None:
+            mark_caller_facts(codes, hits, today)
+        if table.register_decides_any:
+            _mark_registered(state, keys, codes, table, caller_lists_known=overlay is not None)
 
         valid_until = valid_until_for(state.register.meta.register_date)
-        base_day = day_of(valid_until)
-        valid_until_days = np.full(facts.size, base_day, dtype=np.uint32)
-        np.putmask(valid_until_days, facts.invalid, np.uint32(0))
-        hits = facts.hits
+        valid_until_days = np.full(codes.size, day_of(valid_until), dtype=np.uint32)
+        np.putmask(valid_until_days, invalid, np.uint32(0))
         if hits is not None:
-            for rule in (*(rule for rule, _ in selective), rest):
-                if rule.capped_by is None:
-                    continue
-                decided_here = reasons[hits.positions] == rule.reason
-                caps = facts.cap_days_at_hits(rule.capped_by)
-                sooner = decided_here & (caps < base_day)
-                valid_until_days[hits.positions[sooner]] = caps[sooner]
+            _cap_days(
+                valid_until_days,
+                codes,
+                hits.positions,
+                hits.relationship_until,
+                hits.consent_until,
+                table.capped_by,
+            )
         return BatchDecision(
-            blocked=_BLOCKED_BY_REASON.take(reasons),
-            invalid=facts.invalid,
-            reasons=reasons,
-            mobile_flag=facts.mobile_flag,
+            blocked=table.blocked.take(codes),
+            invalid=invalid,
+            reasons=table.reasons.take(codes),
+            mobile_flag=table.mobile_flag.take(codes),
             valid_until_days=valid_until_days,
             valid_until=valid_until,
         )
