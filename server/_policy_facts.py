@@ -292,13 +292,10 @@ def _mark_caller_facts(  # noqa: PLR0917 - numba kernels take their arrays posit
     consent_until: NDArray[np.int64],
     today: int,
 ) -> None:
-    for hit in range(positions.size):
+    for hit in range(positions.size):  # selects, not ifs: the facts of consecutive hits are unpredictable
         at = positions[hit]
-        code = codes[at]
-        if opted_out[hit]:
-            code |= _OPTED_OUT
-        if relationship_until[hit] >= today:
-            code |= _RELATIONSHIP_LIVE
-        if consent_until[hit] >= today:
-            code |= _CONSENT_LIVE
-        codes[at] = code
+        codes[at] |= (
+            (_OPTED_OUT if opted_out[hit] else 0)
+            | (_RELATIONSHIP_LIVE if relationship_until[hit] >= today else 0)
+            | (_CONSENT_LIVE if consent_until[hit] >= today else 0)
+        )

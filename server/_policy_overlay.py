@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -127,19 +128,11 @@ class CallerOverlay:
 
 
 @numba.njit(nogil=True, cache=True)
-def _lookup_kernel(  # noqa: PLR0917 - numba kernels take their arrays positionally
-    keys: NDArray[np.uint64],
-    filter_bits: NDArray[np.uint8],
-    filter_shift: np.uint64,
-    table: NDArray[np.uint64],
-    n_buckets: np.uint64,
-    overflow_keys: NDArray[np.uint64],
-    overflow_payloads: NDArray[np.uint64],
+def _lookup_kernel(
+    keys: NDArray[np.uint64], *probe_parts: Any
 ) -> tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
-    """`CallerHits`' arrays: the probe, then each hit's payload taken apart (see the layout above)."""
-    positions, payloads = probe_kernel(
-        keys, filter_bits, filter_shift, table, n_buckets, overflow_keys, overflow_payloads
-    )
+    """`CallerHits`' arrays: the probe (`KeyProbe.parts`), then each hit's payload taken apart."""
+    positions, payloads = probe_kernel(keys, *probe_parts)
     count = positions.size
     opted_out = np.empty(count, dtype=np.bool_)
     relationship_until = np.empty(count, dtype=np.int64)

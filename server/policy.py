@@ -356,6 +356,7 @@ def _mark_registered(
 
 _CAP_RELATIONSHIP = int(ListKind.RELATIONSHIP)
 _CAP_CONSENT = int(ListKind.CONSENT)
+_NO_CAP = 2**32 - 1  # above every uint32 day
 
 
 @numba.njit(nogil=True, cache=True)
@@ -368,15 +369,11 @@ def _cap_days(  # noqa: PLR0917 - numba kernels take their arrays positionally
     capped_by: NDArray[np.uint8],
 ) -> None:
     """Where the deciding row rests on a relationship or consent that ends sooner, that day is valid_until."""
-    for hit in range(positions.size):
+    for hit in range(positions.size):  # selects, not ifs: consecutive hits are decided by different rows
         at = positions[hit]
         kind = capped_by[codes[at]]
-        if kind == _CAP_RELATIONSHIP:
-            cap = relationship_until[hit]
-        elif kind == _CAP_CONSENT:
-            cap = consent_until[hit]
-        else:
-            continue
+        cap = relationship_until[hit] if kind == _CAP_RELATIONSHIP else _NO_CAP
+        cap = consent_until[hit] if kind == _CAP_CONSENT else cap
         valid_until_days[at] = min(valid_until_days[at], cap)
 
 
