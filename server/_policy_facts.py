@@ -8,8 +8,9 @@ relationship or consent, registered, mobile, and is the purpose exempt.
 - A batch (the `CheckStream` path) holds its facts as one `Fact` bit set per number, a uint8 *code*.
   There are only 2**6 codes, so the policy evaluates the rule table once per code (`CodedFacts`, the same
   conditions as for one number) into lookup tables, and a batch's answers are a gather from them. The
-  codes are filled by `batch_codes` (validity and line type), the caller's overlay (`mark_caller_facts`)
-  and the register (`Fact.REGISTERED`), the last only for numbers whose answer still depends on it.
+  codes are filled by `batch_codes` (validity and line type), the caller's lists (`apply_caller_lists`,
+  one compiled loop that also caps `valid_until` where a relationship or consent decided), and the
+  register (`Fact.REGISTERED`), the last only for numbers whose answer can still depend on it.
 
 `tests/test_policy_agreement.py` holds the two paths to exact agreement.
 """
@@ -25,7 +26,8 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server._policy_overlay import MAX_END_DAY, CallerHits
+from nixlookup.server._policy_overlay import MAX_END_DAY, CallerOverlay, decode_payload
+from nixlookup.server._policy_probe import probe_kernel
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
 from nixlookup.server.state import ListKind, ServingState
@@ -38,8 +40,8 @@ __all__ = [
     "Fact",
     "Facts",
     "OneFacts",
+    "apply_caller_lists",
     "batch_codes",
-    "mark_caller_facts",
     "relationship_counts_until",
 ]
 
@@ -271,31 +273,54 @@ def batch_codes(parsed: ParsedBatch) -> NDArray[np.uint8]:
     return codes
 
 
-def mark_caller_facts(codes: NDArray[np.uint8], hits: CallerHits, today: int) -> None:
-    """Set OPTED_OUT, RELATIONSHIP_LIVE and CONSENT_LIVE in `codes` for the numbers on the caller's lists.
+def apply_caller_lists(
+    overlay: CallerOverlay,
+    keys: NDArray[np.uint64],
+    codes: NDArray[np.uint8],
+    valid_until_days: NDArray[np.uint32],
+    *,
+    today: int,
+    capped_by: NDArray[np.uint8],
+) -> None:
+    """Fold the caller's lists into a batch: set OPTED_OUT, RELATIONSHIP_LIVE and CONSENT_LIVE in `codes`,
+    and where the code's deciding row rests on a relationship or consent (`capped_by`, per code: the
+    ListKind, 0 for none) that ends before `valid_until_days`, make that day the answer's valid_until.
 
-    A relationship or consent is live while the last day it counts (grace applied, FOREVER without an end,
-    0 = not on that list) is today or later: the same rule as `OneFacts`, whose "0 = ongoing" is FOREVER
-    here.
+    A relationship or consent is live while the last day it counts (grace applied, FOREVER without an
+    end, 0 = not on that list) is today or later: the same rule as `OneFacts`, whose "0 = ongoing" is
+    FOREVER here. The caps read the code before the register is asked: `CodeTable` checks that rows
+    capped by a list come before the register row, so the REGISTERED bit never changes a cap.
     """
-    _mark_caller_facts(
-        codes, hits.positions, hits.opted_out, hits.relationship_until, hits.consent_until, today
-    )
+    _apply_caller_lists(keys, codes, valid_until_days, today, capped_by, *overlay.probe_parts)
+
+
+_CAP_RELATIONSHIP = int(ListKind.RELATIONSHIP)
+_CAP_CONSENT = int(ListKind.CONSENT)
+_NO_CAP = 2**32 - 1  # above every uint32 day
 
 
 @numba.njit(nogil=True, cache=True)
-def _mark_caller_facts(  # noqa: PLR0917 - numba kernels take their arrays positionally
+def _apply_caller_lists(
+    keys: NDArray[np.uint64],
     codes: NDArray[np.uint8],
-    positions: NDArray[np.intp],
-    opted_out: NDArray[np.bool_],
-    relationship_until: NDArray[np.int64],
-    consent_until: NDArray[np.int64],
+    valid_until_days: NDArray[np.uint32],
     today: int,
+    capped_by: NDArray[np.uint8],
+    *probe_parts: Any,
 ) -> None:
-    for hit in range(positions.size):  # selects, not ifs: the facts of consecutive hits are unpredictable
+    positions, payloads = probe_kernel(keys, *probe_parts)
+    # Selects, not ifs: the facts of consecutive hits are unpredictable.
+    for hit in range(positions.size):
         at = positions[hit]
-        codes[at] |= (
-            (_OPTED_OUT if opted_out[hit] else 0)
-            | (_RELATIONSHIP_LIVE if relationship_until[hit] >= today else 0)
-            | (_CONSENT_LIVE if consent_until[hit] >= today else 0)
+        opted_out, relationship_until, consent_until = decode_payload(payloads[hit])
+        code = (
+            codes[at]
+            | (_OPTED_OUT if opted_out else 0)
+            | (_RELATIONSHIP_LIVE if relationship_until >= today else 0)
+            | (_CONSENT_LIVE if consent_until >= today else 0)
         )
+        codes[at] = code
+        kind = capped_by[code]
+        cap = relationship_until if kind == _CAP_RELATIONSHIP else _NO_CAP
+        cap = consent_until if kind == _CAP_CONSENT else cap
+        valid_until_days[at] = min(valid_until_days[at], cap)

@@ -36,6 +36,7 @@ __all__ = [
     "CallerHits",
     "CallerOverlay",
     "OverlayCache",
+    "decode_payload",
 ]
 
 MAX_END_DAY = (1 << 20) - 1
@@ -117,6 +118,12 @@ class CallerOverlay:
         payloads[np.searchsorted(union, con_keys)] |= _counts_until(con_ends, 0) << _CONSENT_SHIFT
         return cls(KeyProbe(union, payloads), int(union.size))
 
+    @property
+    def probe_parts(self) -> tuple[Any, ...]:
+        """What compiled loops pass to `probe_kernel` after the keys (`KeyProbe.parts`); payloads are
+        taken apart with `decode_payload`."""
+        return self._probe.parts
+
     def lookup(self, keys: NDArray[np.uint64]) -> CallerHits | None:
         """The batch's numbers on any of the lists, or None when there are none (the common case)."""
         positions, opted_out, relationship_until, consent_until = _lookup_kernel(
@@ -138,11 +145,19 @@ def _lookup_kernel(
     relationship_until = np.empty(count, dtype=np.int64)
     consent_until = np.empty(count, dtype=np.int64)
     for hit in range(count):
-        payload = payloads[hit]
-        opted_out[hit] = (payload & _OPT_OUT_BIT) != _U64(0)
-        relationship_until[hit] = np.int64((payload >> _RELATIONSHIP_SHIFT) & _UNTIL_MASK)
-        consent_until[hit] = np.int64((payload >> _CONSENT_SHIFT) & _UNTIL_MASK)
+        opted_out[hit], relationship_until[hit], consent_until[hit] = decode_payload(payloads[hit])
     return positions, opted_out, relationship_until, consent_until
+
+
+@numba.njit(inline="always")
+def decode_payload(payload: np.uint64) -> tuple[bool, np.int64, np.int64]:
+    """(on the opt-out list, last day the relationship counts, last day the consent counts): see the
+    payload layout above (FOREVER = no end, 0 = not on that list)."""
+    return (
+        (payload & _OPT_OUT_BIT) != _U64(0),
+        np.int64((payload >> _RELATIONSHIP_SHIFT) & _UNTIL_MASK),
+        np.int64((payload >> _CONSENT_SHIFT) & _UNTIL_MASK),
+    )
 
 
 _ListTriple = tuple[Index | None, Index | None, Index | None]

@@ -33,9 +33,9 @@ Theory of operation:
   (64 of them, per kind of purpose) at start-up; a batch is then answered by gathers from those tables.
   So both paths apply literally the same rows, and a property test holds them to exact agreement. Per
   batch: the parse gives INVALID and MOBILE; the caller's three lists are probed once through a cached
-  overlay (`_policy_overlay`, `_policy_probe`, one compiled loop); the register is asked only for the
-  numbers whose answer can still depend on it (not for invalid, opted-out or live-relationship numbers,
-  and never for an exempt purpose); relationship and consent ends cap `valid_until` where they decided.
+  overlay (`_policy_overlay`, `_policy_probe`) in one compiled loop that also caps `valid_until` where a
+  relationship or consent decided; then the register is asked only for the numbers whose answer can
+  still depend on it (not invalid, opted-out or live-relationship numbers; none for an exempt purpose).
 - A decision is computed from one `ServingState`: the caller takes the state once per RPC or batch,
   and `lists_used` names the versions of everything that state offered for the caller.
 """
@@ -47,7 +47,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -64,8 +63,8 @@ from nixlookup.server._policy_facts import (
     Fact,
     Facts,
     OneFacts,
+    apply_caller_lists,
     batch_codes,
-    mark_caller_facts,
 )
 from nixlookup.server._policy_overlay import CallerOverlay, OverlayCache
 from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
@@ -309,10 +308,12 @@ class CodeTable:
     mobile_flag: NDArray[np.bool_]
     capped_by: NDArray[np.uint8]
     """The `ListKind` whose end day caps valid_until for the answer of each code; 0 for none."""
-    register_decides: NDArray[np.bool_]
-    """Per code without the REGISTERED bit: does setting it change the answer? Numbers whose code says
-    no (invalid, opted out, a live relationship ...) skip the register lookup."""
-    register_decides_any: bool
+    register_matters: NDArray[np.bool_]
+    """Per code (without the REGISTERED bit): would that bit change the answer? Not for invalid, opted-out,
+    live-relationship or live-consent numbers, nor for any number when the purpose is exempt: those skip
+    the register lookup."""
+    needs_register: bool
+    """Does the register matter for any code? Not for an exempt purpose: such batches never touch it."""
 
     @classmethod
     def build(cls, rules: tuple[Rule, ...], *, exempt: bool) -> CodeTable:
@@ -321,60 +322,19 @@ class CodeTable:
         capped_by = np.array([rule.capped_by or 0 for rule in decided], dtype=np.uint8)
         mobile_flag = np.array([CodedFacts(code, exempt).mobile_flag for code in range(ALL_CODES)])
         registered = np.arange(ALL_CODES) | Fact.REGISTERED
-        register_decides = (
-            (reasons != reasons[registered])
-            | (capped_by != capped_by[registered])
-            | (mobile_flag != mobile_flag[registered])
-        )
+        if (capped_by != capped_by[registered]).any():
+            # The bulk path caps valid_until before it asks the register (so that numbers the caller's
+            # lists decide skip the register); that needs rows capped by a list to precede the register row.
+            raise ValueError("a rule capped by a caller list must come before the register rule")
+        register_matters = (reasons != reasons[registered]) | (mobile_flag != mobile_flag[registered])
         return cls(
             reasons=reasons,
             blocked=_BLOCKED_BY_REASON[reasons],
             mobile_flag=mobile_flag.astype(np.bool_),
             capped_by=capped_by,
-            register_decides=register_decides,
-            register_decides_any=bool(register_decides.any()),
+            register_matters=register_matters,
+            needs_register=bool(register_matters.any()),
         )
-
-
-def _mark_registered(
-    state: ServingState,
-    keys: NDArray[np.uint64],
-    codes: NDArray[np.uint8],
-    table: CodeTable,
-    *,
-    caller_lists_known: bool,
-) -> None:
-    """Set Fact.REGISTERED in `codes` for registered numbers, looking up only those it can matter for."""
-    registered_bit = np.uint8(Fact.REGISTERED)
-    if not caller_lists_known:  # no caller facts: the register decides (nearly) every number, ask it all
-        codes |= state.register.contains_many(keys).view(np.uint8) * registered_bit
-        return
-    undecided = np.flatnonzero(table.register_decides.take(codes))
-    found = state.register.contains_many(keys.take(undecided))
-    codes[undecided] |= found.view(np.uint8) * registered_bit
-
-
-_CAP_RELATIONSHIP = int(ListKind.RELATIONSHIP)
-_CAP_CONSENT = int(ListKind.CONSENT)
-_NO_CAP = 2**32 - 1  # above every uint32 day
-
-
-@numba.njit(nogil=True, cache=True)
-def _cap_days(  # noqa: PLR0917 - numba kernels take their arrays positionally
-    valid_until_days: NDArray[np.uint32],
-    codes: NDArray[np.uint8],
-    positions: NDArray[np.intp],
-    relationship_until: NDArray[np.int64],
-    consent_until: NDArray[np.int64],
-    capped_by: NDArray[np.uint8],
-) -> None:
-    """Where the deciding row rests on a relationship or consent that ends sooner, that day is valid_until."""
-    for hit in range(positions.size):  # selects, not ifs: consecutive hits are decided by different rows
-        at = positions[hit]
-        kind = capped_by[codes[at]]
-        cap = relationship_until[hit] if kind == _CAP_RELATIONSHIP else _NO_CAP
-        cap = consent_until[hit] if kind == _CAP_CONSENT else cap
-        valid_until_days[at] = min(valid_until_days[at], cap)
 
 
 class Policy:
@@ -418,26 +378,22 @@ class Policy:
         keys = parsed.keys
         codes = batch_codes(parsed)
         invalid = (codes & np.uint8(Fact.INVALID)).view(np.bool_)
-        today = day_of(now)
-        overlay = self._overlay_for(state, caller)
-        hits = overlay.lookup(keys) if overlay is not None else None
-        if hits is not None:
-            mark_caller_facts(codes, hits, today)
-        if table.register_decides_any:
-            _mark_registered(state, keys, codes, table, caller_lists_known=overlay is not None)
-
         valid_until = valid_until_for(state.register.meta.register_date)
         valid_until_days = np.full(codes.size, day_of(valid_until), dtype=np.uint32)
         np.putmask(valid_until_days, invalid, np.uint32(0))
-        if hits is not None:
-            _cap_days(
-                valid_until_days,
-                codes,
-                hits.positions,
-                hits.relationship_until,
-                hits.consent_until,
-                table.capped_by,
+        overlay = self._overlay_for(state, caller)
+        if overlay is not None:  # first: numbers the caller's lists decide need no register lookup
+            apply_caller_lists(
+                overlay, keys, codes, valid_until_days, today=day_of(now), capped_by=table.capped_by
             )
+        if table.needs_register:
+            registered_bit = np.uint8(Fact.REGISTERED)
+            if overlay is None:  # the register decides every valid number: ask it for all of them
+                codes |= state.register.contains_many(keys).view(np.uint8) * registered_bit
+            else:
+                undecided = np.flatnonzero(table.register_matters.take(codes))
+                found = state.register.contains_many(keys.take(undecided))
+                codes[undecided] |= found.view(np.uint8) * registered_bit
         return BatchDecision(
             blocked=table.blocked.take(codes),
             invalid=invalid,
