@@ -27,7 +27,7 @@ def _check_against_dict(mapping: dict[int, int], queries: list[int]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     mapping=st.dictionaries(
-        st.integers(min_value=0, max_value=2**64 - 2),
+        st.one_of(st.integers(min_value=0, max_value=2**64 - 1), st.integers(46_700_000_000, 46_700_000_400)),
         st.integers(min_value=0, max_value=2**64 - 1),
         max_size=60,
     ),
@@ -92,7 +92,7 @@ def test_overlay_reports_opt_outs_and_until_days() -> None:
     assert overlay.count == 5
     hits = overlay.lookup(np.array([9, 1, 2, 3, 4, 5, 6], dtype=np.uint64))
     assert hits is not None
-    assert hits.positions.tolist() == [1, 2, 3, 4, 5]
+    assert hits.positions.tolist() == [1, 2, 3, 4, 5]  # ascending: none of them spilled to the overflow
     assert hits.opted_out.tolist() == [True, True, False, False, False]
     assert hits.relationship_until.tolist() == [0, 20_365, FOREVER, MAX_END_DAY + 365, 0]
     assert hits.consent_until.tolist() == [0, 0, 21_000, 0, FOREVER]
@@ -135,13 +135,31 @@ def test_prepare_builds_every_callers_overlay_once() -> None:
     assert policy._overlay_for(state, "nobody") is None
 
 
-def test_empty_slot_marker_is_never_found() -> None:
-    """A query equal to the empty-slot marker is not a hit, even when it passes the filter."""
-    marker = np.array([2**64 - 1], dtype=np.uint64)
-    shape_probe = KeyProbe(np.array([1], dtype=np.uint64), np.array([7], dtype=np.uint64))
-    candidates = np.random.default_rng(9).integers(1, 2**62, size=2_000_000, dtype=np.uint64)
-    same_slot = candidates[shape_probe._filter_slot(candidates) == shape_probe._filter_slot(marker)[0]]
-    assert same_slot.size  # a key sharing the marker's filter bit, so the marker reaches the table
-    probe = KeyProbe(same_slot[:1], np.array([7], dtype=np.uint64))
-    positions, _ = probe.find(np.concatenate([marker, same_slot[:1]]))
-    assert positions.tolist() == [1]
+def test_keys_too_large_to_quotient_are_found_exactly() -> None:
+    """Keys whose quotient needs more than 32 bits (not Swedish numbers; up to 2**64 - 1) live in the
+    overflow array; they and their neighbours are answered exactly, beside ordinary keys."""
+    huge = [2**64 - 1, 2**64 - 2, 2**63, 10**18 + 7]
+    ordinary = [46701234567, 46701234568]
+    keys = np.array(huge + ordinary, dtype=np.uint64)
+    payloads = np.arange(1, keys.size + 1, dtype=np.uint64)
+    probe = KeyProbe(keys, payloads)
+    assert probe.overflow_count >= len(huge)
+    queries = [2**64 - 3, *huge, 0, 46701234569, *ordinary, 2**63 + 1]
+    _check_against_dict(dict(zip(keys.tolist(), payloads.tolist(), strict=True)), queries)
+
+
+def test_zero_is_not_an_empty_slot() -> None:
+    """Key 0 is stored as quotient 0 + 1, so an empty slot (0) never answers for it, and it is found when
+    listed."""
+    _check_against_dict({1: 5, 2: 6}, [0, 1, 2])
+    _check_against_dict({0: 9, 1: 5}, [0, 1, 2])
+
+
+def test_probe_is_compact() -> None:
+    """The table stays near 13 bytes per key (a slot is 8 bytes at 5 keys per 8-slot bucket) plus a
+    filter of 16-32 bits per key: small enough to share the cache with the register."""
+    rng = np.random.default_rng(11)
+    keys = np.unique(rng.integers(46_700_000_000, 46_800_000_000, size=600_000, dtype=np.uint64))
+    probe = KeyProbe(keys, rng.integers(0, 1_000, size=keys.size, dtype=np.uint64))
+    assert probe.nbytes < 18 * keys.size
+    assert probe.overflow_count < 0.05 * keys.size

@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 
 from nixlookup.server._policy_dates import day_number, day_of, midnight_of_day
+from nixlookup.server._policy_facts import ALL_CODES, Fact
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import classify_key, classify_keys
 from nixlookup.server.policy import (
     NIX_RULES,
     RULE_MOBILE,
     RULE_REGISTERED,
+    CodeTable,
     Decision,
     Policy,
     PolicySettings,
@@ -406,6 +408,35 @@ def test_table_shape() -> None:
     with_mobiles = rules_for(BLOCK_MOBILES)
     assert with_mobiles[with_mobiles.index(RULE_REGISTERED) + 1] is RULE_MOBILE
     assert RULE_MOBILE not in rules_for(PolicySettings())
+
+
+def test_code_tables_skip_the_register_only_where_it_cannot_matter() -> None:
+    """The bulk path asks the register only for numbers whose answer can depend on it: not for invalid,
+    opted-out, live-relationship or live-consent numbers, and never when the purpose is exempt."""
+    tables = {exempt: CodeTable.build(NIX_RULES, exempt=exempt) for exempt in (False, True)}
+    assert not tables[True].needs_register
+    sales = tables[False]
+    assert sales.needs_register
+    decided_before_register = Fact.INVALID | Fact.OPTED_OUT | Fact.RELATIONSHIP_LIVE | Fact.CONSENT_LIVE
+    for code in range(ALL_CODES):
+        if code & Fact.REGISTERED:
+            continue  # the bit the lookup sets: never in a code before it
+        assert bool(sales.register_matters[code]) == (not code & decided_before_register), code
+
+
+def test_code_table_refuses_a_cap_after_the_register() -> None:
+    """The bulk path caps valid_until before it asks the register, which is only right while rows capped
+    by a caller list precede the register row; a table breaking that is refused, not silently wrong."""
+    reordered = tuple(rule for rule in NIX_RULES if rule.capped_by is None)
+    at = reordered.index(RULE_REGISTERED) + 1
+    broken = (*reordered[:at], *(rule for rule in NIX_RULES if rule.capped_by is not None), *reordered[at:])
+    with pytest.raises(ValueError, match="before the register"):
+        CodeTable.build(broken, exempt=False)
+
+
+def test_warm_up_compiles_the_bulk_loops() -> None:
+    """warm_up runs every compiled loop once (so the first batch with a caller does not compile)."""
+    assert Policy().warm_up() >= 0.0
 
 
 @pytest.mark.parametrize("grace", [-1, 3661])
