@@ -70,7 +70,7 @@ from nixlookup.server._policy_facts import (
 from nixlookup.server._policy_overlay import CallerOverlay, OverlayCache
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
-from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind, ServingState
+from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind, PerStateMemo, ServingState
 from nixlookup.server.vocabulary import Purpose, Reason, Verdict
 
 __all__ = [
@@ -347,6 +347,7 @@ class Policy:
         self.rules = rules_for(self.settings)
         self._code_tables = {exempt: CodeTable.build(self.rules, exempt=exempt) for exempt in (False, True)}
         self._overlays = OverlayCache(relationship_grace_days=self.settings.relationship_grace_days)
+        self._overlays_of_state: PerStateMemo[CallerOverlay | None] = PerStateMemo()
 
     def decide_one(
         self, state: ServingState, parsed: ParsedNumber, *, caller: str, purpose: Purpose, now: datetime
@@ -446,6 +447,9 @@ class Policy:
     def _overlay_for(self, state: ServingState, caller: str) -> CallerOverlay | None:
         if not caller:
             return None
+        return self._overlays_of_state.get(state, caller, lambda: self._find_overlay(state, caller))
+
+    def _find_overlay(self, state: ServingState, caller: str) -> CallerOverlay | None:
         lists = (
             state.list_for(ListKind.OPT_OUT, caller),
             state.list_for(ListKind.RELATIONSHIP, caller),

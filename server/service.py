@@ -40,7 +40,7 @@ from nixlookup.server.errors import InvalidArgumentError
 from nixlookup.server.logs import get_logger
 from nixlookup.server.numbering import ParsedBatch, classify_key, classify_keys, parse_number, parse_numbers
 from nixlookup.server.policy import Policy
-from nixlookup.server.state import StateHolder
+from nixlookup.server.state import PerStateMemo, ServingState, StateHolder
 from nixlookup.server.store import ListDescription
 from nixlookup.server.vocabulary import Purpose
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
@@ -97,6 +97,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         self._started_at = started_at or _utc_now()
         self._clock = clock
         self._responses = CheckResponses()
+        self._result_headers: PerStateMemo[lookup_pb2.CheckBatchResult] = PerStateMemo()
 
     # -- Check -------------------------------------------------------------------------------------
     def Check(  # noqa: N802 - the name is the RPC's
@@ -166,14 +167,11 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
             )
         purpose = _purpose(batch.purpose)
         state = self._holder.current()
-        meta = state.register.meta
-        result = lookup_pb2.CheckBatchResult(
-            count=count,
-            batch_id=batch.batch_id,
-            register_version=meta.version,
-            register_date=datetime_to_timestamp(meta.register_date),
-            lists_used=list_versions(self._policy.lists_used(state, batch.caller)),
-        )
+        caller = batch.caller
+        result = lookup_pb2.CheckBatchResult()
+        result.CopyFrom(self._result_headers.get(state, caller, lambda: self._result_header(state, caller)))
+        result.count = count
+        result.batch_id = batch.batch_id
         if count == 0:
             return result, 0, 0
         parsed: ParsedBatch
@@ -181,9 +179,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
             parsed = classify_keys(np.frombuffer(batch.e164_le, dtype="<u8"))
         else:
             parsed = parse_numbers(list(batch.texts))
-        decision = self._policy.decide_many(
-            state, parsed, caller=batch.caller, purpose=purpose, now=self._clock()
-        )
+        decision = self._policy.decide_many(state, parsed, caller=caller, purpose=purpose, now=self._clock())
         result.blocked = pack_bits(decision.blocked)
         result.invalid = pack_bits(decision.invalid)
         result.mobile_flag = pack_bits(decision.mobile_flag)
@@ -194,8 +190,17 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
             result.valid_until_days_le = decision.valid_until_days.astype("<u4", copy=False).tobytes()
             if text_count:
                 result.e164_le = parsed.keys.astype("<u8", copy=False).tobytes()
-        _log.debug("check_batch", count=count, register_version=meta.version)
+        _log.debug("check_batch", count=count, register_version=result.register_version)
         return result, int(np.count_nonzero(decision.blocked)), int(np.count_nonzero(decision.invalid))
+
+    def _result_header(self, state: ServingState, caller: str) -> lookup_pb2.CheckBatchResult:
+        """What every batch result on `state` for `caller` starts with: the versions it answers from."""
+        meta = state.register.meta
+        return lookup_pb2.CheckBatchResult(
+            register_version=meta.version,
+            register_date=datetime_to_timestamp(meta.register_date),
+            lists_used=list_versions(self._policy.lists_used(state, caller)),
+        )
 
     # -- GetRegisterInfo ---------------------------------------------------------------------------
     def GetRegisterInfo(  # noqa: N802 - the name is the RPC's

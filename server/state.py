@@ -20,13 +20,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
+from typing import Generic, TypeVar
 
 import structlog
 
 from nixlookup.server.errors import UnavailableError
 from nixlookup.server.index import Index
 
-__all__ = ["ListKey", "ListKind", "ServingState", "StateHolder"]
+__all__ = ["ListKey", "ListKind", "PerStateMemo", "ServingState", "StateHolder"]
 
 
 class ListKind(IntEnum):
@@ -124,3 +125,28 @@ class StateHolder:
         self._prepare(new)
         old, self._state = self._state, new
         return old
+
+
+_Value = TypeVar("_Value")
+
+
+class PerStateMemo(Generic[_Value]):
+    """Values derived from one serving state (per caller, say), kept while that state is the one asked about.
+
+    A batch on a stream asks for the same derived values as the batch before it (the caller's overlay,
+    the versions its answer names); recomputing them costs a few microseconds each. The memo holds one
+    state and its values; a batch on another state (after a swap) starts a fresh memo, which also lets
+    the old state go. Lock-free: two threads that race on a swap may each compute a value once.
+    """
+
+    def __init__(self) -> None:
+        self._memo: tuple[ServingState | None, dict[str, _Value]] = (None, {})
+
+    def get(self, state: ServingState, key: str, compute: Callable[[], _Value]) -> _Value:
+        memo_state, values = self._memo
+        if memo_state is not state:
+            values = {}
+            self._memo = (state, values)
+        if key not in values:
+            values[key] = compute()
+        return values[key]

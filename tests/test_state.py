@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
 from nixlookup.server.errors import UnavailableError
 from nixlookup.server.index import Index
-from nixlookup.server.state import ListKind, ServingState, StateHolder
+from nixlookup.server.state import ListKind, PerStateMemo, ServingState, StateHolder
 
 
 def _index(version: str, *keys: int) -> Index:
@@ -49,3 +53,28 @@ def test_no_state_yet_is_unavailable() -> None:
     """Before anything is loaded, readers get UNAVAILABLE with advice, not an AttributeError."""
     with pytest.raises(UnavailableError, match="retry"):
         StateHolder().current()
+
+
+def test_per_state_memo_computes_once_per_state_and_key() -> None:
+    """Values are computed once per (state, key); a new state starts afresh and lets the old one go."""
+    memo: PerStateMemo[str] = PerStateMemo()
+    first = ServingState(register=_index("v1", 1))
+    calls: list[str] = []
+
+    def compute(label: str) -> Callable[[], str]:
+        def run() -> str:
+            calls.append(label)
+            return label
+
+        return run
+
+    assert memo.get(first, "acme", compute("a1")) == "a1"
+    assert memo.get(first, "acme", compute("again")) == "a1"
+    assert memo.get(first, "beta", compute("b1")) == "b1"
+    second = ServingState(register=_index("v2", 2))
+    assert memo.get(second, "acme", compute("a2")) == "a2"
+    assert calls == ["a1", "b1", "a2"]
+    released = weakref.ref(first.register)
+    del first
+    gc.collect()
+    assert released() is None  # the memo moved on to `second` and holds nothing of the first state
