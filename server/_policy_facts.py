@@ -281,17 +281,25 @@ def apply_caller_lists(
     *,
     today: int,
     capped_by: NDArray[np.uint8],
-) -> None:
+    register_matters: NDArray[np.bool_],
+) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
     """Fold the caller's lists into a batch: set OPTED_OUT, RELATIONSHIP_LIVE and CONSENT_LIVE in `codes`,
     and where the code's deciding row rests on a relationship or consent (`capped_by`, per code: the
     ListKind, 0 for none) that ends before `valid_until_days`, make that day the answer's valid_until.
+    Returns the positions (ascending) and keys of the numbers whose answer can still depend on the
+    register (`register_matters`, per code): the ones the caller's lists did not decide.
 
     A relationship or consent is live while the last day it counts (grace applied, FOREVER without an
     end, 0 = not on that list) is today or later: the same rule as `OneFacts`, whose "0 = ongoing" is
     FOREVER here. The caps read the code before the register is asked: `CodeTable` checks that rows
     capped by a list come before the register row, so the REGISTERED bit never changes a cap.
     """
-    _apply_caller_lists(keys, codes, valid_until_days, today, capped_by, *overlay.probe_parts)
+    undecided: NDArray[np.intp]
+    undecided_keys: NDArray[np.uint64]
+    undecided, undecided_keys = _apply_caller_lists(
+        keys, codes, valid_until_days, today, capped_by, register_matters, *overlay.probe_parts
+    )
+    return undecided, undecided_keys
 
 
 _CAP_RELATIONSHIP = int(ListKind.RELATIONSHIP)
@@ -300,14 +308,15 @@ _NO_CAP = 2**32 - 1  # above every uint32 day
 
 
 @numba.njit(nogil=True, cache=True)
-def _apply_caller_lists(
+def _apply_caller_lists(  # noqa: PLR0917 - numba kernels take their arrays positionally
     keys: NDArray[np.uint64],
     codes: NDArray[np.uint8],
     valid_until_days: NDArray[np.uint32],
     today: int,
     capped_by: NDArray[np.uint8],
+    register_matters: NDArray[np.bool_],
     *probe_parts: Any,
-) -> None:
+) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
     positions, payloads = probe_kernel(keys, *probe_parts)
     # Selects, not ifs: the facts of consecutive hits are unpredictable.
     for hit in range(positions.size):
@@ -324,3 +333,12 @@ def _apply_caller_lists(
         cap = relationship_until if kind == _CAP_RELATIONSHIP else _NO_CAP
         cap = consent_until if kind == _CAP_CONSENT else cap
         valid_until_days[at] = min(valid_until_days[at], cap)
+    # The numbers the register must still decide, compacted without a branch.
+    undecided = np.empty(keys.size, dtype=np.intp)
+    undecided_keys = np.empty(keys.size, dtype=np.uint64)
+    count = 0
+    for at in range(keys.size):
+        undecided[count] = at
+        undecided_keys[count] = keys[at]
+        count += int(register_matters[codes[at]])
+    return undecided[:count], undecided_keys[:count]

@@ -385,18 +385,22 @@ class Policy:
         valid_until_days = np.full(codes.size, day_of(valid_until), dtype=np.uint32)
         np.putmask(valid_until_days, invalid, np.uint32(0))
         overlay = self._overlay_for(state, caller)
-        if overlay is not None:  # first: numbers the caller's lists decide need no register lookup
-            apply_caller_lists(
-                overlay, keys, codes, valid_until_days, today=day_of(now), capped_by=table.capped_by
+        if overlay is None:
+            if table.needs_register:  # the register decides every valid number: ask it for all of them
+                codes |= state.register.contains_many(keys).view(np.uint8) * np.uint8(Fact.REGISTERED)
+        else:  # first the caller's lists: the numbers they decide need no register lookup
+            undecided, undecided_keys = apply_caller_lists(
+                overlay,
+                keys,
+                codes,
+                valid_until_days,
+                today=day_of(now),
+                capped_by=table.capped_by,
+                register_matters=table.register_matters,
             )
-        if table.needs_register:
-            registered_bit = np.uint8(Fact.REGISTERED)
-            if overlay is None:  # the register decides every valid number: ask it for all of them
-                codes |= state.register.contains_many(keys).view(np.uint8) * registered_bit
-            else:
-                undecided = np.flatnonzero(table.register_matters.take(codes))
-                found = state.register.contains_many(keys.take(undecided))
-                codes[undecided] |= found.view(np.uint8) * registered_bit
+            if undecided.size:
+                found = state.register.contains_many(undecided_keys)
+                codes[undecided] |= found.view(np.uint8) * np.uint8(Fact.REGISTERED)
         return BatchDecision(
             blocked=table.blocked.take(codes),
             invalid=invalid,
@@ -428,7 +432,15 @@ class Policy:
         for table in self._code_tables.values():
             codes = np.zeros(1, dtype=np.uint8)
             days = np.zeros(1, dtype=np.uint32)
-            apply_caller_lists(overlay, key, codes, days, today=0, capped_by=table.capped_by)
+            apply_caller_lists(
+                overlay,
+                key,
+                codes,
+                days,
+                today=0,
+                capped_by=table.capped_by,
+                register_matters=table.register_matters,
+            )
         overlay.lookup(key)
         return time.perf_counter() - started
 
