@@ -157,9 +157,9 @@ def test_zero_is_not_an_empty_slot() -> None:
 
 def test_probe_is_compact() -> None:
     """The table stays near 13 bytes per key (a slot is 8 bytes at 5 keys per 8-slot bucket) plus a
-    filter of 16-32 bits per key: small enough to share the cache with the register."""
+    filter of 8-16 bits per key: small enough to share the cache with the register."""
     rng = np.random.default_rng(11)
     keys = np.unique(rng.integers(46_700_000_000, 46_800_000_000, size=600_000, dtype=np.uint64))
     probe = KeyProbe(keys, rng.integers(0, 1_000, size=keys.size, dtype=np.uint64))
-    assert probe.nbytes < 18 * keys.size
+    assert probe.nbytes < 16 * keys.size
     assert probe.overflow_count < 0.05 * keys.size
