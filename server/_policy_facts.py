@@ -307,7 +307,7 @@ _CAP_CONSENT = int(ListKind.CONSENT)
 _NO_CAP = 2**32 - 1  # above every uint32 day
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(cache=True)
 def _apply_caller_lists(  # noqa: PLR0917 - numba kernels take their arrays positionally
     keys: NDArray[np.uint64],
     codes: NDArray[np.uint8],

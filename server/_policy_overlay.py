@@ -134,7 +134,7 @@ class CallerOverlay:
         return CallerHits(positions, opted_out, relationship_until, consent_until)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(cache=True)
 def _lookup_kernel(
     keys: NDArray[np.uint64], *probe_parts: Any
 ) -> tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
