@@ -4,7 +4,8 @@ It measures a small set of ratios, each between two figures of this same run (so
 load cancel out), and checks each against `bench/thresholds.toml`:
 - core: the dense-bitset floor over `Index.contains_many`, and a Python set loop over `contains_many`;
 - memory: a Python set's bytes per number over the index's (all structures);
-- service: `CheckStream` numbers/s with packed bytes over texts, batches of 10k, one real server.
+- service: `CheckStream` numbers/s with packed bytes over texts, batches of 10k, one real server; and
+  with a caller holding 100k opt-outs and 500k relationships over no caller (bytes, 10k).
 A threshold names its ratio, a `min`, and (in a comment) why that number. `make test` runs the guard.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 from nixlookup.bench.core import CoreSettings, core_figures
 from nixlookup.bench.references import PythonSetLookup
 from nixlookup.bench.report import Report, Table
-from nixlookup.bench.rpc import RpcSettings, measure_bulk, started_servers
+from nixlookup.bench.rpc import OURS, RpcSettings, measure_bulk, measure_caller_lists, started_servers
 from nixlookup.bench.timing import progress, ratio
 from nixlookup.bench.workload import make_workload
 from nixlookup.server.index import Index
@@ -122,9 +123,14 @@ def _bulk_ratio(settings: GuardSettings, workdir: Path | None) -> dict[str, floa
         started_servers(workload, Path(tmp), with_reference=False) as servers,
     ):
         bulk = measure_bulk(servers, workload, rpc)
+        progress("guard: bulk with a caller's 600k listed numbers vs no caller")
+        caller = measure_caller_lists(servers[OURS], workload, rpc)
+    caller_ratio = caller.get("caller_lists_vs_plain") if caller.get("caller_lists_correct") else None
     if not (bulk[f"bulk_bytes_{_GUARD_BATCH}_correct"] and bulk[f"bulk_texts_{_GUARD_BATCH}_correct"]):
-        return {"bulk_bytes_over_texts": None}  # wrong answers: the ratio means nothing, fail the guard
+        # wrong answers: the ratio means nothing, fail the guard
+        return {"bulk_bytes_over_texts": None, "caller_lists_over_plain": caller_ratio}
     return {
+        "caller_lists_over_plain": caller_ratio,
         "bulk_bytes_over_texts": ratio(
             bulk[f"bulk_bytes_{_GUARD_BATCH}_numbers_per_s"], bulk[f"bulk_texts_{_GUARD_BATCH}_numbers_per_s"]
         ),

@@ -37,6 +37,7 @@ from nixlookup.v1 import lookup_pb2
 
 __all__ = [
     "CALLER",
+    "OURS",
     "RpcSettings",
     "measure_bulk",
     "measure_caller_lists",
@@ -46,7 +47,8 @@ __all__ = [
     "started_servers",
 ]
 
-_OURS = "nixlookup"
+OURS = "nixlookup"
+"""The name of our own server among `started_servers`."""
 _REFERENCE = "reference"  # bare grpcio, sync server with a thread pool: the same model as ours
 _REFERENCE_AIO = "reference-aio"  # bare grpc.aio: shown beside it, for the choice of server model
 
@@ -69,12 +71,12 @@ class RpcSettings:
 
 
 def _unary_key(contender: str, level: int, what: str) -> str:
-    prefix = "" if contender == _OURS else f"{contender}_"
+    prefix = "" if contender == OURS else f"{contender}_"
     return f"{prefix}unary_c{level}_{what}"
 
 
 def _bulk_key(contender: str, mode: str, batch: int, what: str) -> str:
-    prefix = "" if contender == _OURS else f"{contender}_"
+    prefix = "" if contender == OURS else f"{contender}_"
     return f"{prefix}bulk_{mode}_{batch}_{what}"
 
 
@@ -230,18 +232,18 @@ def _ratios(figures: dict[str, Any], settings: RpcSettings) -> dict[str, Any]:
     for level in settings.concurrency:
         for name, suffix in ((_REFERENCE, ""), (_REFERENCE_AIO, "_aio")):
             out[f"unary_c{level}_vs_reference{suffix}"] = ratio(
-                figures.get(_unary_key(_OURS, level, "qps")), figures.get(_unary_key(name, level, "qps"))
+                figures.get(_unary_key(OURS, level, "qps")), figures.get(_unary_key(name, level, "qps"))
             )
     for mode in settings.modes:
         for batch in settings.batch_sizes:
             out[f"bulk_{mode}_{batch}_vs_reference"] = ratio(
-                figures.get(_bulk_key(_OURS, mode, batch, "numbers_per_s")),
+                figures.get(_bulk_key(OURS, mode, batch, "numbers_per_s")),
                 figures.get(_bulk_key(_REFERENCE, mode, batch, "numbers_per_s")),
             )
     for batch in settings.batch_sizes:
         out[f"bulk_bytes_vs_texts_{batch}"] = ratio(
-            figures.get(_bulk_key(_OURS, "bytes", batch, "numbers_per_s")),
-            figures.get(_bulk_key(_OURS, "texts", batch, "numbers_per_s")),
+            figures.get(_bulk_key(OURS, "bytes", batch, "numbers_per_s")),
+            figures.get(_bulk_key(OURS, "texts", batch, "numbers_per_s")),
         )
     return out
 
@@ -254,7 +256,7 @@ def started_servers(
     register_path = write_register_text(workdir / "register.txt", workload.register)
     with contextlib.ExitStack() as stack:
         progress(f"starting nixlookup-server on {workload.size:,} numbers")
-        servers = {_OURS: stack.enter_context(nixlookup_server(register_path, workdir))}
+        servers = {OURS: stack.enter_context(nixlookup_server(register_path, workdir))}
         if with_reference:
             progress("starting the reference grpcio server")
             servers[_REFERENCE] = stack.enter_context(
@@ -277,7 +279,7 @@ def _tables(figures: dict[str, Any], settings: RpcSettings) -> list[Table]:
                  "ref p99 ms", "ref CPU us/call", "QPS vs ref", "aio ref QPS", "QPS vs aio ref"],
     )  # fmt: skip
     for level in settings.concurrency:
-        ours = [figures.get(_unary_key(_OURS, level, what)) for what in _UNARY_COLUMNS]
+        ours = [figures.get(_unary_key(OURS, level, what)) for what in _UNARY_COLUMNS]
         reference = [figures.get(_unary_key(_REFERENCE, level, what)) for what in _UNARY_COLUMNS]
         unary.rows.append(
             [
@@ -303,7 +305,7 @@ def _tables(figures: dict[str, Any], settings: RpcSettings) -> list[Table]:
     )
     for mode in settings.modes:
         for batch in settings.batch_sizes:
-            ours = [figures.get(_bulk_key(_OURS, mode, batch, what)) for what in _BULK_COLUMNS]
+            ours = [figures.get(_bulk_key(OURS, mode, batch, what)) for what in _BULK_COLUMNS]
             reference = [
                 figures.get(_bulk_key(_REFERENCE, mode, batch, "numbers_per_s")),
                 figures.get(f"bulk_{mode}_{batch}_vs_reference"),
@@ -333,7 +335,7 @@ def _plots(figures: dict[str, Any], settings: RpcSettings) -> list[Plot]:
         x=levels,
         series={
             f"{name} p99": [figures.get(_unary_key(name, level, "p99_ms")) for level in settings.concurrency]
-            for name in (_OURS, _REFERENCE)
+            for name in (OURS, _REFERENCE)
         },
         logx=True,
     )
@@ -348,7 +350,7 @@ def _plots(figures: dict[str, Any], settings: RpcSettings) -> list[Plot]:
             f"{name} {mode}": [
                 figures.get(_bulk_key(name, mode, batch, "numbers_per_s")) for batch in settings.batch_sizes
             ]
-            for name in (_OURS, _REFERENCE)
+            for name in (OURS, _REFERENCE)
             for mode in settings.modes
         },
         logx=True,
@@ -366,15 +368,15 @@ def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str,
         tempfile.TemporaryDirectory(prefix="nixlookup-bench-rpc-", dir=workdir) as tmp,
         started_servers(workload, Path(tmp)) as servers,
     ):
-        figures["server_ready_s"] = servers[_OURS].ready_s
+        figures["server_ready_s"] = servers[OURS].ready_s
         figures["reference_ready_s"] = servers[_REFERENCE].ready_s
-        figures["server_rss_bytes"] = rss_bytes(servers[_OURS].pid)
+        figures["server_rss_bytes"] = rss_bytes(servers[OURS].pid)
         figures["reference_rss_bytes"] = rss_bytes(servers[_REFERENCE].pid)
         figures |= measure_unary(servers, workload, settings)
         bulk_servers = {name: server for name, server in servers.items() if name != _REFERENCE_AIO}
         figures |= measure_bulk(bulk_servers, workload, settings)
         if settings.caller_lists:
-            figures |= measure_caller_lists(servers[_OURS], workload, settings)
+            figures |= measure_caller_lists(servers[OURS], workload, settings)
     figures |= _ratios(figures, settings)
     return figures
 

@@ -12,13 +12,15 @@ from nixlookup.bench.guard import Threshold, check_thresholds, load_thresholds
 
 
 def test_packaged_thresholds_cover_the_guarded_ratios() -> None:
-    """The shipped thresholds.toml guards core vs floor, core vs set, bytes vs texts and memory."""
+    """The shipped thresholds.toml guards core vs floor, core vs set, bytes vs texts, memory, and bulk with
+    a large caller vs without."""
     names = {t.name for t in load_thresholds()}
     assert names == {
         "dense_floor_over_batch",
         "pyset_over_batch",
         "bulk_bytes_over_texts",
         "memory_pyset_over_index",
+        "caller_lists_over_plain",
     }
     assert all(t.minimum > 0 for t in load_thresholds())
 
