@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from enum import IntFlag
 from typing import Any, Generic, Protocol, Self, TypeVar, overload
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from nixlookup.server._jit import compiled
 from nixlookup.server._policy_overlay import MAX_END_DAY, CallerOverlay, decode_payload
 from nixlookup.server._policy_probe import probe_kernel
 from nixlookup.server.index import Index
@@ -307,7 +307,7 @@ _CAP_CONSENT = int(ListKind.CONSENT)
 _NO_CAP = 2**32 - 1  # above every uint32 day
 
 
-@numba.njit(cache=True)
+@compiled
 def _apply_caller_lists(  # noqa: PLR0917 - numba kernels take their arrays positionally
     keys: NDArray[np.uint64],
     codes: NDArray[np.uint8],

@@ -27,6 +27,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from nixlookup.server._jit import compiled
 from nixlookup.server._policy_probe import KeyProbe, probe_kernel
 from nixlookup.server.index import Index, sorted_unique
 
@@ -134,7 +135,7 @@ class CallerOverlay:
         return CallerHits(positions, opted_out, relationship_until, consent_until)
 
 
-@numba.njit(cache=True)
+@compiled
 def _lookup_kernel(
     keys: NDArray[np.uint64], *probe_parts: Any
 ) -> tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:

@@ -41,9 +41,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
+
+from nixlookup.server._jit import compiled
 
 __all__ = ["KeyProbe", "probe_kernel"]
 
@@ -178,7 +179,7 @@ def _sorted_distinct(values: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return distinct
 
 
-@numba.njit(cache=True)
+@compiled
 def probe_kernel(  # noqa: PLR0917 - numba kernels take their arrays positionally
     queries: NDArray[np.uint64],
     filter_bits: NDArray[np.uint8],
