@@ -25,9 +25,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server._jit import compiled
-from nixlookup.server._policy_overlay import MAX_END_DAY, CallerOverlay, decode_payload
-from nixlookup.server._policy_probe import probe_kernel
+from nixlookup.server._policy_overlay import MAX_END_DAY, CallerOverlay
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
 from nixlookup.server.state import ListKind, ServingState
@@ -64,9 +62,6 @@ class Fact(IntFlag):
 ALL_CODES = 64
 """Every combination of `Fact` bits: the size of the policy's per-code lookup tables."""
 
-_OPTED_OUT = int(Fact.OPTED_OUT)
-_RELATIONSHIP_LIVE = int(Fact.RELATIONSHIP_LIVE)
-_CONSENT_LIVE = int(Fact.CONSENT_LIVE)
 _MOBILE_BIT_SHIFT = int(Fact.MOBILE).bit_length() - 1
 
 
@@ -294,51 +289,11 @@ def apply_caller_lists(
     FOREVER here. The caps read the code before the register is asked: `CodeTable` checks that rows
     capped by a list come before the register row, so the REGISTERED bit never changes a cap.
     """
+    from nixlookup.server._policy_kernels import apply_caller_lists_kernel  # numba loads on first use
+
     undecided: NDArray[np.intp]
     undecided_keys: NDArray[np.uint64]
-    undecided, undecided_keys = _apply_caller_lists(
+    undecided, undecided_keys = apply_caller_lists_kernel(
         keys, codes, valid_until_days, today, capped_by, register_matters, *overlay.probe_parts
     )
     return undecided, undecided_keys
-
-
-_CAP_RELATIONSHIP = int(ListKind.RELATIONSHIP)
-_CAP_CONSENT = int(ListKind.CONSENT)
-_NO_CAP = 2**32 - 1  # above every uint32 day
-
-
-@compiled
-def _apply_caller_lists(  # noqa: PLR0917 - numba kernels take their arrays positionally
-    keys: NDArray[np.uint64],
-    codes: NDArray[np.uint8],
-    valid_until_days: NDArray[np.uint32],
-    today: int,
-    capped_by: NDArray[np.uint8],
-    register_matters: NDArray[np.bool_],
-    *probe_parts: Any,
-) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
-    positions, payloads = probe_kernel(keys, *probe_parts)
-    # Selects, not ifs: the facts of consecutive hits are unpredictable.
-    for hit in range(positions.size):
-        at = positions[hit]
-        opted_out, relationship_until, consent_until = decode_payload(payloads[hit])
-        code = (
-            codes[at]
-            | (_OPTED_OUT if opted_out else 0)
-            | (_RELATIONSHIP_LIVE if relationship_until >= today else 0)
-            | (_CONSENT_LIVE if consent_until >= today else 0)
-        )
-        codes[at] = code
-        kind = capped_by[code]
-        cap = relationship_until if kind == _CAP_RELATIONSHIP else _NO_CAP
-        cap = consent_until if kind == _CAP_CONSENT else cap
-        valid_until_days[at] = min(valid_until_days[at], cap)
-    # The numbers the register must still decide, compacted without a branch.
-    undecided = np.empty(keys.size, dtype=np.intp)
-    undecided_keys = np.empty(keys.size, dtype=np.uint64)
-    count = 0
-    for at in range(keys.size):
-        undecided[count] = at
-        undecided_keys[count] = keys[at]
-        count += int(register_matters[codes[at]])
-    return undecided[:count], undecided_keys[:count]

@@ -23,12 +23,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server._jit import compiled
-from nixlookup.server._policy_probe import KeyProbe, probe_kernel
+from nixlookup.server._policy_probe import KeyProbe
 from nixlookup.server.index import Index, sorted_unique
 
 __all__ = [
@@ -37,7 +35,6 @@ __all__ = [
     "CallerHits",
     "CallerOverlay",
     "OverlayCache",
-    "decode_payload",
 ]
 
 MAX_END_DAY = (1 << 20) - 1
@@ -122,43 +119,19 @@ class CallerOverlay:
     @property
     def probe_parts(self) -> tuple[Any, ...]:
         """What compiled loops pass to `probe_kernel` after the keys (`KeyProbe.parts`); payloads are
-        taken apart with `decode_payload`."""
+        taken apart with `_policy_kernels.decode_payload`."""
         return self._probe.parts
 
     def lookup(self, keys: NDArray[np.uint64]) -> CallerHits | None:
         """The batch's numbers on any of the lists, or None when there are none (the common case)."""
-        positions, opted_out, relationship_until, consent_until = _lookup_kernel(
+        from nixlookup.server._policy_kernels import lookup_kernel  # numba loads on first use
+
+        positions, opted_out, relationship_until, consent_until = lookup_kernel(
             np.ascontiguousarray(keys, dtype=np.uint64), *self._probe.parts
         )
         if positions.size == 0:
             return None
         return CallerHits(positions, opted_out, relationship_until, consent_until)
-
-
-@compiled
-def _lookup_kernel(
-    keys: NDArray[np.uint64], *probe_parts: Any
-) -> tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
-    """`CallerHits`' arrays: the probe (`KeyProbe.parts`), then each hit's payload taken apart."""
-    positions, payloads = probe_kernel(keys, *probe_parts)
-    count = positions.size
-    opted_out = np.empty(count, dtype=np.bool_)
-    relationship_until = np.empty(count, dtype=np.int64)
-    consent_until = np.empty(count, dtype=np.int64)
-    for hit in range(count):
-        opted_out[hit], relationship_until[hit], consent_until[hit] = decode_payload(payloads[hit])
-    return positions, opted_out, relationship_until, consent_until
-
-
-@numba.njit(inline="always")
-def decode_payload(payload: np.uint64) -> tuple[bool, np.int64, np.int64]:
-    """(on the opt-out list, last day the relationship counts, last day the consent counts): see the
-    payload layout above (FOREVER = no end, 0 = not on that list)."""
-    return (
-        (payload & _OPT_OUT_BIT) != _U64(0),
-        np.int64((payload >> _RELATIONSHIP_SHIFT) & _UNTIL_MASK),
-        np.int64((payload >> _CONSENT_SHIFT) & _UNTIL_MASK),
-    )
 
 
 _ListTriple = tuple[Index | None, Index | None, Index | None]

@@ -22,19 +22,7 @@ answers in two steps:
 The answer is exact: the filter has false positives (the table removes them), never false negatives.
 Built once per list version (in numpy); immutable afterwards.
 
-The probe itself is one compiled loop (`probe_kernel`, numba), because in numpy it took
-about twenty passes over the batch and cost as much as the register check it rides along with. The loop
-is arranged for memory-level parallelism, not for brevity: a first pass compacts the filter's candidates
-without a branch, a second computes their buckets and a third touches each bucket's line (independent
-loads, many in flight), a fourth compares the eight slots with selects and appends hits without a branch,
-and only the rare candidates above go to the overflow array. Written the obvious way (test, branch,
-compare in one loop) it was three times slower: every mispredicted filter branch threw away the loads in
-flight. Other compiled loops (`_policy_overlay`, `_policy_facts`) call `probe_kernel` with
-`KeyProbe.parts`.
-
-The loops keep the GIL (numba's default). Released (`nogil=True`), the batch's thread had to win it back
-from the server's other threads after every loop, and bulk with a caller ran ~5-10% slower end to end on
-2 cores; the loops take ~50-80 us per 10k numbers, well under the interpreter's 5 ms switch interval.
+The probe itself is a compiled loop: `_policy_kernels.probe_kernel` reads the arrays `parts` lists.
 """
 
 from __future__ import annotations
@@ -44,9 +32,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server._jit import compiled
-
-__all__ = ["KeyProbe", "probe_kernel"]
+__all__ = ["KeyProbe"]
 
 _U64 = np.uint64
 _FILTER_HASH: Final = _U64(0x9E3779B97F4A7C15)  # Fibonacci hashing: golden-ratio multiplier
@@ -163,6 +149,8 @@ class KeyProbe:
 
     def find(self, queries: NDArray[np.uint64]) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
         """(positions in `queries` that are keys, ascending; their payloads)."""
+        from nixlookup.server._policy_kernels import probe_kernel  # numba loads on first use
+
         positions: NDArray[np.intp]
         payloads: NDArray[np.uint64]
         positions, payloads = probe_kernel(np.ascontiguousarray(queries, dtype=np.uint64), *self.parts)
@@ -177,72 +165,3 @@ def _sorted_distinct(values: NDArray[np.uint64]) -> NDArray[np.uint64]:
     keep = np.r_[True, ordered[1:] != ordered[:-1]] if ordered.size else np.empty(0, dtype=np.bool_)
     distinct: NDArray[np.uint64] = ordered[keep]
     return distinct
-
-
-@compiled
-def probe_kernel(  # noqa: PLR0917 - numba kernels take their arrays positionally
-    queries: NDArray[np.uint64],
-    filter_bits: NDArray[np.uint8],
-    filter_shift: np.uint64,
-    table: NDArray[np.uint32],
-    n_buckets: np.uint64,
-    payload_values: NDArray[np.uint64],
-    overflow_keys: NDArray[np.uint64],
-    overflow_payloads: NDArray[np.uint64],
-) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
-    """(positions of the queries that are keys, their payloads): table hits in ascending order, then
-    overflow hits. `table` is the flat bucket array (`_ROW` uint32 per bucket: quotients + 1, then
-    payload indexes)."""
-    count = queries.size
-    positions = np.empty(count, dtype=np.intp)
-    # 1. The filter: candidates compacted without a branch (a 0/1 increment, not an if).
-    candidates = 0
-    for i in range(count):
-        slot = (queries[i] * _FILTER_HASH) >> filter_shift
-        positions[candidates] = i
-        candidates += int((filter_bits[slot >> _U3] >> (slot & _U7)) & _U1)
-    # 2. Each candidate's bucket and stored quotient; then a loop that only touches each bucket's line:
-    #    independent loads, so many misses overlap (fused into one loop, or left out, the probe is
-    #    1.5-2x slower).
-    bases = np.empty(candidates, dtype=np.intp)
-    wanted = np.empty(candidates, dtype=np.uint32)
-    for c in range(candidates):
-        key = queries[positions[c]]
-        bases[c] = int(key % n_buckets) * _ROW
-        stored = key // n_buckets + _U1
-        wanted[c] = stored if stored < _U_NO_QUOTIENT else _U_NO_QUOTIENT
-    touched = 0
-    for c in range(candidates):
-        touched ^= table[bases[c]]
-    # 3. Compare the eight slots with selects; hits are appended in place (hits <= c). Misses in a full
-    #    bucket, and queries that cannot be quotiented, are set aside for the overflow array.
-    payloads = np.empty(candidates, dtype=np.uint64)
-    spilled = np.empty(candidates, dtype=np.intp)
-    hits = 0
-    spills = 0
-    for c in range(candidates):
-        base = bases[c]
-        value = wanted[c]
-        slot = _SLOTS
-        for s in range(_SLOTS - 1, -1, -1):
-            slot = s if table[base + s] == value else slot
-        found = slot < _SLOTS
-        positions[hits] = positions[c]
-        payloads[hits] = payload_values[table[base + _SLOTS + (slot & (_SLOTS - 1))]]
-        spilled[spills] = positions[c]
-        hits += int(found)
-        spills += int(
-            (slot == _SLOTS) & ((table[base + _SLOTS - 1] != _EMPTY_SLOT) | (value == _NO_QUOTIENT))
-        )
-    # 4. The rare rest: the sorted overflow array.
-    for s in range(spills):
-        i = spilled[s]
-        key = queries[i]
-        at = np.searchsorted(overflow_keys, key)
-        if at < overflow_keys.size and overflow_keys[at] == key:
-            positions[hits] = i
-            payloads[hits] = overflow_payloads[at]
-            hits += 1
-    if touched == 1 and hits < 0:  # never true: keeps step 2's loads from being optimised away
-        hits = 0
-    return positions[:hits], payloads[:hits]

@@ -174,8 +174,8 @@ def _add_servicers(server: grpc.Server, config: ServerConfig, initial: InitialSt
             block_mobile_without_relationship=config.block_mobile_without_relationship,
         )
     )
-    _log.info("bulk_kernels_ready", seconds=round(policy.warm_up(), 3))
-    # Build the bulk path's per-caller probes when lists change, not on the first batch that needs them.
+    # Build the bulk path's per-caller probes (and, the first time, compile its loops) when lists change,
+    # not on the first batch that needs them.
     initial.holder.add_preparer(policy.prepare)
     lookup = LookupServicer(
         initial.holder,

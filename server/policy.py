@@ -69,6 +69,7 @@ from nixlookup.server._policy_facts import (
 )
 from nixlookup.server._policy_overlay import CallerOverlay, OverlayCache
 from nixlookup.server.index import Index
+from nixlookup.server.logs import get_logger
 from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
 from nixlookup.server.state import REGISTER_KEY, ListKey, ListKind, PerStateMemo, ServingState
 from nixlookup.server.vocabulary import Purpose, Reason, Verdict
@@ -89,6 +90,8 @@ __all__ = [
     "rules_for",
     "valid_until_for",
 ]
+
+_log = get_logger("nixlookup.policy")
 
 VALID_MONTHS = 2
 """A number found not registered may be called for this many calendar months from the register's date."""
@@ -348,6 +351,7 @@ class Policy:
         self._code_tables = {exempt: CodeTable.build(self.rules, exempt=exempt) for exempt in (False, True)}
         self._overlays = OverlayCache(relationship_grace_days=self.settings.relationship_grace_days)
         self._overlays_of_state: PerStateMemo[CallerOverlay | None] = PerStateMemo()
+        self._warmed_up = False
 
     def decide_one(
         self, state: ServingState, parsed: ParsedNumber, *, caller: str, purpose: Purpose, now: datetime
@@ -421,37 +425,44 @@ class Policy:
         return tuple(used)
 
     def warm_up(self) -> float:
-        """Compile the bulk path's compiled loops, or load them from numba's on-disk cache, now rather than
-        in the first batch with a caller (~1.5 s on a machine that never ran them, ~0.1 s cached).
-        Returns the seconds it took."""
+        """Compile the bulk path's caller loops (`_policy_kernels`), or load them from numba's on-disk
+        cache: ~1.5 s on a machine that never ran them, ~0.3 s cached (most of it importing numba).
+        `prepare` calls it before the first state with caller lists serves, so no batch pays for it.
+        Returns the seconds it took (0 once done)."""
+        if self._warmed_up:
+            return 0.0
         started = time.perf_counter()
         key = np.array([46701234567], dtype=np.uint64)
         listed = Index.build(key, values=np.zeros(1, dtype=np.uint32), version="warm-up", source="warm-up")
         overlay = CallerOverlay.build(listed, listed, listed, relationship_grace_days=0)
-        assert overlay is not None
+        if overlay is None:
+            raise AssertionError("an overlay of one listed number is never empty")
         for table in self._code_tables.values():
-            codes = np.zeros(1, dtype=np.uint8)
-            days = np.zeros(1, dtype=np.uint32)
             apply_caller_lists(
                 overlay,
                 key,
-                codes,
-                days,
+                np.zeros(1, dtype=np.uint8),
+                np.zeros(1, dtype=np.uint32),
                 today=0,
                 capped_by=table.capped_by,
                 register_matters=table.register_matters,
             )
         overlay.lookup(key)
-        return time.perf_counter() - started
+        self._warmed_up = True
+        seconds = time.perf_counter() - started
+        _log.info("bulk_kernels_ready", seconds=round(seconds, 3))
+        return seconds
 
     def prepare(self, state: ServingState) -> int:
         """Build the bulk path's per-caller structures for every caller with lists in `state`.
 
         Optional: without it the first batch for a caller after a list change builds them (~0.2-0.5 s for
-        600k listed numbers). Call it after swapping in a new state to take that off the request path.
-        Returns how many callers were prepared.
+        600k listed numbers), and the first batch with any caller compiles the loops. Call it after
+        swapping in a new state to take that off the request path. Returns how many callers were prepared.
         """
         callers = {caller for (_, caller) in state.lists}
+        if callers:
+            self.warm_up()
         for caller in callers:
             self._overlay_for(state, caller)
         return len(callers)

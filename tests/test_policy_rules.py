@@ -7,6 +7,8 @@ reading of the issue, not from the policy's table.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from types import MappingProxyType
@@ -467,3 +469,37 @@ def test_world_relationship_index_carries_end_days() -> None:
     index = _index([FIXED], [day(date(2026, 1, 2))], "v")
     assert index.value_of(FIXED) == day(date(2026, 1, 2))
     assert index.value_of(MOBILE) is None
+
+
+def test_numba_loads_only_for_callers_with_lists() -> None:
+    """A server whose callers have no lists never imports numba (~0.3 s, ~45 MB); preparing a state with
+    caller lists compiles the loops before that state serves."""
+    script = """
+import sys
+from datetime import UTC, datetime
+import numpy as np
+from nixlookup.server.index import Index
+from nixlookup.server.numbering import classify_keys
+from nixlookup.server.policy import Policy
+from nixlookup.server.state import ListKind, ServingState
+from nixlookup.server.vocabulary import Purpose
+keys = np.array([46701234567, 46701234568], dtype=np.uint64)
+register = Index.build(keys[:1], version="r", source="t")
+policy = Policy()
+plain = ServingState(register=register)
+policy.prepare(plain)
+policy.decide_many(plain, classify_keys(keys), caller="", purpose=Purpose.SALES, now=datetime.now(UTC))
+print("after plain:", "numba" in sys.modules)
+listed = plain.replacing((ListKind.OPT_OUT, "acme"), Index.build(keys[1:], version="o", source="t"))
+policy.prepare(listed)
+print("after lists:", "numba" in sys.modules)
+decision = policy.decide_many(listed, classify_keys(keys), caller="acme", purpose=Purpose.SALES,
+                              now=datetime.now(UTC))
+print("reasons:", decision.reasons.tolist())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "after plain: False" in done.stdout
+    assert "after lists: True" in done.stdout
+    assert f"reasons: {[int(Reason.NIX_REGISTERED), int(Reason.COMPANY_OPT_OUT)]}" in done.stdout
