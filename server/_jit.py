@@ -5,7 +5,7 @@ numba compiles a loop on its first call (~0.5 s each) and, with `cache=True`, st
 process only loads it (~30 ms). Where neither is writable (a read-only image with no writable home),
 numba refuses `cache=True` when the module is imported; the server must still start, so such a process
 compiles in memory instead (set NUMBA_CACHE_DIR to a writable directory to keep the cache). The loops keep
-the GIL (numba's default; see `_policy_probe` for why).
+the GIL (numba's default; see `_policy_kernels` for why).
 """
 
 from __future__ import annotations

@@ -10,14 +10,14 @@ answers in two steps:
    register check sweeps the L3: at 2 MB it was evicted between batches, and the probe took 10 us (of
    ~60) more per 10k numbers than with 1 MB, despite fewer false positives.
 2. The candidates that pass go to a bucketed hash table whose bucket is exactly one 64-byte cache line,
-   so a hit costs one cache miss. The table is kept small because it shares the cache with the register
-   the same batch is checked against (with 32 bytes per key, the two together overflowed the L3 and the
-   register check slowed by a third). Quotienting makes a slot 8 bytes: a key's bucket is
-   `key % n_buckets` (a prime), so the slot only stores the quotient `key // n_buckets` (+1, as uint32;
-   0 marks an empty slot) and a uint32 index into the few distinct payloads. A line holds 8 slots, at 5
-   keys per bucket on average: ~13 bytes per key. Keys that did not fit their bucket (~2.5%), and keys
-   whose quotient needs more than 32 bits (not Swedish numbers), sit in a small sorted overflow array,
-   searched only for candidates that missed a full bucket or cannot be quotiented.
+   so a hit costs one cache miss. The table shares the cache with the register the same batch is checked
+   against, so it is kept small: quotienting makes a slot 8 bytes instead of 16 (18 MB -> 7.7 MB for
+   600k keys). A key's bucket is `key % n_buckets` (a prime), so the slot only stores the quotient
+   `key // n_buckets` (+1, as uint32; 0 marks an empty slot) and a uint32 index into the distinct
+   payloads (a caller's lists have few: one per combination of flags and end days). A line holds 8
+   slots, at 5 keys per bucket on average: ~13 bytes per key. Keys that did not fit their bucket
+   (~2.5%), and keys whose quotient needs more than 32 bits (not Swedish numbers), sit in a small sorted
+   overflow array, searched only for candidates that missed a full bucket or cannot be quotiented.
 
 The answer is exact: the filter has false positives (the table removes them), never false negatives.
 Built once per list version (in numpy); immutable afterwards.
