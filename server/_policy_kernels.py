@@ -10,8 +10,9 @@ Theory of operation:
   compares the eight slots with selects and appends hits without a branch, and only the rare rest goes
   to the overflow array. Written the obvious way (test, branch, compare in one loop) it was three times
   slower: every mispredicted filter branch threw away the loads in flight.
-- `lookup_kernel` is the probe plus the payloads taken apart (`CallerOverlay.lookup`);
-  `apply_caller_lists_kernel` folds them straight into a batch's fact codes (`apply_caller_lists`).
+- `apply_caller_lists_kernel` (behind `_policy_facts.apply_caller_lists`) runs the probe over a
+  caller's overlay, takes each hit's payload apart (`decode_payload`) and folds it straight into the
+  batch's fact codes and valid_until days.
 - The loops keep the GIL (numba's default). Released (`nogil=True`), the batch's thread had to win it
   back from the server's other threads after every loop, and bulk with a caller ran ~5-10% slower end to
   end on 2 cores; a loop takes ~50-80 us per 10k numbers, well under the interpreter's 5 ms switch
@@ -51,7 +52,7 @@ from nixlookup.server._policy_probe import (
 )
 from nixlookup.server.state import ListKind
 
-__all__ = ["apply_caller_lists_kernel", "decode_payload", "lookup_kernel", "probe_kernel"]
+__all__ = ["apply_caller_lists_kernel", "decode_payload", "probe_kernel"]
 
 _U64 = np.uint64
 _OPTED_OUT = int(Fact.OPTED_OUT)
@@ -126,21 +127,6 @@ def probe_kernel(  # noqa: PLR0917 - numba kernels take their arrays positionall
     if touched == 1 and hits < 0:  # never true: keeps step 2's loads from being optimised away
         hits = 0
     return positions[:hits], payloads[:hits]
-
-
-@compiled
-def lookup_kernel(
-    keys: NDArray[np.uint64], *probe_parts: Any
-) -> tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64]]:
-    """`CallerHits`' arrays: the probe (`KeyProbe.parts`), then each hit's payload taken apart."""
-    positions, payloads = probe_kernel(keys, *probe_parts)
-    count = positions.size
-    opted_out = np.empty(count, dtype=np.bool_)
-    relationship_until = np.empty(count, dtype=np.int64)
-    consent_until = np.empty(count, dtype=np.int64)
-    for hit in range(count):
-        opted_out[hit], relationship_until[hit], consent_until[hit] = decode_payload(payloads[hit])
-    return positions, opted_out, relationship_until, consent_until
 
 
 @numba.njit(inline="always")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,6 @@ from nixlookup.server.index import Index, sorted_unique
 __all__ = [
     "FOREVER",
     "MAX_END_DAY",
-    "CallerHits",
     "CallerOverlay",
     "OverlayCache",
 ]
@@ -59,16 +57,6 @@ def _counts_until(ends: NDArray[np.uint32], grace_days: int) -> NDArray[np.uint6
     """Per entry: the last day it counts (end + grace, clamped like the scalar path), FOREVER for no end."""
     clamped = np.minimum(ends.astype(np.uint64), _U64(MAX_END_DAY))
     return np.where(clamped == 0, _UNTIL_MASK, clamped + _U64(grace_days))
-
-
-@dataclass(frozen=True, slots=True)
-class CallerHits:
-    """The numbers of one batch found on any of the caller's lists."""
-
-    positions: NDArray[np.intp]  # indexes into the batch: ascending, except that rare overflow hits come last
-    opted_out: NDArray[np.bool_]  # per hit: on the opt-out list
-    relationship_until: NDArray[np.int64]  # per hit: last day the relationship counts, FOREVER, 0 = none
-    consent_until: NDArray[np.int64]  # per hit: last day the consent counts, FOREVER, 0 = none
 
 
 def _keys_and_ends(index: Index | None) -> tuple[NDArray[np.uint64], NDArray[np.uint32]]:
@@ -121,17 +109,6 @@ class CallerOverlay:
         """What compiled loops pass to `probe_kernel` after the keys (`KeyProbe.parts`); payloads are
         taken apart with `_policy_kernels.decode_payload`."""
         return self._probe.parts
-
-    def lookup(self, keys: NDArray[np.uint64]) -> CallerHits | None:
-        """The batch's numbers on any of the lists, or None when there are none (the common case)."""
-        from nixlookup.server._policy_kernels import lookup_kernel  # numba loads on first use
-
-        positions, opted_out, relationship_until, consent_until = lookup_kernel(
-            np.ascontiguousarray(keys, dtype=np.uint64), *self._probe.parts
-        )
-        if positions.size == 0:
-            return None
-        return CallerHits(positions, opted_out, relationship_until, consent_until)
 
 
 _ListTriple = tuple[Index | None, Index | None, Index | None]

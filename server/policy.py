@@ -447,7 +447,6 @@ class Policy:
                 capped_by=table.capped_by,
                 register_matters=table.register_matters,
             )
-        overlay.lookup(key)
         self._warmed_up = True
         seconds = time.perf_counter() - started
         _log.info("bulk_kernels_ready", seconds=round(seconds, 3))

@@ -1,5 +1,5 @@
-"""The bulk path's caller-list machinery: `KeyProbe` against a dict, `CallerOverlay` against the lists,
-`OverlayCache` reuse and replacement."""
+"""The bulk path's caller-list machinery: `KeyProbe` against a dict, `CallerOverlay` and
+`apply_caller_lists` against the lists, `OverlayCache` reuse and replacement."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nixlookup.server._policy_facts import Fact, apply_caller_lists
 from nixlookup.server._policy_overlay import FOREVER, MAX_END_DAY, CallerOverlay, OverlayCache
 from nixlookup.server._policy_probe import KeyProbe
 from nixlookup.server.index import Index
-from nixlookup.server.policy import Policy
+from nixlookup.server.policy import NIX_RULES, CodeTable, Policy
 from nixlookup.server.state import ListKind, ServingState
 
 U64 = np.uint64
@@ -79,24 +80,52 @@ def _index(entries: dict[int, int] | list[int], version: str) -> Index:
     )
 
 
-def test_overlay_reports_opt_outs_and_until_days() -> None:
-    """Each hit says whether it opted out and until which day its relationship (end + grace) and consent
-    count: FOREVER without an end, 0 when not on that list; far-future ends are clamped to MAX_END_DAY."""
+def test_caller_lists_fold_into_codes_caps_and_the_register_s_share() -> None:
+    """Through the compiled loop: each listed number gets its facts (opted out; relationship live while
+    end + grace >= today, ongoing without an end, far-future ends clamped; consent live until its expiry),
+    valid_until is capped by the list that decided, and only numbers the lists left undecided go on to
+    the register."""
     overlay = CallerOverlay.build(
         _index([1, 2], "o"),
-        _index({2: 20_000, 3: 0, 4: 2**32 - 1}, "r"),
+        _index({2: 20_000, 3: 0, 4: 2**32 - 1, 7: 19_000}, "r"),
         _index({3: 21_000, 5: 0}, "c"),
         relationship_grace_days=365,
     )
     assert overlay is not None
-    assert overlay.count == 5
-    hits = overlay.lookup(np.array([9, 1, 2, 3, 4, 5, 6], dtype=np.uint64))
-    assert hits is not None
-    assert hits.positions.tolist() == [1, 2, 3, 4, 5]  # ascending: none of them spilled to the overflow
-    assert hits.opted_out.tolist() == [True, True, False, False, False]
-    assert hits.relationship_until.tolist() == [0, 20_365, FOREVER, MAX_END_DAY + 365, 0]
-    assert hits.consent_until.tolist() == [0, 0, 21_000, 0, FOREVER]
-    assert overlay.lookup(np.array([7, 8], dtype=np.uint64)) is None
+    assert overlay.count == 6
+    table = CodeTable.build(NIX_RULES, exempt=False)
+    keys = np.array([9, 1, 2, 3, 4, 5, 6, 7], dtype=np.uint64)
+    codes = np.zeros(keys.size, dtype=np.uint8)
+    no_cap = 2**32 - 1
+    days = np.full(keys.size, no_cap, dtype=np.uint32)
+    undecided, undecided_keys = apply_caller_lists(
+        overlay,
+        keys,
+        codes,
+        days,
+        today=20_000,
+        capped_by=table.capped_by,
+        register_matters=table.register_matters,
+    )
+    opted, live, consent = Fact.OPTED_OUT, Fact.RELATIONSHIP_LIVE, Fact.CONSENT_LIVE
+    assert codes.tolist() == [0, opted, opted | live, live | consent, live, consent, 0, 0]
+    # Opt-outs are not capped; relationship (FOREVER when ongoing; MAX_END_DAY + grace) and consent are.
+    assert days.tolist() == [no_cap, no_cap, no_cap, FOREVER, MAX_END_DAY + 365, FOREVER, no_cap, no_cap]
+    assert undecided.tolist() == [0, 6, 7]  # 7's relationship ended 19,000 + 365 < today
+    assert undecided_keys.tolist() == [9, 6, 7]
+    # 2's relationship ended on day 20,000: with 365 days of grace it counts through 20,365, not after.
+    for today, expected in ((20_365, opted | live), (20_366, opted)):
+        codes[:] = 0
+        apply_caller_lists(
+            overlay,
+            keys[2:3],
+            codes[2:3],
+            days[2:3],
+            today=today,
+            capped_by=table.capped_by,
+            register_matters=table.register_matters,
+        )
+        assert codes[2] == expected, today
 
 
 def test_overlay_of_empty_lists_is_none() -> None:
