@@ -9,8 +9,10 @@ Theory of operation:
 - Every row comes out, in input order. A row whose phone cell is empty, missing or not a number comes out
   with verdict INVALID and its reason; nothing is dropped. (A wholly empty line is no row: it is skipped
   and counted as `blank_lines`.)
-- Appended columns: ``e164, verdict, reason, line_type, register_version, valid_until``. When the input
-  already has columns of those names (a list washed before), they are overwritten in place instead.
+- Appended columns: ``e164, verdict, reason, line_type, register_version, valid_until, mobile_flag``
+  (``yes`` for a valid mobile number with no live relationship or consent: the Swedma/Kontakta ethics
+  flag; ``no`` otherwise; empty for an invalid number). When the input already has columns of those names
+  (a list washed before), they are overwritten in place instead.
 - The output is written to ``OUT.partial`` and renamed over ``OUT`` only when the wash is complete, so a
   failed wash never leaves a half-written file under the final name.
 - `wash` returns a `WashSummary` (counts per verdict and reason, register versions, times, paths) and
@@ -39,7 +41,7 @@ from nixlookup.v1 import lookup_pb2
 
 __all__ = ["OUTPUT_COLUMNS", "BatchObserver", "WashError", "WashSummary", "print_progress", "wash"]
 
-OUTPUT_COLUMNS = ("e164", "verdict", "reason", "line_type", "register_version", "valid_until")
+OUTPUT_COLUMNS = ("e164", "verdict", "reason", "line_type", "register_version", "valid_until", "mobile_flag")
 _SNIFF_BYTES = 64 * 1024
 _SNIFF_DELIMITERS = ",;\t|"
 
@@ -127,6 +129,9 @@ def _column_index(header: Sequence[str], column: str, path: Path) -> int:
     raise WashError(f"{path} has no column {column!r}; its columns are {names} (use --column NAME)")
 
 
+_FLAG_NAMES = {0: "", 1: "no", 2: "yes"}  # invalid / valid, not flagged / valid, flagged
+
+
 def _names(values: list[int], names: dict[int, str]) -> list[str]:
     return [names.get(value, str(value)) for value in values]
 
@@ -151,6 +156,7 @@ def _answer_columns(batch: BatchResult) -> list[list[str]]:
         _names(line_types.tolist(), _LINE_TYPE_NAMES),
         [batch.register_version] * count,
         [day_texts[index] for index in day_index.tolist()],
+        _names(np.where(batch.invalid, 0, np.where(batch.mobile_flag, 2, 1)).tolist(), _FLAG_NAMES),
     ]
 
 

@@ -14,6 +14,7 @@ from conftest import RegisterFile, ServerFactory
 from serverproc import ServerProcess
 
 from nixlookup.client import Client
+from nixlookup.client.vocabulary import Purpose
 from nixlookup.client.wash import OUTPUT_COLUMNS, WashError, wash
 
 
@@ -62,8 +63,10 @@ def test_wash_round_trips_quotes_empty_cells_and_a_bom(
     assert rows[1][3:6] == [f"+{member}", "BLOCKED", "NIX_REGISTERED"]
     assert rows[2][:6] == ["Bo", "", "no number", "", "INVALID", "INVALID_NUMBER"]
     assert rows[2][6] == "", "an invalid number has no line type (not a bare 0)"
+    assert rows[2][9] == "", "an invalid number is neither flagged nor unflagged"
     assert rows[3][3:7] == [f"+{other}", "ALLOWED", "NOT_REGISTERED", "MOBILE"]
     assert rows[3][8]  # valid_until date
+    assert rows[3][9] == "yes", "a mobile with no relationship carries the Swedma/Kontakta flag"
     assert rows[4][4] == "INVALID"
     assert (summary.rows, summary.blocked, summary.invalid, summary.allowed) == (4, 1, 2, 1)
     assert summary.by_reason == {"NIX_REGISTERED": 1, "INVALID_NUMBER": 2, "NOT_REGISTERED": 1}
@@ -97,8 +100,25 @@ def test_rewashing_a_washed_list_replaces_the_answer_columns(client: Client, tmp
     output = tmp_path / "new.csv"
     wash(client, source, output, column="phone")
     header, row = _read(output)
-    assert header == ["phone", "verdict", "e164", "reason", "line_type", "register_version", "valid_until"]
+    assert header == [
+        "phone", "verdict", "e164", "reason", "line_type", "register_version", "valid_until", "mobile_flag"
+    ]  # fmt: skip
     assert row[:4] == ["070-123 45 67", "ALLOWED", "+46701234567", "NOT_REGISTERED"]
+
+
+def test_the_mobile_flag_column_follows_the_ethics_rule(client: Client, tmp_path: Path) -> None:
+    """`mobile_flag` is yes for a mobile number (no relationship: this server has no caller lists), no for
+    a fixed line, empty for an invalid number, and no for everything when the purpose is exempt."""
+    source = tmp_path / "mixed.csv"
+    source.write_text("phone\n070-123 45 67\n08-123 456 78\n070-12\n", encoding="utf-8")
+    flags = {}
+    for purpose in (Purpose.SALES, Purpose.MARKET_RESEARCH):
+        output = tmp_path / f"mixed-{purpose.name}.csv"
+        wash(client, source, output, column="phone", purpose=purpose)
+        header, *rows = _read(output)
+        flags[purpose] = [row[header.index("mobile_flag")] for row in rows]
+    assert flags[Purpose.SALES] == ["yes", "no", ""]
+    assert flags[Purpose.MARKET_RESEARCH] == ["no", "no", ""]
 
 
 def test_a_missing_column_is_a_clear_error(client: Client, tmp_path: Path) -> None:
