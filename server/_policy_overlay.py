@@ -120,8 +120,8 @@ class OverlayCache:
     def __init__(
         self, *, relationship_grace_days: int, max_callers: int = 1024, versions_per_caller: int = 2
     ) -> None:
-        # One overlay per caller costs ~35 bytes per listed number, about what the lists themselves
-        # cost. Two versions per caller: batches still running on the state before a list change do not
+        # One overlay per caller costs ~15 bytes per listed number, about what the lists themselves cost.
+        # Two versions per caller: batches still running on the state before a list change do not
         # evict the overlay of the state after it (and vice versa) while both are in use.
         self._grace_days = relationship_grace_days
         self._max_callers = max_callers
