@@ -179,7 +179,8 @@ def _summary_line(summary: WashSummary) -> str:
     return (
         f"washed {summary.rows:,} rows in {summary.elapsed_seconds:.2f} s "
         f"({summary.rows_per_second:,.0f} rows/s): {summary.blocked:,} blocked, {summary.invalid:,} invalid, "
-        f"{summary.allowed:,} allowed; register version {versions}; output {summary.output_path}"
+        f"{summary.allowed:,} allowed; {summary.mobile_flagged:,} flagged mobile without relationship; "
+        f"register version {versions}; output {summary.output_path}"
     )
 
 

@@ -77,6 +77,8 @@ class WashSummary:
     batches: int = 0
     blank_lines: int = 0
     """Empty lines in the input: they hold no record, so they are not rows and are not written."""
+    mobile_flagged: int = 0
+    """Rows whose `mobile_flag` is yes (the Swedma/Kontakta rule: mobile, no relationship or consent)."""
 
     @property
     def blocked(self) -> int:
@@ -185,6 +187,7 @@ def wash(
     versions: dict[str, None] = {}
     rows_done = 0
     batches = 0
+    mobile_flagged = 0
     with input_path.open("r", encoding="utf-8-sig", newline="") as source:
         dialect = _sniff_dialect(source, delimiter)
         reader = csv.reader(source, dialect)
@@ -226,6 +229,7 @@ def wash(
                     reason_counts += np.bincount(batch.reasons, minlength=256)
                 versions[batch.register_version] = None
                 rows_done += batch.count
+                mobile_flagged += int(np.count_nonzero(batch.mobile_flag))
                 batches += 1
                 if progress is not None:
                     progress(rows_done, _bytes_read(source), total_bytes)
@@ -248,6 +252,7 @@ def wash(
         target=client.target,
         batches=batches,
         blank_lines=blank_lines,
+        mobile_flagged=mobile_flagged,
     )
 
 

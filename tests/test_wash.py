@@ -112,13 +112,15 @@ def test_the_mobile_flag_column_follows_the_ethics_rule(client: Client, tmp_path
     source = tmp_path / "mixed.csv"
     source.write_text("phone\n070-123 45 67\n08-123 456 78\n070-12\n", encoding="utf-8")
     flags = {}
+    flagged = {}
     for purpose in (Purpose.SALES, Purpose.MARKET_RESEARCH):
         output = tmp_path / f"mixed-{purpose.name}.csv"
-        wash(client, source, output, column="phone", purpose=purpose)
+        flagged[purpose] = wash(client, source, output, column="phone", purpose=purpose).mobile_flagged
         header, *rows = _read(output)
         flags[purpose] = [row[header.index("mobile_flag")] for row in rows]
     assert flags[Purpose.SALES] == ["yes", "no", ""]
     assert flags[Purpose.MARKET_RESEARCH] == ["no", "no", ""]
+    assert flagged == {Purpose.SALES: 1, Purpose.MARKET_RESEARCH: 0}
 
 
 def test_a_missing_column_is_a_clear_error(client: Client, tmp_path: Path) -> None:
