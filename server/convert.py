@@ -19,7 +19,7 @@ from nixlookup.server._store_history import VersionRecord
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import ParsedNumber
 from nixlookup.server.policy import Decision, ListUse, valid_until_for
-from nixlookup.server.state import REGISTER_KEY, ListKey, ServingState
+from nixlookup.server.state import REGISTER_KEY, ListKey, PerStateMemo, ServingState
 from nixlookup.server.store import ListDescription
 from nixlookup.v1 import lookup_pb2
 
@@ -105,18 +105,12 @@ class CheckResponses:
     """
 
     def __init__(self) -> None:
-        self._state: ServingState | None = None
-        self._templates: dict[str, tuple[lookup_pb2.CheckResponse, datetime]] = {}
+        self._templates: PerStateMemo[tuple[lookup_pb2.CheckResponse, datetime]] = PerStateMemo()
 
     def _template(
         self, state: ServingState, caller: str, uses: Callable[[], Sequence[ListUse]]
     ) -> tuple[lookup_pb2.CheckResponse, datetime]:
-        templates = self._templates
-        if self._state is not state:
-            templates = {}
-            self._templates, self._state = templates, state
-        found = templates.get(caller)
-        if found is None:
+        def build() -> tuple[lookup_pb2.CheckResponse, datetime]:
             meta = state.register.meta
             default_until = valid_until_for(meta.register_date)
             template = lookup_pb2.CheckResponse(
@@ -125,8 +119,9 @@ class CheckResponses:
                 valid_until=datetime_to_timestamp(default_until),
                 lists_used=list_versions(uses()),
             )
-            found = templates[caller] = (template, default_until)
-        return found
+            return template, default_until
+
+        return self._templates.get(state, caller, build)
 
     def build(
         self,
