@@ -26,15 +26,6 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# mypy does not understand setuptools' editable import hook for mapped package dirs, so it reads the
-# sources through a tree of directory links named the way they are imported.
-.mypy-tree/nixlookup/v1:
-	@mkdir -p .mypy-tree/nixlookup
-	@ln -sfn ../../server .mypy-tree/nixlookup/server
-	@ln -sfn ../../client .mypy-tree/nixlookup/client
-	@ln -sfn ../../bench .mypy-tree/nixlookup/bench
-	@ln -sfn ../../protos/nixlookup/v1 .mypy-tree/nixlookup/v1
-
 serve: $(STAMP)
 	$(BIN)/nixlookup-server serve --data-dir $${NIXLOOKUP_DATA_DIR:-data}
 
@@ -42,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) .mypy-tree/nixlookup/v1
+typecheck: $(STAMP)
 	$(BIN)/mypy -p nixlookup.server -p nixlookup.client -p nixlookup.bench
 
 proto: $(STAMP)
@@ -63,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/nixlookup-bench core
 
 clean:
-	rm -rf $(VENV) .mypy-tree .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -17,7 +17,7 @@ from serverproc import ServerProcess
 
 from nixlookup.client import cli, cli_admin
 from nixlookup.server.index import Index
-from nixlookup.server.snapshot import write_snapshot
+from nixlookup.server.store import write_snapshot
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 _POLL_SECONDS = 0.05

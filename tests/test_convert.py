@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from nixlookup.server.convert import CheckResponses, check_response
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import classify_key
 from nixlookup.server.policy import Policy, PolicySettings
-from nixlookup.server.state import ListKind, ServingState
+from nixlookup.server.rpc._convert import CheckResponses, check_response
+from nixlookup.server.store import ListKind, ServingState
 from nixlookup.server.vocabulary import Purpose
 
 REGISTERED = 46701234567

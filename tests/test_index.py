@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from nixlookup.server.index import Index, sorted_unique
-from nixlookup.server.snapshot import read_snapshot, write_snapshot
-from nixlookup.server.synthetic import generate_queries, generate_register
+from nixlookup.server.store import generate_queries, generate_register, read_snapshot, write_snapshot
 
 U64_MAX = 2**64 - 1
 MOBILE_BASE = 46_700_000_000
@@ -189,7 +188,7 @@ def test_bitmap_built_from_serialization_equals_pyroaring(members: list[int], de
     """Our direct portable serialization builds exactly pyroaring's bitmap (array and bitset containers)."""
     from pyroaring import FrozenBitMap64
 
-    from nixlookup.server._roaring_build import bitmap_from_sorted_unique
+    from nixlookup.server.index._roaring_build import bitmap_from_sorted_unique
 
     keys = sorted(set(members) | set(range(MOBILE_BASE, MOBILE_BASE + dense_run)))
     built = bitmap_from_sorted_unique(np.array(keys, dtype=np.uint64))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nixlookup.server.errors import StoreError
-from nixlookup.server.journal import (
+from nixlookup.server.store._journal import (
     HEADER_BYTES,
     DeltaRecord,
     JournalWriter,

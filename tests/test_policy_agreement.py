@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_policy_rules import World
 
-from nixlookup.server._policy_dates import add_calendar_months, day_number, day_of
 from nixlookup.server.numbering import LineType, classify_key, classify_keys
 from nixlookup.server.policy import Policy, PolicySettings
+from nixlookup.server.policy._dates import add_calendar_months, day_number, day_of
 from nixlookup.server.vocabulary import Purpose, Reason
 
 BASE_DAY = date(2026, 3, 20)

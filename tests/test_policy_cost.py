@@ -29,8 +29,7 @@ import pytest
 from nixlookup.server.index import Index
 from nixlookup.server.numbering import ParsedBatch, classify_keys
 from nixlookup.server.policy import Policy
-from nixlookup.server.state import ListKind, ServingState
-from nixlookup.server.synthetic import generate_queries, generate_register
+from nixlookup.server.store import ListKind, ServingState, generate_queries, generate_register
 from nixlookup.server.vocabulary import Purpose
 
 BATCH = 10_000

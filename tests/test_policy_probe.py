@@ -7,12 +7,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixlookup.server._policy_facts import Fact, apply_caller_lists
-from nixlookup.server._policy_overlay import FOREVER, MAX_END_DAY, CallerOverlay, OverlayCache
-from nixlookup.server._policy_probe import KeyProbe
 from nixlookup.server.index import Index
-from nixlookup.server.policy import NIX_RULES, CodeTable, Policy
-from nixlookup.server.state import ListKind, ServingState
+from nixlookup.server.policy import Policy
+from nixlookup.server.policy._facts import Fact, apply_caller_lists
+from nixlookup.server.policy._overlay import FOREVER, MAX_END_DAY, CallerOverlay, OverlayCache
+from nixlookup.server.policy._policy import NIX_RULES, CodeTable
+from nixlookup.server.policy._probe import KeyProbe
+from nixlookup.server.store import ListKind, ServingState
 
 U64 = np.uint64
 

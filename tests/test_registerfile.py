@@ -9,9 +9,8 @@ import pytest
 
 from nixlookup.server.errors import RegisterFileError
 from nixlookup.server.index import Index
-from nixlookup.server.registerfile import detect_format, load_register_file
-from nixlookup.server.snapshot import write_snapshot
-from nixlookup.server.synthetic import generate_register, write_text_register
+from nixlookup.server.store import generate_register, load_register_file, write_snapshot, write_text_register
+from nixlookup.server.store._registerfile import detect_format
 
 STOCKHOLM = 46812345678
 MOBILE = 46701234567

@@ -10,8 +10,7 @@ import pytest
 from conftest import ServerFactory
 
 from nixlookup.server.index import Index
-from nixlookup.server.snapshot import write_snapshot
-from nixlookup.server.synthetic import generate_register, write_text_register
+from nixlookup.server.store import generate_register, write_snapshot, write_text_register
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 _SIZE = 1_500_000

@@ -11,8 +11,9 @@ import pytest
 import structlog
 from conftest import ServerFactory
 
+from nixlookup.server.app import ServerConfig
 from nixlookup.server.app import main as server_main
-from nixlookup.server.config import DEFAULT_LISTEN, ServerConfig, SynthConfig, parse_args
+from nixlookup.server.app._config import DEFAULT_LISTEN, SynthConfig, parse_args
 from nixlookup.server.logs import configure_logging, get_logger, mask_digits_in_text
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 

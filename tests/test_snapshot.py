@@ -9,8 +9,14 @@ import pytest
 
 from nixlookup.server.errors import SnapshotError
 from nixlookup.server.index import Index
-from nixlookup.server.snapshot import MAGIC, is_snapshot, read_snapshot, write_snapshot
-from nixlookup.server.synthetic import generate_queries, generate_register
+from nixlookup.server.store import (
+    generate_queries,
+    generate_register,
+    is_snapshot,
+    read_snapshot,
+    write_snapshot,
+)
+from nixlookup.server.store._snapshot import MAGIC
 
 
 @pytest.fixture(name="register_index", scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from nixlookup.server.errors import UnavailableError
 from nixlookup.server.index import Index
-from nixlookup.server.state import ListKind, PerStateMemo, ServingState, StateHolder
+from nixlookup.server.store import ListKind, PerStateMemo, ServingState, StateHolder
 
 
 def _index(version: str, *keys: int) -> Index:

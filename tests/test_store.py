@@ -15,7 +15,6 @@ import pytest
 from conftest import RegisterFile, make_mobile_keys, write_register
 from numpy.typing import NDArray
 
-from nixlookup.server.datadir import list_paths
 from nixlookup.server.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -23,9 +22,8 @@ from nixlookup.server.errors import (
     StoreError,
     ValidationError,
 )
-from nixlookup.server.snapshot import write_snapshot
-from nixlookup.server.state import REGISTER_KEY, ListKind
-from nixlookup.server.store import Store, StoreSettings
+from nixlookup.server.store import REGISTER_KEY, ListKind, Store, StoreSettings, write_snapshot
+from nixlookup.server.store._datadir import list_paths
 
 OPT_OUT = (ListKind.OPT_OUT, "acme")
 RELATIONSHIP = (ListKind.RELATIONSHIP, "Acme AB/Sverige")
@@ -393,7 +391,7 @@ def test_reload_killed_before_its_commit_leaves_the_old_version(
 ) -> None:
     """A snapshot written but never named by CURRENT (crash mid-reload) is removed; the old one serves."""
     from nixlookup.server.index import Index
-    from nixlookup.server.journal import create_journal
+    from nixlookup.server.store._journal import create_journal
 
     paths = list_paths(open_store.root, REGISTER_KEY)
     open_store.close()

@@ -12,11 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from nixlookup.server._store_recovery import fold_deltas
 from nixlookup.server.index import Index
-from nixlookup.server.journal import DeltaRecord
-from nixlookup.server.state import ListKind
-from nixlookup.server.store import Store, StoreSettings
+from nixlookup.server.store import ListKind, Store, StoreSettings
+from nixlookup.server.store._journal import DeltaRecord
+from nixlookup.server.store._recovery import fold_deltas
 
 _UNIVERSE = [int(key) for key in make_mobile_keys(40, seed=91)]
 """A small key space, so adds, removes and re-adds of the same keys collide often."""

@@ -8,12 +8,8 @@ import numpy as np
 import phonenumbers
 import pytest
 
-from nixlookup.server.synthetic import (
-    generate_queries,
-    generate_register,
-    synthetic_index,
-    write_text_register,
-)
+from nixlookup.server.store import generate_queries, generate_register, write_text_register
+from nixlookup.server.store._synthetic import synthetic_index
 
 
 def test_same_seed_same_register_sorted_unique() -> None:
@@ -49,7 +45,7 @@ def test_queries_are_half_hits() -> None:
 
 def test_beyond_swedish_capacity_tops_up_with_nanp(monkeypatch: pytest.MonkeyPatch) -> None:
     """Registers larger than Swedish number space are topped up with +1 numbers."""
-    monkeypatch.setattr("nixlookup.server.synthetic.SWEDISH_CAPACITY", 1_000)
+    monkeypatch.setattr("nixlookup.server.store._synthetic.SWEDISH_CAPACITY", 1_000)
     register = generate_register(1_500, seed=5)
     assert register.size == 1_500
     assert (register // np.uint64(10**10) == 1).sum() == 500, "+1 keys are 1NPANXXXXXX"

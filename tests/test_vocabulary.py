@@ -6,7 +6,7 @@ import pytest
 
 from nixlookup.client import vocabulary as client_vocabulary
 from nixlookup.server.numbering import LineType
-from nixlookup.server.state import ListKind
+from nixlookup.server.store import ListKind
 from nixlookup.server.vocabulary import Purpose, Reason, Verdict
 from nixlookup.v1 import lookup_pb2
 

@@ -1,0 +1,205 @@
+"""`nixlookup-bench core`: the lookup core in process, against its references, in one run.
+
+On one seeded register (1.5M numbers by default) and one seeded query set (1M, half hits) it measures:
+- `Index.contains_many` (the batch path), ns per number;
+- `Index.contains` in a Python loop (the single-lookup path), ns per lookup;
+- the references on the same queries: a Python `set` loop and the dense-bitset floor;
+- memory: canonical (roaring) and all structures, bytes per number;
+- loading: a text register file through `load_register_file` plus `Index.build`, and a snapshot through
+  `read_snapshot`.
+Each timing is best-of-N (minimum and median kept). Every answer is checked against the expected hits.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nixlookup.bench.references import DenseBitsetFloor, PythonSetLookup
+from nixlookup.bench.report import Report, Table
+from nixlookup.bench.timing import Timing, best_of, best_of_paired, progress, ratio
+from nixlookup.bench.workload import Workload, make_workload, write_register_text
+from nixlookup.server.index import Index
+from nixlookup.server.store import load_register_file, read_snapshot, write_snapshot
+
+__all__ = ["CoreSettings", "core_figures", "run_core"]
+
+SINGLE_LOOKUPS = 200_000  # a Python loop of `contains`: enough calls for a stable per-call mean
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    size: int = 1_500_000
+    queries: int = 1_000_000
+    seed: int = 20080101
+    repeats: int = 5  # best-of-N for the fast measurements
+    load_repeats: int = 3  # loads take longer; fewer repeats
+    max_seconds_per_measurement: float = 10.0
+    measure_text_load: bool = True
+
+
+class CoreBenchError(AssertionError):
+    """A contender gave a wrong answer: its timing would mean nothing."""
+
+
+def _ns_per(timing: Timing, count: int) -> float:
+    return timing.min_s / count * 1e9
+
+
+def _check(name: str, got: np.ndarray[Any, Any], workload: Workload) -> None:
+    if not np.array_equal(got, workload.expected_blocked):
+        wrong = int(np.count_nonzero(got != workload.expected_blocked))
+        raise CoreBenchError(f"{name} answered {wrong} of {workload.queries.size} queries wrongly")
+
+
+def _measure_lookups(index: Index, workload: Workload, settings: CoreSettings) -> dict[str, Any]:
+    queries = workload.queries
+    repeats, budget = settings.repeats, settings.max_seconds_per_measurement
+    _check("Index.contains_many", index.contains_many(queries), workload)
+    floor = DenseBitsetFloor(workload.register)
+    floor.contains_many(queries)
+    # The batch path and its floor run alternately: their ratio is the figure that matters.
+    batch, floor_timing = best_of_paired(
+        lambda: index.contains_many(queries),
+        lambda: floor.contains_many(queries),
+        repeats=repeats * 2,
+        max_seconds=budget,
+    )
+
+    single_keys = queries[:SINGLE_LOOKUPS].tolist()
+    contains = index.contains
+
+    def single_loop() -> None:
+        for key in single_keys:
+            contains(key)
+
+    single = best_of(single_loop, repeats=repeats, max_seconds=budget)
+
+    progress("core: Python set reference")
+    pyset = PythonSetLookup(workload.register)
+    _check("Python set", pyset.contains_many(queries), workload)
+    # Paired with the batch path again, for the same reason as the floor.
+    batch_again, pyset_timing = best_of_paired(
+        lambda: index.contains_many(queries),
+        lambda: pyset.contains_many(queries),
+        repeats=max(2, repeats // 2),
+        max_seconds=budget,
+    )
+
+    n = queries.size
+    figures = {
+        "batch_ns_per_number": min(_ns_per(batch, n), _ns_per(batch_again, n)),
+        "pyset_vs_batch_speedup": pyset_timing.min_s / batch_again.min_s,
+        "batch_vs_dense_floor": batch.min_s / floor_timing.min_s,
+        "batch_ns_per_number_median": batch.median_s / n * 1e9,
+        "single_ns_per_lookup": _ns_per(single, len(single_keys)),
+        "pyset_batch_ns_per_number": _ns_per(pyset_timing, n),
+        "dense_bitset_ns_per_number": _ns_per(floor_timing, n),
+        "dense_bitset_ns_per_number_median": floor_timing.median_s / n * 1e9,
+        "dense_bitset_bytes": floor.nbytes,
+        "dense_bitset_exact_span": floor.exact_span,
+        "dense_bitset_false_positives": floor.false_positives(queries, workload.expected_blocked),
+    }
+    return figures
+
+
+def _measure_loads(index: Index, workload: Workload, settings: CoreSettings, workdir: Path) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    repeats, budget = settings.load_repeats, settings.max_seconds_per_measurement
+    if settings.measure_text_load:
+        text_path = write_register_text(workdir / "register.txt", workload.register)
+        loaded_keys: list[np.ndarray[Any, Any]] = []
+
+        def load_text() -> None:
+            loaded = load_register_file(text_path)
+            loaded_keys.append(loaded.keys)
+
+        parse = best_of(load_text, repeats=repeats, max_seconds=budget)
+        keys = loaded_keys[-1]
+        build = best_of(
+            lambda: Index.build(keys, version="bench", source=str(text_path)),
+            repeats=repeats,
+            max_seconds=budget,
+        )
+        if int(np.unique(keys).size) != workload.size:
+            raise CoreBenchError(f"text load found {np.unique(keys).size} numbers, wrote {workload.size}")
+        figures |= {
+            "text_parse_s": parse.min_s,
+            "text_index_build_s": build.min_s,
+            "text_load_s": parse.min_s + build.min_s,
+            "text_file_bytes": text_path.stat().st_size,
+        }
+    snapshot_path = workdir / "register.snapshot"
+    write_snapshot(snapshot_path, index)
+    snapshot = best_of(lambda: read_snapshot(snapshot_path), repeats=repeats, max_seconds=budget)
+    restored, _extra = read_snapshot(snapshot_path)
+    if len(restored) != len(index):
+        raise CoreBenchError("snapshot round trip changed the count")
+    figures |= {"snapshot_load_s": snapshot.min_s, "snapshot_file_bytes": snapshot_path.stat().st_size}
+    return figures
+
+
+def core_figures(settings: CoreSettings, workdir: Path | None = None) -> dict[str, Any]:
+    """Every core figure of one run, as a flat dict (see the module docstring)."""
+    progress(
+        f"core: register of {settings.size:,} numbers, {settings.queries:,} queries (seed {settings.seed})"
+    )
+    workload = make_workload(settings.size, settings.queries, settings.seed)
+    started = time.perf_counter()
+    index = Index.build(workload.register, version="bench", source="synthetic", synthetic=True)
+    build_s = time.perf_counter() - started
+    progress("core: batch and single lookups")
+    figures: dict[str, Any] = {"register_size": workload.size, "query_count": int(workload.queries.size)}
+    figures |= {"hit_share": float(workload.expected_blocked.mean()), "index_build_s": build_s}
+    figures |= _measure_lookups(index, workload, settings)
+    figures["bytes_per_number_canonical"] = index.nbytes_canonical / workload.size
+    figures["bytes_per_number_total"] = index.nbytes_total / workload.size
+    progress("core: text and snapshot loads")
+    with tempfile.TemporaryDirectory(prefix="nixlookup-bench-core-", dir=workdir) as tmp:
+        figures |= _measure_loads(index, workload, settings, Path(tmp))
+    figures["single_vs_batch"] = ratio(figures["single_ns_per_lookup"], figures["batch_ns_per_number"])
+    return figures
+
+
+_BUDGET_ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("batch lookup (Index.contains_many)", "batch_ns_per_number", "ns/number", "<= 25, <= 1.7x floor"),
+    ("dense bitset floor", "dense_bitset_ns_per_number", "ns/number", "reference"),
+    ("Python set loop", "pyset_batch_ns_per_number", "ns/number", "reference, >= 10x slower"),
+    ("single lookup (Index.contains)", "single_ns_per_lookup", "ns/lookup", "<= 300"),
+    ("memory, canonical", "bytes_per_number_canonical", "bytes/number", "<= 3"),
+    ("memory, all structures", "bytes_per_number_total", "bytes/number", "<= 10"),
+    ("load from text (parse + build)", "text_load_s", "s", "<= 0.3 at 1.5M"),
+    ("  of which parsing the text", "text_parse_s", "s", "-"),
+    ("  of which building the index", "text_index_build_s", "s", "-"),
+    ("load from snapshot", "snapshot_load_s", "s", "<= 0.010 at 1.5M"),
+    ("batch / dense floor", "batch_vs_dense_floor", "ratio", "<= 1.7"),
+    ("Python set / batch", "pyset_vs_batch_speedup", "ratio", ">= 10"),
+)
+
+
+def run_core(settings: CoreSettings, workdir: Path | None = None) -> Report:
+    """`core` as a report: figures plus one table against the budget."""
+    report = Report(
+        command="core",
+        parameters={"size": settings.size, "queries": settings.queries, "seed": settings.seed,
+                    "repeats": settings.repeats},
+    )  # fmt: skip
+    started = time.perf_counter()
+    report.figures = core_figures(settings, workdir)
+    report.duration_s = time.perf_counter() - started
+    table = Table(
+        title=f"Lookup core, {settings.size:,} numbers", columns=["what", "figure", "unit", "budget"]
+    )
+    table.rows = [[label, report.figures.get(key), unit, budget] for label, key, unit, budget in _BUDGET_ROWS]
+    report.tables.append(table)
+    if report.figures.get("dense_bitset_exact_span") is False:
+        report.notes.append(
+            "dense-bitset floor folded onto 512 MiB (the key span is wider): same work per probe, "
+            f"{report.figures['dense_bitset_false_positives']} false positives on these queries"
+        )
+    return report

@@ -1,0 +1,64 @@
+"""Versions, files and durability: snapshots, register files, the data directory, the journal, reloads,
+deltas, recovery, history, and the one swappable `ServingState` every reader takes once per RPC or batch."""
+
+from __future__ import annotations
+
+from nixlookup.server.store._history import (
+    VersionRecord,
+)
+from nixlookup.server.store._registerfile import (
+    load_register_file,
+)
+from nixlookup.server.store._snapshot import (
+    is_snapshot,
+    read_snapshot,
+    write_snapshot,
+)
+from nixlookup.server.store._state import (
+    REGISTER_KEY,
+    ListKey,
+    ListKind,
+    PerStateMemo,
+    ServingState,
+    StateHolder,
+)
+from nixlookup.server.store._store import (
+    ListDescription,
+    Store,
+    StoreSettings,
+    check_list_key,
+)
+from nixlookup.server.store._synthetic import (
+    DEFAULT_SEED,
+    DEFAULT_SYNTHETIC_SIZE,
+    generate_queries,
+    generate_register,
+    write_text_register,
+)
+from nixlookup.server.store._watch import (
+    RegisterSourceWatcher,
+)
+
+__all__ = [
+    "DEFAULT_SEED",
+    "DEFAULT_SYNTHETIC_SIZE",
+    "REGISTER_KEY",
+    "ListDescription",
+    "ListKey",
+    "ListKind",
+    "PerStateMemo",
+    "RegisterSourceWatcher",
+    "ServingState",
+    "StateHolder",
+    "Store",
+    "StoreSettings",
+    "VersionRecord",
+    "check_list_key",
+    "generate_queries",
+    "generate_register",
+    "is_snapshot",
+    "load_register_file",
+    "read_snapshot",
+    "write_snapshot",
+    "write_text_register",
+]

@@ -1,0 +1,277 @@
+"""The data directory's layout on disk: where each list's files live and how they are replaced safely.
+
+Theory of operation:
+- Layout (see docs/data-dir.md)::
+
+      <data-dir>/FORMAT                        "nixlookup-data-dir 1": refuse directories of another format
+      <data-dir>/LOCK                          flock'd by the one writing process (holds its pid)
+      <data-dir>/register/                     the NIX register
+      <data-dir>/<kind>/<caller-dir>/          a caller's opt-out / relationship / consent list
+          LIST                                 {"kind": ..., "caller": ...}: the real caller id
+          CURRENT                              {"seq": N, "previous_seq": P}: the commit point
+          <N>.snap  <N>.journal                current snapshot and the deltas since it
+          <P>.snap  <P>.journal                previous snapshot, kept whole for a fallback
+          history.jsonl                        one JSON line per version event (reload, delta, compact ...)
+          quarantine/                          refused snapshots and cut-off journal tails, kept for people
+
+- Every file that is replaced is replaced whole: written to a temporary name in the same directory,
+  fsync'd, renamed over the old name, and the directory fsync'd (`write_file_atomically`). A reader sees
+  the old file or the new one, never a mixture, also after a crash.
+- CURRENT is the commit point of a reload or compaction: snapshot and journal files are made durable first,
+  CURRENT is switched last. Files with a sequence above CURRENT's are leftovers of an operation that never
+  committed (and was never acknowledged); `ListPaths.orphans` finds them.
+- Caller ids are arbitrary strings; directory names are a safe, lower-case slug plus a hash of the real
+  id whenever the slug is not the id itself (`caller_dir_name`), so no id can escape the directory, and
+  ``Acme`` and ``acme`` never share files. The LIST file keeps the real id.
+- `DataDirLock` takes an exclusive ``flock`` on LOCK: one writer per directory. The kernel drops the lock
+  when the process dies (kill -9 included), so a restart never has to clean up after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nixlookup.server.errors import StoreError
+from nixlookup.server.store._journal import fsync_directory
+from nixlookup.server.store._state import ListKey, ListKind
+
+__all__ = [
+    "DATA_DIR_FORMAT",
+    "CurrentPointer",
+    "DataDirLock",
+    "ListPaths",
+    "caller_dir_name",
+    "discover_lists",
+    "ensure_data_dir",
+    "list_paths",
+    "write_file_atomically",
+]
+
+DATA_DIR_FORMAT = "nixlookup-data-dir 1"
+_SNAPSHOT_SUFFIX = ".snap"
+_JOURNAL_SUFFIX = ".journal"
+_SEQ_DIGITS = 8
+_PLAIN_CALLER = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_UNSAFE_RUN = re.compile(r"[^a-z0-9_.-]+")
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old content or the new, never a mixture."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    fsync_directory(path.parent)
+
+
+def caller_dir_name(caller: str) -> str:
+    """A file-system-safe directory name for a caller id, distinct for distinct ids."""
+    if _PLAIN_CALLER.fullmatch(caller) and caller not in {".", ".."}:
+        return caller
+    slug = _UNSAFE_RUN.sub("_", caller.lower()).strip("._-")[:40] or "caller"
+    digest = hashlib.sha256(caller.encode("utf-8")).hexdigest()[:12]
+    return f"{slug}-{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentPointer:
+    """What CURRENT says: the snapshot serving now and the one kept for a fallback (None on a new list)."""
+
+    seq: int
+    previous_seq: int | None
+
+    def encode(self) -> bytes:
+        return (json.dumps({"seq": self.seq, "previous_seq": self.previous_seq}) + "\n").encode("ascii")
+
+    @classmethod
+    def decode(cls, raw: bytes, path: Path) -> CurrentPointer:
+        try:
+            fields = json.loads(raw)
+            seq = int(fields["seq"])
+            previous = fields.get("previous_seq")
+            return cls(seq=seq, previous_seq=None if previous is None else int(previous))
+        except (ValueError, KeyError, TypeError) as error:
+            raise StoreError(f"{path} is unreadable ({error}); the list cannot be located safely") from error
+
+
+@dataclass(frozen=True, slots=True)
+class ListPaths:
+    """The files of one list."""
+
+    key: ListKey
+    directory: Path
+
+    @property
+    def list_file(self) -> Path:
+        return self.directory / "LIST"
+
+    @property
+    def current_file(self) -> Path:
+        return self.directory / "CURRENT"
+
+    @property
+    def history_file(self) -> Path:
+        return self.directory / "history.jsonl"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.directory / "quarantine"
+
+    def snapshot(self, seq: int) -> Path:
+        return self.directory / f"{seq:0{_SEQ_DIGITS}d}{_SNAPSHOT_SUFFIX}"
+
+    def journal(self, seq: int) -> Path:
+        return self.directory / f"{seq:0{_SEQ_DIGITS}d}{_JOURNAL_SUFFIX}"
+
+    def exists(self) -> bool:
+        return self.current_file.exists()
+
+    def create(self) -> None:
+        """Make the directory and its LIST file (idempotent; refuses a directory owned by another caller)."""
+        kind, caller = self.key
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.list_file.exists():
+            owner = read_list_file(self.list_file)
+            if owner != self.key:
+                raise StoreError(f"{self.directory} belongs to {owner}, not {self.key}")
+            return
+        payload = json.dumps({"kind": kind.slug, "caller": caller}) + "\n"
+        write_file_atomically(self.list_file, payload.encode("utf-8"))
+        fsync_directory(self.directory.parent)
+
+    def read_current(self) -> CurrentPointer | None:
+        try:
+            raw = self.current_file.read_bytes()
+        except FileNotFoundError:
+            return None
+        return CurrentPointer.decode(raw, self.current_file)
+
+    def write_current(self, pointer: CurrentPointer) -> None:
+        write_file_atomically(self.current_file, pointer.encode())
+
+    def sequences(self) -> list[int]:
+        """Sequence numbers of every snapshot or journal file present, ascending."""
+        found: set[int] = set()
+        for entry in self.directory.iterdir():
+            stem, suffix = entry.stem, entry.suffix
+            if suffix in {_SNAPSHOT_SUFFIX, _JOURNAL_SUFFIX} and stem.isdigit():
+                found.add(int(stem))
+        return sorted(found)
+
+    def files_of(self, seq: int) -> Iterator[Path]:
+        for path in (self.snapshot(seq), self.journal(seq)):
+            if path.exists():
+                yield path
+
+    def quarantine_file(self, path: Path, label: str) -> Path:
+        """Move `path` into quarantine/ (kept for people to inspect, never read again)."""
+        self.quarantine.mkdir(exist_ok=True)
+        target = self.quarantine / f"{path.name}.{label}"
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = self.quarantine / f"{path.name}.{label}.{counter}"
+        os.replace(path, target)
+        fsync_directory(self.directory)
+        return target
+
+    def remove_files(self, seqs: list[int]) -> None:
+        """Delete old or uncommitted files. Not fsync'd: a file that reappears after a crash is outside
+        CURRENT's range and is removed again on the next start."""
+        for seq in seqs:
+            for path in self.files_of(seq):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def list_paths(root: Path, key: ListKey) -> ListPaths:
+    """Where the list `key` lives under the data directory `root`."""
+    kind, caller = key
+    if kind is ListKind.REGISTER:
+        return ListPaths(key, root / kind.slug)
+    return ListPaths(key, root / kind.slug / caller_dir_name(caller))
+
+
+def read_list_file(path: Path) -> ListKey:
+    try:
+        fields: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        kinds = {kind.slug: kind for kind in ListKind}
+        return (kinds[str(fields["kind"])], str(fields["caller"]))
+    except (OSError, ValueError, KeyError) as error:
+        raise StoreError(f"{path} is unreadable: {error}") from error
+
+
+def discover_lists(root: Path) -> list[ListKey]:
+    """Every list with a committed CURRENT pointer under `root`, the register first."""
+    found: list[ListKey] = []
+    for kind in ListKind:
+        if kind is ListKind.REGISTER:
+            candidates = [root / kind.slug]
+        else:
+            parent = root / kind.slug
+            candidates = sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        for directory in candidates:
+            if (directory / "CURRENT").exists():
+                key = read_list_file(directory / "LIST")
+                if list_paths(root, key).directory != directory:
+                    raise StoreError(f"{directory} holds {key}, which belongs elsewhere")
+                found.append(key)
+    return found
+
+
+def ensure_data_dir(root: Path) -> None:
+    """Create `root` with its FORMAT file, or check that an existing one is ours."""
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / "FORMAT"
+    try:
+        text = marker.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        entries = [entry.name for entry in root.iterdir() if entry.name != "LOCK"]
+        if entries:
+            raise StoreError(
+                f"{root} is not empty and is not a nixlookup data directory (no FORMAT file)"
+            ) from None
+        write_file_atomically(marker, (DATA_DIR_FORMAT + "\n").encode("ascii"))
+        return
+    if text != DATA_DIR_FORMAT:
+        raise StoreError(f"{root} has format {text!r}; this server reads {DATA_DIR_FORMAT!r}")
+
+
+class DataDirLock:
+    """An exclusive flock on ``<data-dir>/LOCK``: one writing process per data directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "LOCK"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip() or "another process"
+            os.close(self._fd)
+            if error.errno in {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}:
+                raise StoreError(f"data directory {root} is in use by pid {holder}") from error
+            raise
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode("ascii"), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
