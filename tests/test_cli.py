@@ -101,4 +101,4 @@ def test_usage_errors_exit_2() -> None:
     """An unknown purpose is a usage error (exit 2) naming the allowed purposes."""
     result = _nixlookup("check", "--purpose", "cold-calling", "070-123 45 67")
     assert result.returncode == 2
-    assert "market_research" in result.stderr
+    assert "market-research" in result.stderr

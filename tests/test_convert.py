@@ -12,7 +12,7 @@ from nixlookup.server.numbering import classify_key
 from nixlookup.server.policy import Policy, PolicySettings
 from nixlookup.server.rpc._convert import CheckResponses, check_response
 from nixlookup.server.store import ListKind, ServingState
-from nixlookup.server.vocabulary import Purpose
+from nixlookup.v1.vocabulary import Purpose
 
 REGISTERED = 46701234567
 CUSTOMER = 46701234568

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixlookup.client.masking import mask_number as client_mask_number
 from nixlookup.server.numbering import (
     PROBLEM_TEXT,
     LineType,
@@ -294,9 +293,10 @@ def test_vectorised_path_has_no_per_number_python() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60) | st.integers())
-def test_mask_number_matches_the_clients_copy(value: str | int) -> None:
-    """Server and client mask every number the same way (the client keeps its own copy)."""
-    assert mask_number(value) == client_mask_number(value)
+def test_mask_number_shows_at_most_two_digits(value: str | int) -> None:
+    """Whatever it is given, a masked value shows at most the last two digits."""
+    masked = mask_number(value)
+    assert sum(char.isdigit() for char in masked) <= 2
 
 
 def test_large_mixed_batch_matches_scalar() -> None:

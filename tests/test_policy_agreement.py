@@ -19,7 +19,7 @@ from test_policy_rules import World
 from nixlookup.server.numbering import LineType, classify_key, classify_keys
 from nixlookup.server.policy import Policy, PolicySettings
 from nixlookup.server.policy._dates import add_calendar_months, day_number, day_of
-from nixlookup.server.vocabulary import Purpose, Reason
+from nixlookup.v1.vocabulary import Purpose, Reason
 
 BASE_DAY = date(2026, 3, 20)
 POOL = (

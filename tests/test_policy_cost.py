@@ -30,7 +30,7 @@ from nixlookup.server.index import Index
 from nixlookup.server.numbering import ParsedBatch, classify_keys
 from nixlookup.server.policy import Policy
 from nixlookup.server.store import ListKind, ServingState, generate_queries, generate_register
-from nixlookup.server.vocabulary import Purpose
+from nixlookup.v1.vocabulary import Purpose
 
 BATCH = 10_000
 REGISTER_SIZE = 1_500_000

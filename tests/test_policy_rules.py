@@ -23,7 +23,7 @@ from nixlookup.server.policy._dates import day_number, day_of, midnight_of_day
 from nixlookup.server.policy._facts import ALL_CODES, Fact
 from nixlookup.server.policy._policy import NIX_RULES, RULE_MOBILE, RULE_REGISTERED, CodeTable, rules_for
 from nixlookup.server.store import REGISTER_KEY, ListKey, ListKind, ServingState
-from nixlookup.server.vocabulary import Purpose, Reason, Verdict
+from nixlookup.v1.vocabulary import Purpose, Reason, Verdict
 
 NOW = datetime(2026, 3, 20, 9, 30, tzinfo=UTC)
 TODAY = NOW.date()
@@ -473,7 +473,7 @@ from nixlookup.server.index import Index
 from nixlookup.server.numbering import classify_keys
 from nixlookup.server.policy import Policy
 from nixlookup.server.store import ListKind, ServingState
-from nixlookup.server.vocabulary import Purpose
+from nixlookup.v1.vocabulary import Purpose
 keys = np.array([46701234567, 46701234568], dtype=np.uint64)
 register = Index.build(keys[:1], version="r", source="t")
 policy = Policy()

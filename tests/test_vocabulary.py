@@ -1,42 +1,79 @@
-"""The core's enums and the wire contract's enums must never drift apart."""
+"""The one wire vocabulary (`nixlookup.v1.vocabulary`) equals the proto enums and is the only copy."""
 
 from enum import IntEnum
 
 import pytest
 
-from nixlookup.client import vocabulary as client_vocabulary
-from nixlookup.server.numbering import LineType
-from nixlookup.server.store import ListKind
-from nixlookup.server.vocabulary import Purpose, Reason, Verdict
-from nixlookup.v1 import lookup_pb2
+from nixlookup.server.numbering import LineType as NumberingLineType
+from nixlookup.server.store import ListKind as StoreListKind
+from nixlookup.v1 import lookup_pb2, vocabulary
+from nixlookup.v1.vocabulary import LineType, ListKind, Purpose, Reason, Verdict, mask_number
 
 
 @pytest.mark.parametrize(
-    ("core", "wire", "prefix"),
+    ("ours", "wire", "prefix"),
     [
-        (Verdict, lookup_pb2.Verdict, ""),
-        (Reason, lookup_pb2.Reason, ""),
-        (Purpose, lookup_pb2.Purpose, ""),
-        (LineType, lookup_pb2.LineType, ""),
+        (Verdict, lookup_pb2.Verdict, "VERDICT_"),
+        (Reason, lookup_pb2.Reason, "REASON_"),
+        (Purpose, lookup_pb2.Purpose, "PURPOSE_"),
+        (LineType, lookup_pb2.LineType, "LINE_TYPE_"),
         (ListKind, lookup_pb2.ListKind, "LIST_KIND_"),
-        # The client keeps its own copies (it never imports the server): they must match the wire too.
-        (client_vocabulary.Verdict, lookup_pb2.Verdict, ""),
-        (client_vocabulary.Reason, lookup_pb2.Reason, ""),
-        (client_vocabulary.Purpose, lookup_pb2.Purpose, ""),
-        (client_vocabulary.LineType, lookup_pb2.LineType, ""),
-        (client_vocabulary.ListKind, lookup_pb2.ListKind, "LIST_KIND_"),
     ],
 )
-def test_core_enum_matches_proto(core: type[IntEnum], wire: object, prefix: str) -> None:
-    """Every core enum member has the proto value of the same name, and vice versa."""
-    wire_values = dict(wire.items())  # type: ignore[attr-defined]
-    for member in core:
-        name = member.name
-        candidates = [prefix + name, f"{name}"]
-        if name == "UNSPECIFIED":
-            candidates.append(f"{wire.DESCRIPTOR.name}_UNSPECIFIED".upper())  # type: ignore[attr-defined]
-            candidates.append("LINE_TYPE_UNSPECIFIED")
-        matches = [wire_values[c] for c in candidates if c in wire_values]
-        assert matches, f"{core.__name__}.{name} has no proto counterpart"
-        assert matches[0] == member.value
-    assert len(wire_values) == len(core)
+def test_enum_matches_proto(ours: type[IntEnum], wire: object, prefix: str) -> None:
+    """Every member has the proto value of the same (prefix-free) name, and vice versa."""
+    wire_values = {name.removeprefix(prefix): value for name, value in wire.items()}  # type: ignore[attr-defined]
+    assert {member.name: member.value for member in ours} == wire_values
+
+
+def test_drift_fails_at_import() -> None:
+    """The import-time check refuses an enum that differs from the proto (so drift cannot go unnoticed)."""
+
+    class Drifted(vocabulary._WireEnum):
+        UNSPECIFIED = 0
+        ALLOWED = 1
+        BLOCKED = 7
+
+    with pytest.raises(ImportError, match=r"differs from lookup\.proto"):
+        vocabulary._check_against_proto(Drifted, lookup_pb2.DESCRIPTOR.enum_types_by_name["Verdict"])
+
+
+def test_server_families_use_the_wire_enums() -> None:
+    """The server re-exports the wire enums; it keeps no copy of its own."""
+    assert NumberingLineType is LineType
+    assert StoreListKind is ListKind
+
+
+@pytest.mark.parametrize(
+    ("text", "member"),
+    [
+        ("opt-out", ListKind.OPT_OUT),
+        ("OPT_OUT", ListKind.OPT_OUT),
+        (1, ListKind.OPT_OUT),
+        ("register", ListKind.REGISTER),
+    ],
+)
+def test_parse_reads_slugs_names_and_values(text: str | int, member: ListKind) -> None:
+    """`parse` accepts the slug, the name and the value."""
+    assert ListKind.parse(text) is member
+    assert member.slug == member.name.lower().replace("_", "-")
+
+
+def test_parse_names_the_choices() -> None:
+    """An unknown word is a ValueError listing every slug."""
+    with pytest.raises(ValueError, match="market-research"):
+        Purpose.parse("telemarketing")
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("070-123 45 67", "********67"),
+        (46701234567, "*********67"),
+        ("abc", "?"),
+        (b"0701234567", "********67"),
+    ],
+)
+def test_mask_number_keeps_two_digits(value: object, masked: str) -> None:
+    """A number in a log or error keeps only its last two digits."""
+    assert mask_number(value) == masked

@@ -14,8 +14,8 @@ from conftest import RegisterFile, ServerFactory
 from serverproc import ServerProcess
 
 from nixlookup.client import Client
-from nixlookup.client.vocabulary import Purpose
 from nixlookup.client.wash import OUTPUT_COLUMNS, WashError, wash
+from nixlookup.v1.vocabulary import Purpose
 
 
 @pytest.fixture(name="server", scope="module")

@@ -19,7 +19,7 @@ from nixlookup.client.errors import (
 )
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, ListInfo, RegisterInfo
 from nixlookup.client.sync import Client
-from nixlookup.client.vocabulary import LineType, Purpose, Reason, Verdict
+from nixlookup.v1.vocabulary import LineType, Purpose, Reason, Verdict
 
 __all__ = [
     "AsyncClient",

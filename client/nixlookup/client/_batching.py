@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.client.vocabulary import Purpose
 from nixlookup.v1 import lookup_pb2
+from nixlookup.v1.vocabulary import Purpose
 
 __all__ = ["Numbers", "PreparedBatch", "prepare_batches"]
 

@@ -31,8 +31,8 @@ from nixlookup.client.sync import (
     channel_options,
     check_request,
 )
-from nixlookup.client.vocabulary import Purpose
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+from nixlookup.v1.vocabulary import Purpose
 
 __all__ = ["AsyncClient"]
 

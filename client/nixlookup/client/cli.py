@@ -31,8 +31,8 @@ from typing import Any
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import CheckResult, ListInfo, RegisterInfo
 from nixlookup.client.sync import DEFAULT_BATCH_SIZE, DEFAULT_TARGET, DEFAULT_TIMEOUT, Client
-from nixlookup.client.vocabulary import LineType, Purpose, Verdict
 from nixlookup.client.wash import WashError, WashSummary, print_progress, wash
+from nixlookup.v1.vocabulary import LineType, Purpose, Verdict
 
 __all__ = ["PLUGINS", "build_parser", "main"]
 

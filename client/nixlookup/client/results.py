@@ -18,8 +18,8 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
-from nixlookup.client.vocabulary import LineType, ListKind, Reason, Verdict
 from nixlookup.v1 import lookup_pb2
+from nixlookup.v1.vocabulary import LineType, ListKind, Reason, Verdict
 
 __all__ = [
     "BatchResult",

@@ -31,8 +31,8 @@ from nixlookup.client._batching import Numbers, PreparedBatch, prepare_batches
 from nixlookup.client._retry import DEFAULT_RETRY, RetryPolicy, status_of
 from nixlookup.client.errors import NixlookupClientError, from_rpc_error
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
-from nixlookup.client.vocabulary import Purpose
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+from nixlookup.v1.vocabulary import Purpose
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

@@ -36,8 +36,8 @@ import numpy as np
 
 from nixlookup.client.results import BatchResult, day_to_date
 from nixlookup.client.sync import Client
-from nixlookup.client.vocabulary import LineType, Purpose, Reason, Verdict
 from nixlookup.v1 import lookup_pb2
+from nixlookup.v1.vocabulary import LineType, Purpose, Reason, Verdict
 
 __all__ = ["OUTPUT_COLUMNS", "BatchObserver", "WashError", "WashSummary", "print_progress", "wash"]
 

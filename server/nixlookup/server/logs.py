@@ -23,6 +23,8 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
+from nixlookup.v1.vocabulary import mask_number
+
 __all__ = [
     "LOG_FORMATS",
     "LogFormat",
@@ -64,11 +66,7 @@ _EXEMPT_KEYS = frozenset(
 def mask_digits_in_text(text: str) -> str:
     """Replace every phone-number-like digit run in `text` by stars and its last two digits."""
 
-    def _mask(match: re.Match[str]) -> str:
-        digits = [c for c in match.group(0) if c.isdigit()]
-        return "*" * (len(digits) - 2) + "".join(digits[-2:])
-
-    return _DIGIT_RUN.sub(_mask, text)
+    return _DIGIT_RUN.sub(lambda match: mask_number(match.group(0)), text)
 
 
 def _mask_value(value: Any) -> Any:
@@ -77,8 +75,7 @@ def _mask_value(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and abs(value) >= _SMALLEST_MASKED_INT:
-        digits = str(abs(value))
-        return "*" * (len(digits) - 2) + digits[-2:]
+        return mask_number(value)
     if isinstance(value, list | tuple):
         return type(value)(_mask_value(item) for item in value)
     if isinstance(value, dict):

@@ -33,8 +33,9 @@ from nixlookup.server.numbering._codes import (
     Problem,
 )
 from nixlookup.server.numbering._keys import classify_keys
-from nixlookup.server.numbering._scalar import classify_key, mask_number, parse_number
+from nixlookup.server.numbering._scalar import classify_key, parse_number
 from nixlookup.server.numbering._vector import parse_numbers
+from nixlookup.v1.vocabulary import mask_number
 
 __all__ = [
     "PROBLEM_TEXT",

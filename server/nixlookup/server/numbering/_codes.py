@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from phonenumbers import PhoneNumberType
 
 from nixlookup.server.numbering._plan import MAX_PLAN_LENGTH, MIN_PLAN_LENGTH, NO_TYPE
+from nixlookup.v1.vocabulary import LineType
 
 __all__ = [
     "LINE_TYPE_OF_CODE",
@@ -33,15 +34,6 @@ __all__ = [
 # Longer texts are refused before any parsing (libphonenumber stops at 250; a written number, with
 # generous separators and an international prefix, fits in 40).
 MAX_TEXT_CHARS: Final = 64
-
-
-class LineType(IntEnum):
-    """Kind of line; the values equal ``nixlookup.v1.LineType``."""
-
-    UNSPECIFIED = 0  # invalid numbers
-    MOBILE = 1
-    FIXED = 2
-    OTHER = 3  # valid but neither: premium rate, toll free, UAN, pager, voicemail, ..., or any foreign number
 
 
 class Problem(IntEnum):

@@ -44,7 +44,7 @@ from nixlookup.server.numbering._plan import (
     TYPE_CODE,
 )
 
-__all__ = ["SEPARATORS", "classify_key", "classify_swedish_nsn", "mask_number", "parse_number"]
+__all__ = ["SEPARATORS", "classify_key", "classify_swedish_nsn", "parse_number"]
 
 ASCII_SEPARATORS: Final = " \t\n\r\f\v-./()"
 # Unicode separators people paste: no-break, figure, thin and narrow no-break spaces (Swedish digit
@@ -214,20 +214,3 @@ def _classify_positive_key(value: int) -> ParsedNumber:
     if parsed.valid and parsed.key != value:
         return _INVALID[Problem.FOREIGN_NOT_IN_PLAN]  # a non-canonical spelling of a valid number
     return parsed
-
-
-def mask_number(value: object) -> str:
-    """All but the last 2 digits as ``*``, everything else dropped (``"?"`` without digits); never raises.
-
-    ``mask_number("070-123 45 67") == "********67"``; for logs and error messages. Same output as the
-    client's own copy (``nixlookup.client.masking``).
-    """
-    try:
-        text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-        digits = [char for char in text[:256] if char.isdigit()]
-    except Exception:  # a hostile __str__: show nothing
-        return "?"
-    if not digits:
-        return "?"
-    hidden = max(0, len(digits) - 2)
-    return "*" * hidden + "".join(digits[hidden:])

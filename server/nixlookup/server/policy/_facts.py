@@ -29,7 +29,7 @@ from nixlookup.server.index import Index
 from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
 from nixlookup.server.policy._overlay import MAX_END_DAY, CallerOverlay
 from nixlookup.server.store import ListKind, ServingState
-from nixlookup.server.vocabulary import Purpose
+from nixlookup.v1.vocabulary import Purpose
 
 __all__ = [
     "ALL_CODES",

@@ -72,7 +72,7 @@ from nixlookup.server.policy._facts import (
 )
 from nixlookup.server.policy._overlay import CallerOverlay, OverlayCache
 from nixlookup.server.store import REGISTER_KEY, ListKey, ListKind, PerStateMemo, ServingState
-from nixlookup.server.vocabulary import Purpose, Reason, Verdict
+from nixlookup.v1.vocabulary import Purpose, Reason, Verdict
 
 __all__ = [
     "EXEMPT_PURPOSES",

@@ -41,8 +41,8 @@ from nixlookup.server.rpc._convert import (
     register_info,
 )
 from nixlookup.server.store import ListDescription, PerStateMemo, ServingState, StateHolder
-from nixlookup.server.vocabulary import Purpose
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+from nixlookup.v1.vocabulary import Purpose
 
 __all__ = ["ListDescriber", "LookupServicer", "ServiceLimits"]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
@@ -26,22 +25,9 @@ import structlog
 
 from nixlookup.server.errors import UnavailableError
 from nixlookup.server.index import Index
+from nixlookup.v1.vocabulary import ListKind
 
 __all__ = ["ListKey", "ListKind", "PerStateMemo", "ServingState", "StateHolder"]
-
-
-class ListKind(IntEnum):
-    """Which list; values equal `nixlookup.v1.ListKind`."""
-
-    REGISTER = 0
-    OPT_OUT = 1
-    RELATIONSHIP = 2
-    CONSENT = 3
-
-    @property
-    def slug(self) -> str:
-        """Lower-case name used in file names, logs and the CLI (`opt-out`, `relationship` ...)."""
-        return self.name.lower().replace("_", "-")
 
 
 ListKey = tuple[ListKind, str]
