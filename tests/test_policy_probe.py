@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from nixlookup.server.index import Index
 from nixlookup.server.policy import Policy
-from nixlookup.server.policy._facts import Fact, apply_caller_lists
+from nixlookup.server.policy._facts import FACT_OF_LIST, apply_caller_lists
 from nixlookup.server.policy._overlay import FOREVER, MAX_END_DAY, CallerOverlay, OverlayCache
 from nixlookup.server.policy._policy import NIX_RULES, CodeTable
 from nixlookup.server.policy._probe import KeyProbe
@@ -87,9 +87,11 @@ def test_caller_lists_fold_into_codes_caps_and_the_register_s_share() -> None:
     valid_until is capped by the list that decided, and only numbers the lists left undecided go on to
     the register."""
     overlay = CallerOverlay.build(
-        _index([1, 2], "o"),
-        _index({2: 20_000, 3: 0, 4: 2**32 - 1, 7: 19_000}, "r"),
-        _index({3: 21_000, 5: 0}, "c"),
+        (
+            _index([1, 2], "o"),
+            _index({2: 20_000, 3: 0, 4: 2**32 - 1, 7: 19_000}, "r"),
+            _index({3: 21_000, 5: 0}, "c"),
+        ),
         relationship_grace_days=365,
     )
     assert overlay is not None
@@ -108,7 +110,9 @@ def test_caller_lists_fold_into_codes_caps_and_the_register_s_share() -> None:
         capped_by=table.capped_by,
         register_matters=table.register_matters,
     )
-    opted, live, consent = Fact.OPTED_OUT, Fact.RELATIONSHIP_LIVE, Fact.CONSENT_LIVE
+    opted, live, consent = (
+        FACT_OF_LIST[kind] for kind in (ListKind.OPT_OUT, ListKind.RELATIONSHIP, ListKind.CONSENT)
+    )
     assert codes.tolist() == [0, opted, opted | live, live | consent, live, consent, 0, 0]
     # Opt-outs are not capped; relationship (FOREVER when ongoing; MAX_END_DAY + grace) and consent are.
     assert days.tolist() == [no_cap, no_cap, no_cap, FOREVER, MAX_END_DAY + 365, FOREVER, no_cap, no_cap]
@@ -131,7 +135,7 @@ def test_caller_lists_fold_into_codes_caps_and_the_register_s_share() -> None:
 
 def test_overlay_of_empty_lists_is_none() -> None:
     """Lists that exist but hold nothing need no overlay."""
-    assert CallerOverlay.build(_index([], "o"), None, None, relationship_grace_days=365) is None
+    assert CallerOverlay.build((_index([], "o"), None, None), relationship_grace_days=365) is None
 
 
 def test_cache_reuses_and_replaces_per_caller() -> None:

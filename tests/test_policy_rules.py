@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from nixlookup.server.index import Index
+from nixlookup.server.lists import CALLER_LISTS
 from nixlookup.server.numbering import classify_key, classify_keys
 from nixlookup.server.policy import Decision, Policy, PolicySettings, valid_until_for
 from nixlookup.server.policy._dates import day_number, day_of, midnight_of_day
-from nixlookup.server.policy._facts import ALL_CODES, Fact
+from nixlookup.server.policy._facts import ALL_CODES, FACT_OF_LIST, REGISTERED, Fact
 from nixlookup.server.policy._policy import NIX_RULES, RULE_MOBILE, RULE_REGISTERED, CodeTable, rules_for
 from nixlookup.server.store import REGISTER_KEY, ListKey, ListKind, ServingState
 from nixlookup.v1.vocabulary import Purpose, Reason, Verdict
@@ -410,9 +411,9 @@ def test_code_tables_skip_the_register_only_where_it_cannot_matter() -> None:
     assert not tables[True].needs_register
     sales = tables[False]
     assert sales.needs_register
-    decided_before_register = Fact.INVALID | Fact.OPTED_OUT | Fact.RELATIONSHIP_LIVE | Fact.CONSENT_LIVE
+    decided_before_register = Fact.INVALID | sum(FACT_OF_LIST[spec.kind] for spec in CALLER_LISTS)
     for code in range(ALL_CODES):
-        if code & Fact.REGISTERED:
+        if code & REGISTERED:
             continue  # the bit the lookup sets: never in a code before it
         assert bool(sales.register_matters[code]) == (not code & decided_before_register), code
 

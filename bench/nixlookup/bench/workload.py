@@ -1,10 +1,9 @@
 """The register and the queries every contender gets: seeded, half hits, identical across a run.
 
 `make_workload` draws a synthetic register of realistic Swedish numbers (`nixlookup.server.store`)
-and
-a stream of queries, half of them registered numbers and half realistic numbers that are not registered,
-shuffled. The expected answer for every query is computed here once (a sorted-array lookup), so every
-contender's answers can be checked against the same truth.
+and a stream of queries, half of them registered numbers and half realistic numbers that are not
+registered, shuffled. The expected answer for every query is computed here once (a sorted-array
+lookup), so every contender's answers can be checked against the same truth.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nixlookup.client._cli_guard import Handler, guarded
 from nixlookup.client.cli_lists import add_lists_parser, read_numbers, until_day
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+from nixlookup.v1.vocabulary import ListKind
 
 __all__ = ["main", "register_admin_commands"]
 
@@ -43,10 +44,7 @@ DEFAULT_CHUNK = 200_000
 larger than one chunk becomes several deltas, each durable on its own (said in the output)."""
 
 _KINDS: dict[str, lookup_pb2.ListKind.ValueType] = {
-    "register": lookup_pb2.LIST_KIND_REGISTER,
-    "opt-out": lookup_pb2.LIST_KIND_OPT_OUT,
-    "relationship": lookup_pb2.LIST_KIND_RELATIONSHIP,
-    "consent": lookup_pb2.LIST_KIND_CONSENT,
+    kind.slug: lookup_pb2.ListKind.ValueType(kind) for kind in ListKind
 }
 _SLUGS = {value: slug for slug, value in _KINDS.items()}
 

@@ -37,6 +37,7 @@ import numpy as np
 from nixlookup.client._cli_guard import Handler, guarded
 from nixlookup.client.proof import ProofError, verify_proof
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+from nixlookup.v1.vocabulary import ListKind
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -53,10 +54,9 @@ DEFAULT_TIMEOUT_SECONDS = 60.0  # a durable delta of 100k numbers or a reload of
 DEFAULT_CHUNK = 100_000  # numbers per ApplyDelta: ~2 MB of texts, under gRPC's 4 MB default message limit
 
 KIND_BY_SLUG: dict[str, lookup_pb2.ListKind.ValueType] = {
-    "opt-out": lookup_pb2.LIST_KIND_OPT_OUT,
-    "relationship": lookup_pb2.LIST_KIND_RELATIONSHIP,
-    "consent": lookup_pb2.LIST_KIND_CONSENT,
+    kind.slug: lookup_pb2.ListKind.ValueType(kind) for kind in ListKind if kind is not ListKind.REGISTER
 }
+"""A caller's list kinds by their one CLI spelling (`nixlookup.v1.vocabulary.ListKind.slug`)."""
 _SLUG_BY_KIND = {value: slug for slug, value in KIND_BY_SLUG.items()}
 _EPOCH = date(1970, 1, 1)
 

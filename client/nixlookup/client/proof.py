@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from nixlookup.v1 import lookup_pb2
+from nixlookup.v1.vocabulary import ListKind
 
 __all__ = [
     "PROOF_FORMAT",
@@ -210,8 +211,10 @@ def _digest_from_json(data: Mapping[str, Any]) -> FileDigest:
 
 
 def _kind_slug(kind: int) -> str:
-    name: str = lookup_pb2.ListKind.Name(lookup_pb2.ListKind.ValueType(kind))
-    return name.removeprefix("LIST_KIND_").lower().replace("_", "-")
+    try:
+        return ListKind(kind).slug
+    except ValueError:
+        return str(kind)
 
 
 def _popcount(packed: bytes, count: int) -> int:

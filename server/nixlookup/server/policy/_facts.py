@@ -17,15 +17,17 @@ relationship or consent, registered, mobile, and is the purpose exempt.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntFlag
+from types import MappingProxyType
 from typing import Any, Generic, Protocol, Self, TypeVar, overload
 
 import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server.index import Index
+from nixlookup.server.lists import CALLER_LISTS, LIST_SPECS, ListRole, spec_of
 from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
 from nixlookup.server.policy._overlay import MAX_END_DAY, CallerOverlay
 from nixlookup.server.store import ListKind, ServingState
@@ -33,7 +35,10 @@ from nixlookup.v1.vocabulary import Purpose
 
 __all__ = [
     "ALL_CODES",
+    "EXEMPTING_LISTS",
     "EXEMPT_PURPOSES",
+    "FACT_OF_LIST",
+    "REGISTERED",
     "CodedFacts",
     "Fact",
     "Facts",
@@ -49,18 +54,24 @@ _MOBILE = int(LineType.MOBILE)
 
 
 class Fact(IntFlag):
-    """One bit of a number's fact code (the bulk path's form of the facts)."""
+    """The bits of a number's fact code that are not a list: the list bits come from `LIST_SPECS`."""
 
     INVALID = 1
-    OPTED_OUT = 2
-    RELATIONSHIP_LIVE = 4
-    CONSENT_LIVE = 8
-    REGISTERED = 16
-    MOBILE = 32  # the line type; `CodedFacts.mobile` also needs the number to be valid
+    MOBILE = 2  # the line type; `CodedFacts.mobile` also needs the number to be valid
 
 
-ALL_CODES = 64
-"""Every combination of `Fact` bits: the size of the policy's per-code lookup tables."""
+FACT_OF_LIST: Mapping[ListKind, int] = MappingProxyType(
+    {spec.kind: 4 << position for position, spec in enumerate(LIST_SPECS)}
+)
+"""The fact-code bit each list kind sets: a live entry on the caller's list, or registered."""
+REGISTERED = FACT_OF_LIST[ListKind.REGISTER]
+EXEMPTING_LISTS: tuple[ListKind, ...] = tuple(
+    spec.kind for spec in CALLER_LISTS if spec.role is ListRole.EXEMPTS
+)
+"""Lists whose live entry clears the mobile flag (a relationship, a consent)."""
+
+ALL_CODES = 4 << len(LIST_SPECS)
+"""Every combination of fact bits: the size of the policy's per-code lookup tables."""
 
 _MOBILE_BIT_SHIFT = int(Fact.MOBILE).bit_length() - 1
 
@@ -72,12 +83,10 @@ class Facts(Protocol):
     def valid(self) -> bool: ...
     @property
     def exempt_purpose(self) -> bool: ...
-    @property
-    def opted_out(self) -> bool: ...
-    @property
-    def relationship_live(self) -> bool: ...
-    @property
-    def consent_live(self) -> bool: ...
+    def live(self, kind: ListKind) -> bool:
+        """On the caller's list of `kind` with an entry that still counts today."""
+        ...
+
     @property
     def registered(self) -> bool: ...
     @property
@@ -158,44 +167,30 @@ class OneFacts:
         self.mobile = self.valid and parsed.line_type == _MOBILE
         self.today = today
         self.grace_days = grace_days
+        self._until: dict[ListKind, int | None] = {}
 
     def _list(self, kind: ListKind) -> Index | None:
         if not self._caller:  # no caller, no lists: the common dialer call skips three lookups
             return None
         return self._state.list_for(kind, self._caller)
 
-    def _end_day(self, kind: ListKind) -> int | None:
-        """The entry's end day on the caller's list of `kind` (0 = no end), None when not on it."""
+    def until(self, kind: ListKind) -> int | None:
+        """The last day the number's entry on the caller's list of `kind` counts (0 = no end), None when
+        it is not on that list. Looked up once per kind."""
+        if kind in self._until:
+            return self._until[kind]
         found = self._list(kind)
-        if not self.valid or found is None or not found.contains(self.key):
-            return None
-        # Clamped like the bulk path's overlay (20-bit days, i.e. up to the year 4840).
-        return min(found.value_of(self.key) or 0, MAX_END_DAY)
+        until: int | None = None
+        if self.valid and found is not None and found.contains(self.key):
+            spec = spec_of(kind)
+            # Clamped like the bulk path's overlay (20-bit days, i.e. up to the year 4840).
+            end = min(found.value_of(self.key) or 0, MAX_END_DAY) if spec.dated else 0
+            until = relationship_counts_until(end, self.grace_days) if spec.grace else end
+        self._until[kind] = until
+        return until
 
-    @lazy
-    def opted_out(self) -> bool:
-        found = self._list(ListKind.OPT_OUT)
-        return self.valid and found is not None and found.contains(self.key)
-
-    @lazy
-    def relationship_until(self) -> int | None:
-        """Last day the caller's relationship counts (0 = ongoing); None when there is none."""
-        end = self._end_day(ListKind.RELATIONSHIP)
-        return None if end is None else relationship_counts_until(end, self.grace_days)
-
-    @lazy
-    def relationship_live(self) -> bool:
-        until = self.relationship_until
-        return until is not None and (until == 0 or until >= self.today)
-
-    @lazy
-    def consent_until(self) -> int | None:
-        """Last day the consent counts (0 = no expiry); None when there is none."""
-        return self._end_day(ListKind.CONSENT)
-
-    @lazy
-    def consent_live(self) -> bool:
-        until = self.consent_until
+    def live(self, kind: ListKind) -> bool:
+        until = self.until(kind)
         return until is not None and (until == 0 or until >= self.today)
 
     @lazy
@@ -204,18 +199,14 @@ class OneFacts:
 
     @property
     def mobile_flag(self) -> bool:
-        """Mobile, purpose not exempt, and neither a live relationship nor a live consent."""
+        """Mobile, purpose not exempt, and no live entry on an exempting list (relationship, consent)."""
         return (
-            self.mobile and not self.exempt_purpose and not self.relationship_live and not self.consent_live
+            self.mobile and not self.exempt_purpose and not any(self.live(kind) for kind in EXEMPTING_LISTS)
         )
 
     def cap_day(self, kind: ListKind) -> int:
         """The day the answer's basis ends for a rule resting on list `kind` (0 = no end)."""
-        if kind is ListKind.RELATIONSHIP:
-            return self.relationship_until or 0
-        if kind is ListKind.CONSENT:
-            return self.consent_until or 0
-        return 0
+        return self.until(kind) or 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,21 +223,12 @@ class CodedFacts:
     def valid(self) -> bool:
         return not self._has(Fact.INVALID)
 
-    @property
-    def opted_out(self) -> bool:
-        return self.valid and self._has(Fact.OPTED_OUT)
-
-    @property
-    def relationship_live(self) -> bool:
-        return self.valid and self._has(Fact.RELATIONSHIP_LIVE)
-
-    @property
-    def consent_live(self) -> bool:
-        return self.valid and self._has(Fact.CONSENT_LIVE)
+    def live(self, kind: ListKind) -> bool:
+        return self.valid and bool(self.code & FACT_OF_LIST[kind])
 
     @property
     def registered(self) -> bool:
-        return self.valid and self._has(Fact.REGISTERED)
+        return self.valid and bool(self.code & REGISTERED)
 
     @property
     def mobile(self) -> bool:
@@ -254,10 +236,17 @@ class CodedFacts:
 
     @property
     def mobile_flag(self) -> bool:
-        """Mobile, purpose not exempt, and neither a live relationship nor a live consent."""
+        """Mobile, purpose not exempt, and no live entry on an exempting list (relationship, consent)."""
         return (
-            self.mobile and not self.exempt_purpose and not self.relationship_live and not self.consent_live
+            self.mobile and not self.exempt_purpose and not any(self.live(kind) for kind in EXEMPTING_LISTS)
         )
+
+
+_FIELDS = (
+    np.array([FACT_OF_LIST[spec.kind] for spec in CALLER_LISTS], dtype=np.uint8),
+    np.array([int(spec.kind) for spec in CALLER_LISTS], dtype=np.uint8),
+)
+"""Per overlay payload field (`CALLER_LISTS` order): the fact bit it sets and the list kind it caps."""
 
 
 def batch_codes(parsed: ParsedBatch) -> NDArray[np.uint8]:
@@ -278,7 +267,7 @@ def apply_caller_lists(
     capped_by: NDArray[np.uint8],
     register_matters: NDArray[np.bool_],
 ) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
-    """Fold the caller's lists into a batch: set OPTED_OUT, RELATIONSHIP_LIVE and CONSENT_LIVE in `codes`,
+    """Fold the caller's lists into a batch: set each list's fact bit (`FACT_OF_LIST`) in `codes`,
     and where the code's deciding row rests on a relationship or consent (`capped_by`, per code: the
     ListKind, 0 for none) that ends before `valid_until_days`, make that day the answer's valid_until.
     Returns the positions (ascending) and keys of the numbers whose answer can still depend on the
@@ -294,6 +283,6 @@ def apply_caller_lists(
     undecided: NDArray[np.intp]
     undecided_keys: NDArray[np.uint64]
     undecided, undecided_keys = apply_caller_lists_kernel(
-        keys, codes, valid_until_days, today, capped_by, register_matters, *overlay.probe_parts
+        keys, codes, valid_until_days, today, capped_by, register_matters, *_FIELDS, *overlay.probe_parts
     )
     return undecided, undecided_keys

@@ -10,9 +10,9 @@ Theory of operation:
   compares the eight slots with selects and appends hits without a branch, and only the rare rest goes
   to the overflow array. Written the obvious way (test, branch, compare in one loop) it was three times
   slower: every mispredicted filter branch threw away the loads in flight.
-- `apply_caller_lists_kernel` (behind `_policy_facts.apply_caller_lists`) runs the probe over a
-  caller's overlay, takes each hit's payload apart (`decode_payload`) and folds it straight into the
-  batch's fact codes and valid_until days.
+- `apply_caller_lists_kernel` (behind `_facts.apply_caller_lists`) runs the probe over a caller's
+  overlay, takes each hit's payload apart field by field (one field per caller list, `_overlay`) and
+  folds it straight into the batch's fact codes and valid_until days.
 - The loops keep the GIL (numba's default). Released (`nogil=True`), the batch's thread had to win it
   back from the server's other threads after every loop, and bulk with a caller ran ~5-10% slower end to
   end on 2 cores; a loop takes ~50-80 us per 10k numbers, well under the interpreter's 5 ms switch
@@ -27,18 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server._jit import compiled
-from nixlookup.server.policy._facts import Fact
-from nixlookup.server.policy._overlay import (
-    _CONSENT_SHIFT,
-    _OPT_OUT_BIT,
-    _RELATIONSHIP_SHIFT,
-    _UNTIL_MASK,
-)
+from nixlookup.server.policy._overlay import UNTIL_BITS, UNTIL_MASK
 from nixlookup.server.policy._probe import (
     _EMPTY_SLOT,
     _FILTER_HASH,
@@ -50,14 +43,10 @@ from nixlookup.server.policy._probe import (
     _U7,
     _U_NO_QUOTIENT,
 )
-from nixlookup.server.store import ListKind
 
-__all__ = ["apply_caller_lists_kernel", "decode_payload", "probe_kernel"]
+__all__ = ["apply_caller_lists_kernel", "probe_kernel"]
 
 _U64 = np.uint64
-_OPTED_OUT = int(Fact.OPTED_OUT)
-_RELATIONSHIP_LIVE = int(Fact.RELATIONSHIP_LIVE)
-_CONSENT_LIVE = int(Fact.CONSENT_LIVE)
 
 
 @compiled
@@ -129,19 +118,6 @@ def probe_kernel(  # noqa: PLR0917 - numba kernels take their arrays positionall
     return positions[:hits], payloads[:hits]
 
 
-@numba.njit(inline="always")
-def decode_payload(payload: np.uint64) -> tuple[bool, np.int64, np.int64]:
-    """(on the opt-out list, last day the relationship counts, last day the consent counts): see the
-    payload layout above (FOREVER = no end, 0 = not on that list)."""
-    return (
-        (payload & _OPT_OUT_BIT) != _U64(0),
-        np.int64((payload >> _RELATIONSHIP_SHIFT) & _UNTIL_MASK),
-        np.int64((payload >> _CONSENT_SHIFT) & _UNTIL_MASK),
-    )
-
-
-_CAP_RELATIONSHIP = int(ListKind.RELATIONSHIP)
-_CAP_CONSENT = int(ListKind.CONSENT)
 _NO_CAP = 2**32 - 1  # above every uint32 day
 
 
@@ -153,24 +129,29 @@ def apply_caller_lists_kernel(  # noqa: PLR0917 - numba kernels take their array
     today: int,
     capped_by: NDArray[np.uint8],
     register_matters: NDArray[np.bool_],
+    field_facts: NDArray[np.uint8],
+    field_kinds: NDArray[np.uint8],
     *probe_parts: Any,
 ) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
+    """`field_facts[i]` / `field_kinds[i]`: the fact bit payload field i sets while live, and the list
+    kind it caps valid_until for (see `_overlay` for the payload layout)."""
     positions, payloads = probe_kernel(keys, *probe_parts)
+    fields = field_facts.size
     # Selects, not ifs: the facts of consecutive hits are unpredictable.
     for hit in range(positions.size):
         at = positions[hit]
-        opted_out, relationship_until, consent_until = decode_payload(payloads[hit])
-        code = (
-            codes[at]
-            | (_OPTED_OUT if opted_out else 0)
-            | (_RELATIONSHIP_LIVE if relationship_until >= today else 0)
-            | (_CONSENT_LIVE if consent_until >= today else 0)
-        )
+        payload = payloads[hit]
+        code = np.int64(codes[at])
+        for field in range(fields):
+            until = np.int64((payload >> _U64(field * UNTIL_BITS)) & UNTIL_MASK)
+            code |= np.int64(field_facts[field]) if until >= today else np.int64(0)
         codes[at] = code
         kind = capped_by[code]
-        cap = relationship_until if kind == _CAP_RELATIONSHIP else _NO_CAP
-        cap = consent_until if kind == _CAP_CONSENT else cap
-        valid_until_days[at] = min(valid_until_days[at], cap)
+        cap = np.int64(_NO_CAP)
+        for field in range(fields):
+            until = np.int64((payload >> _U64(field * UNTIL_BITS)) & UNTIL_MASK)
+            cap = until if kind == field_kinds[field] else cap
+        valid_until_days[at] = min(np.int64(valid_until_days[at]), cap)
     # The numbers the register must still decide, compacted without a branch.
     undecided = np.empty(keys.size, dtype=np.intp)
     undecided_keys = np.empty(keys.size, dtype=np.uint64)

@@ -1,11 +1,12 @@
 """One probe for all of a caller's lists: the bulk path's answer to "which numbers does this caller know?".
 
-A caller may have three lists (opt-out, customer relationships, consents). Probing each for every number
-of a batch would cost up to three index lookups per number, plus one more per list to tell "absent" from
-"present with no end date" (`Index.values_many` answers 0 for both). Instead the three lists are merged
+A caller may have several lists (`lists.CALLER_LISTS`: opt-out, customer relationships, consents).
+Probing each for every number of a batch would cost one index lookup per list and number, plus one more
+per list to tell "absent" from "present with no end date" (`Index.values_many` answers 0 for both).
+Instead the lists are merged
 once into a `CallerOverlay`: the union of their keys behind one `KeyProbe` (a cache-sized filter in
-front of an exact hash table, see `_policy_probe`) whose 64-bit payload per key says whether it opted
-out and until which day its relationship and its consent count. A batch then costs one probe; a number
+front of an exact hash table, see `_probe`) whose 64-bit payload per key says, per list, until which day
+the key's entry counts. A batch then costs one probe; a number
 on the lists costs one more cache line. The grace period is folded into the payload, so an overlay
 belongs to one `Policy` (one set of settings).
 
@@ -20,17 +21,21 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server.index import Index, sorted_unique
+from nixlookup.server.lists import CALLER_LISTS
 from nixlookup.server.policy._probe import KeyProbe
 
 __all__ = [
     "FOREVER",
     "MAX_END_DAY",
+    "UNTIL_BITS",
+    "UNTIL_MASK",
     "CallerOverlay",
     "OverlayCache",
 ]
@@ -42,21 +47,22 @@ _UNTIL_BITS = 21
 FOREVER = (1 << _UNTIL_BITS) - 1
 """The "counts until" day of an ongoing relationship or a consent without expiry."""
 
-# A probe payload, per key: bit 0 = on the opt-out list; bits 1-21 = the last day the relationship
-# counts (its end day + the grace period; FOREVER when ongoing; 0 = no relationship); bits 22-42 = the
-# last day the consent counts (its expiry; FOREVER when none; 0 = no consent). "Live" is then a single
-# `until >= today`, and the valid_until cap a single minimum.
+# A probe payload, per key: one 21-bit field per caller list, in `CALLER_LISTS` order (field i at bits
+# 21*i .. 21*i+20): the last day the key's entry counts (a dated list's end day, plus the grace period
+# where the list has one; FOREVER without an end, and always FOREVER for an undated list such as the
+# opt-out list); 0 = not on that list. "Live" is then a single `until >= today`, and the valid_until cap
+# a single minimum. Three fields fit in 64 bits; a register with more caller lists needs a wider payload.
 _U64 = np.uint64
-_UNTIL_MASK = _U64(FOREVER)
-_OPT_OUT_BIT = _U64(1)
-_RELATIONSHIP_SHIFT = _U64(1)
-_CONSENT_SHIFT = _U64(1 + _UNTIL_BITS)
+UNTIL_BITS = _UNTIL_BITS
+UNTIL_MASK = _U64(FOREVER)
+if len(CALLER_LISTS) * _UNTIL_BITS > 64:
+    raise ImportError(f"{len(CALLER_LISTS)} caller lists do not fit a 64-bit overlay payload")
 
 
 def _counts_until(ends: NDArray[np.uint32], grace_days: int) -> NDArray[np.uint64]:
     """Per entry: the last day it counts (end + grace, clamped like the scalar path), FOREVER for no end."""
     clamped = np.minimum(ends.astype(np.uint64), _U64(MAX_END_DAY))
-    return np.where(clamped == 0, _UNTIL_MASK, clamped + _U64(grace_days))
+    return np.where(clamped == 0, UNTIL_MASK, clamped + _U64(grace_days))
 
 
 def _keys_and_ends(index: Index | None) -> tuple[NDArray[np.uint64], NDArray[np.uint32]]:
@@ -80,38 +86,33 @@ class CallerOverlay:
         """How many distinct numbers the caller's lists hold together."""
 
     @classmethod
-    def build(
-        cls,
-        opt_out: Index | None,
-        relationship: Index | None,
-        consent: Index | None,
-        *,
-        relationship_grace_days: int,
-    ) -> CallerOverlay | None:
-        """Merge the lists; None when together they hold no number at all."""
+    def build(cls, lists: Sequence[Index | None], *, relationship_grace_days: int) -> CallerOverlay | None:
+        """Merge a caller's lists (one per `CALLER_LISTS` row, None where it has none); None when together
+        they hold no number at all."""
         if not 0 <= relationship_grace_days < FOREVER - MAX_END_DAY:
             raise ValueError(f"relationship_grace_days {relationship_grace_days} does not fit the payload")
-        opt_keys, _ = _keys_and_ends(opt_out)
-        rel_keys, rel_ends = _keys_and_ends(relationship)
-        con_keys, con_ends = _keys_and_ends(consent)
-        union = sorted_unique(np.concatenate([opt_keys, rel_keys, con_keys]))  # np.unique: 40x slower
+        if len(lists) != len(CALLER_LISTS):
+            raise ValueError(f"one list per caller list kind expected, got {len(lists)}")
+        entries = [_keys_and_ends(index) for index in lists]
+        union = sorted_unique(np.concatenate([keys for keys, _ in entries]))  # np.unique: 40x slower
         if union.size == 0:
             return None
         payloads = np.zeros(union.size, dtype=np.uint64)
-        payloads[np.searchsorted(union, opt_keys)] |= _OPT_OUT_BIT
-        rel_until = _counts_until(rel_ends, relationship_grace_days)
-        payloads[np.searchsorted(union, rel_keys)] |= rel_until << _RELATIONSHIP_SHIFT
-        payloads[np.searchsorted(union, con_keys)] |= _counts_until(con_ends, 0) << _CONSENT_SHIFT
+        for field, (spec, (keys, ends)) in enumerate(zip(CALLER_LISTS, entries, strict=True)):
+            if not spec.dated:
+                until = np.full(keys.size, UNTIL_MASK, dtype=np.uint64)
+            else:
+                until = _counts_until(ends, relationship_grace_days if spec.grace else 0)
+            payloads[np.searchsorted(union, keys)] |= until << _U64(field * _UNTIL_BITS)
         return cls(KeyProbe(union, payloads), int(union.size))
 
     @property
     def probe_parts(self) -> tuple[Any, ...]:
-        """What compiled loops pass to `probe_kernel` after the keys (`KeyProbe.parts`); payloads are
-        taken apart with `_policy_kernels.decode_payload`."""
+        """What compiled loops pass to `probe_kernel` after the keys (`KeyProbe.parts`)."""
         return self._probe.parts
 
 
-_ListTriple = tuple[Index | None, Index | None, Index | None]
+_CallerLists = tuple[Index | None, ...]
 
 
 class OverlayCache:
@@ -126,10 +127,10 @@ class OverlayCache:
         self._grace_days = relationship_grace_days
         self._max_callers = max_callers
         self._versions_per_caller = versions_per_caller
-        self._entries: OrderedDict[str, list[tuple[_ListTriple, CallerOverlay | None]]] = OrderedDict()
+        self._entries: OrderedDict[str, list[tuple[_CallerLists, CallerOverlay | None]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, caller: str, lists: _ListTriple) -> CallerOverlay | None:
+    def get(self, caller: str, lists: _CallerLists) -> CallerOverlay | None:
         """The overlay for this caller's lists, building it on first use of these list versions."""
         with self._lock:
             for built_from, overlay in self._entries.get(caller, ()):
@@ -137,7 +138,7 @@ class OverlayCache:
                     self._entries.move_to_end(caller)
                     return overlay
         # Built outside the lock: other callers' batches must not wait for this build.
-        overlay = CallerOverlay.build(*lists, relationship_grace_days=self._grace_days)
+        overlay = CallerOverlay.build(lists, relationship_grace_days=self._grace_days)
         with self._lock:
             versions = self._entries.setdefault(caller, [])
             versions.insert(0, (lists, overlay))

@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server.index import Index
+from nixlookup.server.lists import CALLER_LISTS
 from nixlookup.server.logs import get_logger
 from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
 from nixlookup.server.policy._dates import (
@@ -63,6 +64,7 @@ from nixlookup.server.policy._dates import (
 from nixlookup.server.policy._facts import (
     ALL_CODES,
     EXEMPT_PURPOSES,
+    REGISTERED,
     CodedFacts,
     Fact,
     Facts,
@@ -156,7 +158,7 @@ RULE_OPT_OUT = Rule(
     reason=Reason.COMPANY_OPT_OUT,
     source=f"{SOURCE_NIX_FOR_FORETAG} (the company's own spärrlista wins over every exemption)",
     explanation="on the caller's own opt-out list",
-    when=lambda f: f.opted_out,
+    when=lambda f: f.live(ListKind.OPT_OUT),
 )
 RULE_EXEMPT_PURPOSE = Rule(
     number="3",
@@ -176,7 +178,7 @@ RULE_RELATIONSHIP = Rule(
     source=f"{SOURCE_NIX_UNDANTAGEN} (existing customer relationship, counting up to 12 months after it"
     " ended)",
     explanation="a live customer relationship with the caller",
-    when=lambda f: f.relationship_live,
+    when=lambda f: f.live(ListKind.RELATIONSHIP),
     capped_by=ListKind.RELATIONSHIP,
 )
 RULE_CONSENT = Rule(
@@ -186,7 +188,7 @@ RULE_CONSENT = Rule(
     reason=Reason.CONSENT,
     source=f"{SOURCE_NIX_UNDANTAGEN} (the person's explicit consent to the company)",
     explanation="a live consent to the caller",
-    when=lambda f: f.consent_live,
+    when=lambda f: f.live(ListKind.CONSENT),
     capped_by=ListKind.CONSENT,
 )
 RULE_REGISTERED = Rule(
@@ -326,7 +328,7 @@ class CodeTable:
         reasons = np.array([rule.reason for rule in decided], dtype=np.uint8)
         capped_by = np.array([rule.capped_by or 0 for rule in decided], dtype=np.uint8)
         mobile_flag = np.array([CodedFacts(code, exempt).mobile_flag for code in range(ALL_CODES)])
-        registered = np.arange(ALL_CODES) | Fact.REGISTERED
+        registered = np.arange(ALL_CODES) | REGISTERED
         if (capped_by != capped_by[registered]).any():
             # The bulk path caps valid_until before it asks the register (so that numbers the caller's
             # lists decide skip the register); that needs rows capped by a list to precede the register row.
@@ -391,7 +393,7 @@ class Policy:
         overlay = self._overlay_for(state, caller)
         if overlay is None:
             if table.needs_register:  # the register decides every valid number: ask it for all of them
-                codes |= state.register.contains_many(keys).view(np.uint8) * np.uint8(Fact.REGISTERED)
+                codes |= state.register.contains_many(keys).view(np.uint8) * np.uint8(REGISTERED)
         else:  # first the caller's lists: the numbers they decide need no register lookup
             undecided, undecided_keys = apply_caller_lists(
                 overlay,
@@ -404,7 +406,7 @@ class Policy:
             )
             if undecided.size:
                 found = state.register.contains_many(undecided_keys)
-                codes[undecided] |= found.view(np.uint8) * np.uint8(Fact.REGISTERED)
+                codes[undecided] |= found.view(np.uint8) * np.uint8(REGISTERED)
         return BatchDecision(
             blocked=table.blocked.take(codes),
             invalid=invalid,
@@ -418,10 +420,12 @@ class Policy:
         """The register and every list the state holds for `caller`, with their versions."""
         used = [ListUse(REGISTER_KEY, state.register.meta.version, as_utc(state.register.meta.created_at))]
         if caller:
-            for kind in (ListKind.OPT_OUT, ListKind.RELATIONSHIP, ListKind.CONSENT):
-                found = state.list_for(kind, caller)
+            for spec in CALLER_LISTS:
+                found = state.list_for(spec.kind, caller)
                 if found is not None:
-                    used.append(ListUse((kind, caller), found.meta.version, as_utc(found.meta.created_at)))
+                    used.append(
+                        ListUse((spec.kind, caller), found.meta.version, as_utc(found.meta.created_at))
+                    )
         return tuple(used)
 
     def warm_up(self) -> float:
@@ -434,7 +438,7 @@ class Policy:
         started = time.perf_counter()
         key = np.array([46701234567], dtype=np.uint64)
         listed = Index.build(key, values=np.zeros(1, dtype=np.uint32), version="warm-up", source="warm-up")
-        overlay = CallerOverlay.build(listed, listed, listed, relationship_grace_days=0)
+        overlay = CallerOverlay.build([listed] * len(CALLER_LISTS), relationship_grace_days=0)
         if overlay is None:
             raise AssertionError("an overlay of one listed number is never empty")
         for table in self._code_tables.values():
@@ -472,11 +476,7 @@ class Policy:
         return self._overlays_of_state.get(state, caller, lambda: self._find_overlay(state, caller))
 
     def _find_overlay(self, state: ServingState, caller: str) -> CallerOverlay | None:
-        lists = (
-            state.list_for(ListKind.OPT_OUT, caller),
-            state.list_for(ListKind.RELATIONSHIP, caller),
-            state.list_for(ListKind.CONSENT, caller),
-        )
+        lists = tuple(state.list_for(spec.kind, caller) for spec in CALLER_LISTS)
         if all(found is None for found in lists):
             return None
         return self._overlays.get(caller, lists)

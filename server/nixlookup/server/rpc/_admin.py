@@ -26,13 +26,12 @@ from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = ["AdminServicer"]
 
-_KINDS = {int(kind): kind for kind in ListKind}
-
 
 def _list_key(ref: lookup_pb2.ListRef) -> ListKey:
-    kind = _KINDS.get(int(ref.kind))
-    if kind is None:
-        raise InvalidArgumentError(f"list.kind {ref.kind} is not a known ListKind")
+    try:
+        kind = ListKind(ref.kind)
+    except ValueError:
+        raise InvalidArgumentError(f"list.kind {ref.kind} is not a known ListKind") from None
     return check_list_key(kind, ref.caller)
 
 

@@ -14,21 +14,19 @@ from numpy.typing import NDArray
 
 from nixlookup.server.errors import InvalidArgumentError
 from nixlookup.server.index import Index, sorted_unique
+from nixlookup.server.lists import spec_of
 from nixlookup.server.numbering import classify_keys, parse_numbers
-from nixlookup.server.store._state import REGISTER_KEY, ListKey, ListKind
+from nixlookup.server.store._state import ListKey, ListKind
 
-__all__ = ["DATED_KINDS", "check_list_key", "delta_effect", "valid_delta"]
-
-DATED_KINDS = frozenset({ListKind.RELATIONSHIP, ListKind.CONSENT})
-"""Lists whose entries carry an end day (uint32 days since 1970-01-01, 0 = no end)."""
+__all__ = ["check_list_key", "delta_effect", "valid_delta"]
 
 
 def check_list_key(kind: ListKind, caller: str) -> ListKey:
     """Validate a (kind, caller) pair: the register has no caller, every other list has one."""
-    if kind is ListKind.REGISTER:
+    if not spec_of(kind).per_caller:
         if caller:
-            raise InvalidArgumentError("the register is shared: its caller must be empty")
-        return REGISTER_KEY
+            raise InvalidArgumentError(f"the {kind.slug} is shared: its caller must be empty")
+        return (kind, "")
     if not caller:
         raise InvalidArgumentError(f"a {kind.slug} list belongs to a caller: caller must not be empty")
     if len(caller) > 256 or not caller.isprintable():
@@ -52,7 +50,7 @@ def valid_delta(
     remove_all, remove_ok = _parse_side(remove_packed, remove_texts)
     invalid = int((~add_ok).sum() + (~remove_ok).sum())
     until: NDArray[np.uint32] | None = None
-    if key[0] in DATED_KINDS:
+    if spec_of(key[0]).dated:
         if add_until_days is None or len(add_until_days) == 0:
             until = np.zeros(add_all.size, np.uint32)
         elif len(add_until_days) != add_all.size:

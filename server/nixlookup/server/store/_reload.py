@@ -22,8 +22,8 @@ import numpy as np
 
 from nixlookup.server.errors import FailedPreconditionError, InvalidArgumentError, ValidationError
 from nixlookup.server.index import Index
+from nixlookup.server.lists import spec_of
 from nixlookup.server.numbering import Problem, parse_numbers
-from nixlookup.server.store._delta import DATED_KINDS
 from nixlookup.server.store._registerfile import LoadedRegister, RegisterFormat, load_register_file
 from nixlookup.server.store._state import ListKey, ListKind
 
@@ -87,7 +87,7 @@ def _refuse_truncated(path: Path, loaded: LoadedRegister) -> None:
 
 def build_off_to_the_side(key: ListKey, request: ReloadRequest, *, max_bad_share: float) -> BuiltVersion:
     """Read and validate `request.path` into a new index for the list `key` (nothing serving changes)."""
-    dated = key[0] in DATED_KINDS
+    dated = spec_of(key[0]).dated
     if request.until_column and not dated:
         raise InvalidArgumentError(
             f"an end-date column applies to relationship and consent lists, not {key[0].slug}"

@@ -51,6 +51,7 @@ from nixlookup.server.errors import (
     StoreError,
 )
 from nixlookup.server.index import Index
+from nixlookup.server.lists import spec_of
 from nixlookup.server.logs import get_logger
 from nixlookup.server.store._build import build_in_child
 from nixlookup.server.store._datadir import (
@@ -61,7 +62,7 @@ from nixlookup.server.store._datadir import (
     ensure_data_dir,
     list_paths,
 )
-from nixlookup.server.store._delta import DATED_KINDS, check_list_key, delta_effect, valid_delta
+from nixlookup.server.store._delta import check_list_key, delta_effect, valid_delta
 from nixlookup.server.store._history import HistoryLog, VersionEvent, VersionRecord
 from nixlookup.server.store._journal import DeltaRecord, JournalWriter, fsync_directory, scan_journal
 from nixlookup.server.store._recovery import (
@@ -122,7 +123,7 @@ def _now() -> datetime:
 
 
 def _empty_index(key: ListKey) -> Index:
-    values = np.zeros(0, np.uint32) if key[0] in DATED_KINDS else None
+    values = np.zeros(0, np.uint32) if spec_of(key[0]).dated else None
     return Index.build(np.zeros(0, np.uint64), values=values, version="", source="empty")
 
 
