@@ -1,7 +1,8 @@
 """Shared fixtures: real server processes on loopback and small hand-made registers.
 
 - `server_factory` / `module_server_factory` start `nixlookup-server` processes through
-  `tests/serverproc.py` and stop every one of them (by pid) when the test / module ends, pass or fail.
+  `nixlookup.bench.serverproc` (the harness the benchmarks use too) and stop every one of them (by pid)
+  when the test / module ends, pass or fail.
 - `small_register` is a text register of seeded random Swedish mobile numbers with the same keys as a
   Python `set`: the oracle the service's verdicts are compared with.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from serverproc import ServerProcess
+
+from nixlookup.bench.serverproc import ServerProcess
 
 __all__ = ["RegisterFile", "ServerFactory"]
 

@@ -13,8 +13,8 @@ import grpc
 import numpy as np
 import pytest
 from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import cli, cli_admin
 from nixlookup.server.index import Index
 from nixlookup.server.store import write_snapshot

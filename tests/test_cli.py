@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 import pytest
 from conftest import RegisterFile, ServerFactory
-from serverproc import ServerProcess
+
+from nixlookup.bench.serverproc import ServerProcess
 
 
 @pytest.fixture(name="server", scope="module")

@@ -14,8 +14,8 @@ import grpc
 import numpy as np
 import pytest
 from conftest import RegisterFile, ServerFactory
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import (
     AsyncClient,
     Client,

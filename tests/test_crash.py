@@ -16,8 +16,8 @@ import grpc
 import numpy as np
 from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
 from numpy.typing import NDArray
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 _KILLS = 5

@@ -23,8 +23,8 @@ import pytest
 from conftest import ServerFactory, write_register
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import cli_lists
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 

@@ -14,8 +14,8 @@ from conftest import RegisterFile, ServerFactory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from numpy.typing import NDArray
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 _BIG = 64 * 1024 * 1024

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import RegisterFile, ServerFactory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serverproc import ServerProcess, ServerStartError
 
+from nixlookup.bench.serverproc import ServerProcess, ServerStartError
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 

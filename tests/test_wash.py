@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import RegisterFile, ServerFactory
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import Client
 from nixlookup.client.wash import OUTPUT_COLUMNS, WashError, wash
 from nixlookup.v1.vocabulary import Purpose

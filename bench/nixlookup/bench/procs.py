@@ -22,7 +22,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -40,6 +40,7 @@ __all__ = [
     "start_process",
     "stop_all",
     "wait_for_port",
+    "wait_for_port_file",
 ]
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -183,11 +184,33 @@ def install_signal_handlers() -> None:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now (it may be taken before it is used: only
+    for servers that cannot bind port 0 and report it, i.e. redis-server, whose pid is then checked)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_for_port_file(
+    popen: subprocess.Popen[bytes], path: Path, *, timeout_s: float, describe: Callable[[str], Exception]
+) -> int:
+    """The port a server started with ``--listen 127.0.0.1:0 --port-file PATH`` bound, once it wrote it.
+
+    Port 0 lets the kernel pick a free port, so no two runs can race for one (a port picked by a probe
+    socket and passed on can be taken by someone else before the server binds it). `describe` turns a
+    failure ("exited with code 1 before listening") into the exception to raise, with the log tail.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise describe(f"exited with code {popen.returncode} before listening")
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            text = path.read_text(encoding="ascii").strip()
+            if text:
+                return int(text)
+        time.sleep(0.05)
+    raise describe(f"did not report its port within {timeout_s:.0f} s")
 
 
 def wait_for_port(process: ManagedProcess, port: int, *, timeout_s: float, host: str = "127.0.0.1") -> None:

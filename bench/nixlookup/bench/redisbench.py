@@ -21,7 +21,14 @@ import redis
 import redis.asyncio
 from numpy.typing import NDArray
 
-from nixlookup.bench.procs import ManagedProcess, free_port, managed_process, rss_bytes, wait_for_port
+from nixlookup.bench.procs import (
+    ManagedProcess,
+    ProcessStartError,
+    free_port,
+    managed_process,
+    rss_bytes,
+    wait_for_port,
+)
 from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, drive_calls, latency_stats
 
 __all__ = [
@@ -86,7 +93,14 @@ def redis_server(workdir: Path, *, start_timeout_s: float = 15.0) -> Iterator[Re
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+        # The port came from a probe socket (redis cannot report a kernel-chosen one), so make sure the
+        # server answering on it is the one we started, not another process that took the port first.
+        answering_pid = int(client.info("server")["process_id"])
         client.close()
+        if answering_pid != process.pid:
+            raise ProcessStartError(
+                f"127.0.0.1:{port} is answered by pid {answering_pid}, not our redis-server {process.pid}"
+            )
         yield handle
 
 

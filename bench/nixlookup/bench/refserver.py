@@ -163,7 +163,15 @@ class SyncReferenceLookup(lookup_pb2_grpc.LookupServicer):
         return self._answers.register_info()
 
 
-async def serve(listen: str, keys_path: Path) -> None:
+def _bound(port: int, listen: str, port_file: Path | None) -> None:
+    """Refuse a failed bind; write the bound port to `port_file` (``--listen 127.0.0.1:0``)."""
+    if port == 0:
+        raise SystemExit(f"refserver: cannot listen on {listen}")
+    if port_file is not None:
+        port_file.write_text(f"{port}\n", encoding="ascii")
+
+
+async def serve(listen: str, keys_path: Path, port_file: Path | None = None) -> None:
     """Serve on grpc.aio until SIGTERM/SIGINT; health turns SERVING once the set is built."""
     server = grpc.aio.server(
         options=[
@@ -177,8 +185,7 @@ async def serve(listen: str, keys_path: Path) -> None:
     started = time.perf_counter()
     keys = np.load(keys_path).astype(np.uint64, copy=False)
     lookup_pb2_grpc.add_LookupServicer_to_server(ReferenceLookup(keys), server)
-    if server.add_insecure_port(listen) == 0:
-        raise SystemExit(f"refserver: cannot listen on {listen}")
+    _bound(server.add_insecure_port(listen), listen, port_file)
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("nixlookup.v1.Lookup", health_pb2.HealthCheckResponse.SERVING)
@@ -195,7 +202,7 @@ async def serve(listen: str, keys_path: Path) -> None:
     await server.stop(grace=2.0)
 
 
-def serve_sync(listen: str, keys_path: Path, workers: int) -> None:
+def serve_sync(listen: str, keys_path: Path, workers: int, port_file: Path | None = None) -> None:
     """Serve on the sync grpc server (nixlookup's own model: a thread pool of `workers`) until a signal."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
@@ -209,8 +216,7 @@ def serve_sync(listen: str, keys_path: Path, workers: int) -> None:
     started = time.perf_counter()
     keys = np.load(keys_path).astype(np.uint64, copy=False)
     lookup_pb2_grpc.add_LookupServicer_to_server(SyncReferenceLookup(keys), server)
-    if server.add_insecure_port(listen) == 0:
-        raise SystemExit(f"refserver: cannot listen on {listen}")
+    _bound(server.add_insecure_port(listen), listen, port_file)
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("nixlookup.v1.Lookup", health_pb2.HealthCheckResponse.SERVING)
@@ -231,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nixlookup.bench.refserver", description=__doc__)
     parser.add_argument("--listen", required=True, help="HOST:PORT on loopback, e.g. 127.0.0.1:50099")
     parser.add_argument("--keys", required=True, type=Path, help=".npy file of uint64 E.164 keys")
+    parser.add_argument("--port-file", type=Path, help="write the bound port here (for --listen HOST:0)")
     parser.add_argument(
         "--mode",
         choices=("sync", "aio"),
@@ -240,9 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="sync mode: threads [default 8, as ours]")
     args = parser.parse_args(argv)
     if args.mode == "sync":
-        serve_sync(args.listen, args.keys, args.workers)
+        serve_sync(args.listen, args.keys, args.workers, args.port_file)
     else:
-        asyncio.run(serve(args.listen, args.keys))
+        asyncio.run(serve(args.listen, args.keys, args.port_file))
     return 0
 
 

@@ -1,7 +1,8 @@
 """The gRPC servers a benchmark runs: the real `nixlookup-server` and the bare grpcio reference.
 
-Both are separate processes on a free 127.0.0.1 port, started through `procs` (so they are stopped by pid
-whatever happens), and a server counts as up only once the standard health service answers SERVING. The
+Both are separate processes on 127.0.0.1, started through `procs` (so they are stopped by pid whatever
+happens) with ``--listen 127.0.0.1:0 --port-file F`` (the kernel picks the port, nothing can race for
+it), and a server counts as up only once the standard health service answers SERVING. The
 time from start to SERVING is kept: it is the server's load time as an operator sees it.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.bench.grpcload import wait_until_serving
-from nixlookup.bench.procs import ManagedProcess, free_port, managed_process, wait_for_port
+from nixlookup.bench.procs import ManagedProcess, ProcessStartError, managed_process, wait_for_port_file
 
 __all__ = ["RunningServer", "nixlookup_server", "reference_server"]
 
@@ -38,10 +39,17 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def _serving(argv: Sequence[str], *, name: str, port: int, log_path: Path) -> Iterator[RunningServer]:
+def _serving(argv: Sequence[str], *, name: str, workdir: Path) -> Iterator[RunningServer]:
     started = time.perf_counter()
-    with managed_process(argv, name=name, log_path=log_path, grace_s=10.0) as process:
-        wait_for_port(process, port, timeout_s=_START_TIMEOUT_S)
+    port_file = workdir / f"{name}.port"
+    port_file.unlink(missing_ok=True)
+    argv = [*argv, "--listen", "127.0.0.1:0", "--port-file", str(port_file)]
+    with managed_process(argv, name=name, log_path=workdir / f"{name}.log", grace_s=10.0) as process:
+
+        def failed(what: str) -> ProcessStartError:
+            return ProcessStartError(f"{name} (pid {process.pid}) {what}:\n{process.log_tail()}")
+
+        port = wait_for_port_file(process.popen, port_file, timeout_s=_START_TIMEOUT_S, describe=failed)
         target = f"127.0.0.1:{port}"
         wait_until_serving(target, timeout_s=_START_TIMEOUT_S)
         yield RunningServer(name=name, target=target, process=process, ready_s=time.perf_counter() - started)
@@ -52,11 +60,9 @@ def nixlookup_server(
     register_path: Path, workdir: Path, *, extra_args: Sequence[str] = ()
 ) -> Iterator[RunningServer]:
     """`nixlookup-server serve` on a free loopback port, serving `register_path`, data dir under `workdir`."""
-    port = free_port()
     data_dir = workdir / "nixlookup-data"
     argv = [
         sys.executable, "-m", "nixlookup.server.app", "serve",
-        "--listen", f"127.0.0.1:{port}",
         "--register", str(register_path),
         "--data-dir", str(data_dir),
         "--log-level", "warning",   # one line per batch at info would cost time on the measured path
@@ -64,9 +70,7 @@ def nixlookup_server(
         "--grace", "2",
         *extra_args,
     ]  # fmt: skip
-    with _serving(
-        argv, name="nixlookup-server", port=port, log_path=workdir / "nixlookup-server.log"
-    ) as server:
+    with _serving(argv, name="nixlookup-server", workdir=workdir) as server:
         yield server
 
 
@@ -79,19 +83,14 @@ def reference_server(
     workdir.mkdir(parents=True, exist_ok=True)
     keys_path = workdir / "reference-keys.npy"
     np.save(keys_path, keys)
-    port = free_port()
     argv = [
         sys.executable,
         "-m",
         "nixlookup.bench.refserver",
-        "--listen",
-        f"127.0.0.1:{port}",
         "--keys",
         str(keys_path),
         "--mode",
         mode,
     ]
-    with _serving(
-        argv, name="reference-server", port=port, log_path=workdir / "reference-server.log"
-    ) as server:
+    with _serving(argv, name="reference-server", workdir=workdir) as server:
         yield server

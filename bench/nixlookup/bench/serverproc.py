@@ -1,4 +1,5 @@
-"""Start the real `nixlookup-server` as a separate process on a free loopback port, for tests and benchmarks.
+"""Start the real `nixlookup-server` as a separate process on a free loopback port: the one harness the
+tests (`tests/conftest.py`) and the benchmarks (`servers`) use.
 
 How it works:
 - The server is started as ``python -m nixlookup.server.app serve --listen 127.0.0.1:0 --port-file F
@@ -38,17 +39,18 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from nixlookup.bench.procs import ProcessStartError, wait_for_port_file
+
 __all__ = ["ServerProcess", "ServerStartError"]
+
+ServerStartError = ProcessStartError
+"""The server process exited or did not become SERVING in time; the message carries its log tail."""
 
 _STARTUP_TIMEOUT_SECONDS = 30.0
 """Loading a small register takes well under a second; 30 s covers a loaded CI machine."""
 _STOP_TIMEOUT_SECONDS = 20.0
 """Longer than any grace period a test passes, so a clean shutdown is never mistaken for a hang."""
 _POLL_SECONDS = 0.05
-
-
-class ServerStartError(RuntimeError):
-    """The server process exited or did not become SERVING in time; the message carries its log tail."""
 
 
 class ServerProcess:
@@ -182,7 +184,8 @@ class ServerProcess:
         with grpc.insecure_channel(self.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return name
 
     # -- internals ---------------------------------------------------------------------------------
     def _require_process(self) -> subprocess.Popen[bytes]:
@@ -195,18 +198,9 @@ class ServerProcess:
         return ServerStartError(f"nixlookup-server {what}; last log lines:\n{tail}")
 
     def _await_port(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        process = self._require_process()
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise self._fail(f"exited with code {process.returncode} before listening")
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                text = self._port_file.read_text(encoding="ascii").strip()
-                if text:
-                    self._port = int(text)
-                    return
-            time.sleep(_POLL_SECONDS)
-        raise self._fail(f"did not report its port within {self.startup_timeout:.0f} s")
+        self._port = wait_for_port_file(
+            self._require_process(), self._port_file, timeout_s=self.startup_timeout, describe=self._fail
+        )
 
     def _await_serving(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -218,7 +212,7 @@ class ServerProcess:
             try:
                 last_status = self.health_status(timeout=1.0)
             except grpc.RpcError as error:
-                last_status = f"{error.code().name}"  # type: ignore[attr-defined]
+                last_status = f"{error.code().name}"
             if last_status == "SERVING":
                 return
             time.sleep(_POLL_SECONDS)
