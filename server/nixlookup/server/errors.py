@@ -10,7 +10,6 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
-    "AlreadyExistsError",
     "FailedPreconditionError",
     "InvalidArgumentError",
     "NixlookupError",
@@ -38,7 +37,8 @@ class InvalidArgumentError(NixlookupError):
 
 
 class ResourceExhaustedError(NixlookupError):
-    """The request exceeds a named limit (batch size, message size, ...)."""
+    """A named capacity limit is reached (concurrent calls, open streams ...); an oversized batch is an
+    `InvalidArgumentError` naming --max-batch, since retrying it unchanged can never succeed."""
 
     status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -57,10 +57,6 @@ class NotFoundError(NixlookupError):
     """A named list, file or version does not exist."""
 
     status_code = grpc.StatusCode.NOT_FOUND
-
-
-class AlreadyExistsError(NixlookupError):
-    status_code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class PermissionDeniedError(NixlookupError):

@@ -95,10 +95,6 @@ class StateHolder:
         """Held by whoever builds the next state from the current one (reload, delta)."""
         return self._write_lock
 
-    @property
-    def loaded(self) -> bool:
-        return self._state is not None
-
     def current(self) -> ServingState:
         """The state to answer from; take it once per RPC or batch and keep it."""
         state = self._state
