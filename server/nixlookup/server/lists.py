@@ -27,7 +27,16 @@ from types import MappingProxyType
 
 from nixlookup.v1.vocabulary import ListKind
 
-__all__ = ["CALLER_LISTS", "LIST_SPECS", "ListRole", "ListSpec", "Register", "spec_of"]
+__all__ = [
+    "CALLER_LISTS",
+    "LIST_SPECS",
+    "ListRole",
+    "ListSpec",
+    "Register",
+    "caller_lists_of",
+    "lists_of",
+    "spec_of",
+]
 
 
 class Register(Enum):
@@ -104,9 +113,24 @@ LIST_SPECS: tuple[ListSpec, ...] = (
 """Every list kind, in the order the per-caller overlay lays out their payload fields."""
 
 _BY_KIND: Mapping[ListKind, ListSpec] = MappingProxyType({spec.kind: spec for spec in LIST_SPECS})
-CALLER_LISTS: tuple[ListSpec, ...] = tuple(spec for spec in LIST_SPECS if spec.per_caller)
-"""The kinds a caller may have, in table order."""
 
+
+def lists_of(register: Register) -> tuple[ListSpec, ...]:
+    """The register's own row and its caller lists, in table order. A register's lists share one key
+    space, one set of fact bits and one per-caller overlay; lists of different registers never meet."""
+    return tuple(spec for spec in LIST_SPECS if spec.register is register)
+
+
+def caller_lists_of(register: Register) -> tuple[ListSpec, ...]:
+    """The lists a caller may have in `register`'s key space, in table order."""
+    return tuple(spec for spec in lists_of(register) if spec.per_caller)
+
+
+CALLER_LISTS: tuple[ListSpec, ...] = caller_lists_of(Register.TELEFON)
+"""The lists a caller may have against NIX-Telefon (the phone policy's overlay fields, in this order)."""
+
+if any(sum(not spec.per_caller for spec in lists_of(register)) != 1 for register in Register):
+    raise ImportError("every register needs exactly one shared (not per-caller) list: itself")
 if set(_BY_KIND) != set(ListKind):
     raise ImportError(f"LIST_SPECS must have exactly one row per ListKind, has {sorted(_BY_KIND)}")
 

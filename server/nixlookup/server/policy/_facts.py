@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server.index import Index
-from nixlookup.server.lists import CALLER_LISTS, LIST_SPECS, ListRole, spec_of
+from nixlookup.server.lists import CALLER_LISTS, ListRole, Register, lists_of, spec_of
 from nixlookup.server.numbering import LineType, ParsedBatch, ParsedNumber, Problem
 from nixlookup.server.policy._overlay import MAX_END_DAY, CallerOverlay
 from nixlookup.server.store import ListKind, ServingState
@@ -60,17 +60,18 @@ class Fact(IntFlag):
     MOBILE = 2  # the line type; `CodedFacts.mobile` also needs the number to be valid
 
 
+_LISTS = lists_of(Register.TELEFON)
 FACT_OF_LIST: Mapping[ListKind, int] = MappingProxyType(
-    {spec.kind: 4 << position for position, spec in enumerate(LIST_SPECS)}
+    {spec.kind: 4 << position for position, spec in enumerate(_LISTS)}
 )
-"""The fact-code bit each list kind sets: a live entry on the caller's list, or registered."""
+"""The fact-code bit each NIX-Telefon list kind sets: a live entry on the caller's list, or registered."""
 REGISTERED = FACT_OF_LIST[ListKind.REGISTER]
 EXEMPTING_LISTS: tuple[ListKind, ...] = tuple(
     spec.kind for spec in CALLER_LISTS if spec.role is ListRole.EXEMPTS
 )
 """Lists whose live entry clears the mobile flag (a relationship, a consent)."""
 
-ALL_CODES = 4 << len(LIST_SPECS)
+ALL_CODES = 4 << len(_LISTS)
 """Every combination of fact bits: the size of the policy's per-code lookup tables."""
 
 _MOBILE_BIT_SHIFT = int(Fact.MOBILE).bit_length() - 1
