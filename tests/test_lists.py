@@ -12,7 +12,10 @@ from nixlookup.v1.vocabulary import ListKind
 def test_every_kind_has_one_row_and_one_fact_bit() -> None:
     """Each ListKind has exactly one spec, and each spec its own fact bit, disjoint from the others."""
     assert sorted(spec.kind for spec in LIST_SPECS) == sorted(ListKind)
-    bits = [FACT_OF_LIST[spec.kind] for spec in lists_of(Register.TELEFON)] + [int(Fact.INVALID), int(Fact.MOBILE)]
+    bits = [FACT_OF_LIST[spec.kind] for spec in lists_of(Register.TELEFON)] + [
+        int(Fact.INVALID),
+        int(Fact.MOBILE),
+    ]
     assert len(set(bits)) == len(bits)
     assert all(bit & (bit - 1) == 0 for bit in bits)
 
