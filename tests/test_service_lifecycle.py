@@ -50,6 +50,44 @@ def test_without_a_register_the_synthetic_one_is_served_loudly(server_factory: S
     assert serving["count"] == 20_000
 
 
+def test_without_a_data_dir_a_temporary_store_serves_and_is_removed_on_exit(
+    server_factory: ServerFactory, small_register: RegisterFile, tmp_path: Path
+) -> None:
+    """No --data-dir: the register is served through a Store in a temporary directory (its versions and
+    history, SIGHUP re-reads --register), Admin is not offered, and the directory is gone after SIGTERM."""
+    register = tmp_path / "register.txt"
+    register.write_bytes(small_register.path.read_bytes())
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    server = server_factory(["--register", str(register)], env={"TMPDIR": str(scratch)})
+    (ephemeral,) = list(scratch.glob("nixlookup-ephemeral-*"))
+    (serving,) = [event for event in _log_events(server) if event["event"] == "serving"]
+    assert (serving["data_dir"], serving["data_dir_ephemeral"]) == (str(ephemeral), True)
+    with grpc.insecure_channel(server.target) as channel:
+        lookup = lookup_pb2_grpc.LookupStub(channel)
+        first = lookup.GetRegisterInfo(lookup_pb2.GetRegisterInfoRequest(), timeout=5).register
+        assert first.version.startswith("000001-"), "the Store's version ids, one scheme for every mode"
+        assert [entry.kind for entry in first.history] == ["snapshot"]
+        with pytest.raises(grpc.RpcError) as refused:
+            lookup_pb2_grpc.AdminStub(channel).Compact(lookup_pb2.CompactRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+        added = 46_701_234_500 if 46_701_234_500 not in small_register.key_set else 46_701_234_501
+        with register.open("a", encoding="ascii") as handle:
+            handle.write(f"+{added}\n")
+        server.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        second = first
+        while second.version == first.version and time.monotonic() < deadline:
+            time.sleep(0.05)
+            second = lookup.GetRegisterInfo(lookup_pb2.GetRegisterInfoRequest(), timeout=5).register
+        assert second.version.startswith("000002-")
+        assert second.count == first.count + 1
+        answer = lookup.Check(lookup_pb2.CheckRequest(e164=added), timeout=5)
+        assert answer.verdict == lookup_pb2.BLOCKED
+    assert server.stop(signal.SIGTERM) == 0
+    assert not ephemeral.exists()
+
+
 def test_sigterm_lets_a_running_stream_finish_and_exits_0(
     server_factory: ServerFactory, small_register: RegisterFile
 ) -> None:
@@ -105,7 +143,7 @@ def _first_refusal(target: str, within: float = 5.0) -> grpc.StatusCode | None:
 
 
 def test_sigint_with_nothing_running_exits_0_at_once(server_factory: ServerFactory) -> None:
-    """SIGHUP without a data dir is ignored; SIGINT is a clean stop and an idle server does not wait."""
+    """SIGHUP without --register is ignored; SIGINT is a clean stop and an idle server does not wait."""
     server = server_factory(["--synthetic-size", "10000", "--grace", "30"])
     server.signal(signal.SIGHUP)
     time.sleep(0.3)

@@ -12,9 +12,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from nixlookup.server.logs import LOG_FORMATS, LogFormat
+from nixlookup.server.store import SyntheticFileFormat
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -79,7 +80,7 @@ class SynthConfig:
     size: int
     seed: int | None
     out: Path
-    format: str
+    format: SyntheticFileFormat
     log_level: str = "info"
     log_format: LogFormat = "auto"
 
@@ -189,7 +190,7 @@ _SERVE_OPTIONS = (
     _Option("--port-file", "NIXLOOKUP_PORT_FILE", Path, None,
             "write the bound port here once listening (for supervisors and tests that listen on port 0)"),
     _Option("--watch", "NIXLOOKUP_WATCH", _non_negative_float, 0.0,
-            "with --data-dir and --register: poll the register file this often (seconds) and reload it "
+            "with --register: poll the register file this often (seconds) and reload it "
             "when it changed (0 = only on SIGHUP)", dest="watch_seconds"),
     _Option("--compact-after", "NIXLOOKUP_COMPACT_AFTER", _positive_int, 1000,
             "with --data-dir: journalled deltas per list before they are folded into a new snapshot"),
@@ -232,7 +233,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     synth.add_argument("--out", type=Path, required=True, help="file to write")
     synth.add_argument(
         "--format",
-        choices=("text", "snapshot"),
+        choices=get_args(SyntheticFileFormat),
         default="text",
         help="text: one +46... number per line; snapshot: the server's snapshot format [default text]",
     )

@@ -3,8 +3,9 @@
 Theory of operation (``serve``):
 1. Parse flags/env (`config`), set up logging (`logs`), install SIGTERM/SIGINT handlers (they only set an
    event, so a signal during loading is honoured as soon as loading ends).
-2. `load_initial_state` builds the first `ServingState`: the data directory's store when there is one,
-   else ``--register`` (text, CSV or snapshot), else a seeded SYNTHETIC register (said loudly in the log).
+2. `load_initial_state` opens the `Store`, the one way a register is served: on ``--data-dir``, or without
+   it on a temporary directory removed on exit. An empty directory is seeded from ``--register`` (text,
+   CSV or snapshot), else from a seeded SYNTHETIC register (said loudly in the log).
 3. `build_server` creates a sync grpc server (thread pool, limits from the config, the `RpcGuard`
    interceptor mapping errors to statuses), adds the services through `_add_servicers` (the one place a
    new service is wired in), health and reflection, binds, starts, and only then marks health SERVING.
@@ -18,14 +19,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -39,11 +41,10 @@ from nixlookup.server._memory import release_free_memory
 from nixlookup.server.app._config import ServerConfig, SynthConfig, parse_args
 from nixlookup.server.app._source import attach_register_source
 from nixlookup.server.errors import NixlookupError
-from nixlookup.server.index import Index
 from nixlookup.server.logs import configure_logging, get_logger
 from nixlookup.server.policy import Policy, PolicySettings
 from nixlookup.server.rpc import AdminServicer, LookupServicer, RpcGuard, ServiceLimits
-from nixlookup.server.store import ServingState, StateHolder, Store, StoreSettings
+from nixlookup.server.store import Store, StoreSettings, write_synthetic_file
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = ["InitialState", "RunningServer", "build_server", "load_initial_state", "main", "serve"]
@@ -54,18 +55,24 @@ LOOKUP_SERVICE = lookup_pb2.DESCRIPTOR.services_by_name["Lookup"].full_name
 ADMIN_SERVICE = lookup_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 
 
+EPHEMERAL_DATA_DIR_PREFIX = "nixlookup-ephemeral-"
+"""Without --data-dir the store lives in a temporary directory of this name (in $TMPDIR), removed on exit."""
+
+
 @dataclass
 class InitialState:
-    """What serving needs besides the config: the state holder, the store (with --data-dir)
-    and what the startup log says about them."""
+    """What serving needs besides the config: the store and what the startup log says about it."""
 
-    holder: StateHolder
+    store: Store
     description: dict[str, Any]
-    store: Store | None = None
+    ephemeral: bool
+    """The store's directory is a temporary one (no --data-dir): it is removed on close, and Admin is not
+    served (nothing it acknowledged would survive a restart)."""
 
     def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
+        self.store.close()
+        if self.ephemeral:
+            shutil.rmtree(self.store.root, ignore_errors=True)
 
 
 @dataclass
@@ -87,67 +94,36 @@ def _server_version() -> str:
 
 
 # -- the register -----------------------------------------------------------------------------------------
-def _index_from_file(path: Path) -> Index:
-    """An index of the register file at `path`: a snapshot keeps its own metadata; text/CSV get a version
-    from their content and, as the register version's date, the file's modification time."""
-    from nixlookup.server.store import is_snapshot, load_register_file, read_snapshot
-
-    if is_snapshot(path):
-        index, _extra = read_snapshot(path)
-        return index
-    loaded = load_register_file(path)
-    register_date = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-    index = Index.build(loaded.keys, version="pending", source=str(path), register_date=register_date)
-    if loaded.bad_lines:
-        _log.warning(
-            "register_bad_lines",
-            path=str(path),
-            bad_lines=loaded.bad_lines,
-            lines=loaded.lines,
-        )
-    return index.with_meta(version=f"{register_date:%Y%m%d}-{_digest_prefix(index.meta.checksum)}")
-
-
-def _digest_prefix(checksum: str) -> str:
-    """The first 8 hex digits of an index checksum (``sha256:ab12...`` -> ``ab12cd34``)."""
-    return checksum.rpartition(":")[2][:8]
-
-
-def _synthetic_index(size: int | None, seed: int | None) -> Index:
-    from nixlookup.server.store import DEFAULT_SEED, DEFAULT_SYNTHETIC_SIZE, generate_register
-
-    count = size if size is not None else DEFAULT_SYNTHETIC_SIZE
-    seed = seed if seed is not None else DEFAULT_SEED
-    keys = generate_register(count, seed)
-    index = Index.build(keys, version="pending", source=f"synthetic:size={count},seed={seed}", synthetic=True)
-    return index.with_meta(version=f"synthetic-{seed}-{_digest_prefix(index.meta.checksum)}")
+def _open_store(config: ServerConfig, data_dir: Path) -> Store:
+    settings = StoreSettings(compact_after_records=config.compact_after)
+    if config.synthetic_seed is not None:
+        settings = replace(settings, synthetic_seed=config.synthetic_seed)
+    return Store.open(
+        data_dir,
+        settings=settings,
+        initial_register=config.register,
+        synthetic_size=config.synthetic_size,
+    )
 
 
 def load_initial_state(config: ServerConfig) -> InitialState:
-    """The first serving state: the data directory's store (seeded from --register or a synthetic register
-    when empty); without --data-dir, --register alone, else a synthetic register (nothing is written)."""
+    """The first serving state, always through a `Store`: the ``--data-dir`` directory, or without one a
+    temporary directory removed on exit. Either is seeded from ``--register`` (else a synthetic register)
+    when empty."""
     started = time.perf_counter()
-    store: Store | None = None
     if config.data_dir is not None:
-        settings = StoreSettings(compact_after_records=config.compact_after)
-        if config.synthetic_seed is not None:
-            settings = replace(settings, synthetic_seed=config.synthetic_seed)
-        store = Store.open(
-            config.data_dir,
-            settings=settings,
-            initial_register=config.register,
-            synthetic_size=config.synthetic_size,
-        )
-        holder = store.holder
-        attach_register_source(store, config.register, watch_seconds=config.watch_seconds)  # SIGHUP, --watch
-    elif config.register is not None:
-        holder = StateHolder(ServingState(register=_index_from_file(config.register)))
+        data_dir, ephemeral = config.data_dir, False
     else:
-        holder = StateHolder(
-            ServingState(register=_synthetic_index(config.synthetic_size, config.synthetic_seed))
-        )
+        data_dir, ephemeral = Path(tempfile.mkdtemp(prefix=EPHEMERAL_DATA_DIR_PREFIX)), True
+    try:
+        store = _open_store(config, data_dir)
+    except BaseException:
+        if ephemeral:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    attach_register_source(store, config.register, watch_seconds=config.watch_seconds)  # SIGHUP, --watch
     release_free_memory()  # the load's temporaries: give them back instead of holding them as RSS
-    state = holder.current()
+    state = store.holder.current()
     meta = state.register.meta
     description: dict[str, Any] = {
         "register": meta.source,
@@ -155,10 +131,11 @@ def load_initial_state(config: ServerConfig) -> InitialState:
         "count": meta.count,
         "synthetic": meta.synthetic,
         "caller_lists": len(state.lists),
-        "data_dir": str(config.data_dir) if config.data_dir is not None else None,
+        "data_dir": str(data_dir),
+        "data_dir_ephemeral": ephemeral,
         "load_seconds": round(time.perf_counter() - started, 3),
     }
-    return InitialState(holder=holder, description=description, store=store)
+    return InitialState(store=store, description=description, ephemeral=ephemeral)
 
 
 # -- the server -------------------------------------------------------------------------------------------
@@ -172,18 +149,18 @@ def _add_servicers(server: grpc.Server, config: ServerConfig, initial: InitialSt
     )
     # Build the bulk path's per-caller probes (and, the first time, compile its loops) when lists change,
     # not on the first batch that needs them.
-    initial.holder.add_preparer(policy.prepare)
+    initial.store.holder.add_preparer(policy.prepare)
     lookup = LookupServicer(
-        initial.holder,
+        initial.store.holder,
         policy,
         limits=ServiceLimits(max_batch=config.max_batch),
-        describe_lists=initial.store.describe if initial.store is not None else None,
+        describe_lists=initial.store.describe,
         server_version=_server_version(),
     )
     lookup_pb2_grpc.add_LookupServicer_to_server(lookup, server)
     names = [LOOKUP_SERVICE]
-    if initial.store is not None:
-        # Admin changes the data directory, so it exists only when there is one.
+    if not initial.ephemeral:
+        # Admin changes the data directory, so it exists only when there is a lasting one.
         lookup_pb2_grpc.add_AdminServicer_to_server(
             AdminServicer(initial.store, reload_root=config.reload_root), server
         )
@@ -243,13 +220,13 @@ class _ShutdownSignals:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
-        # SIGHUP reloads the register when there is a store (which installs its own handler); without one
-        # it must not kill the server, as its default action would.
+        # SIGHUP re-reads --register once the store is open (it installs its own handler); while the register
+        # loads it must not kill the server, as its default action would.
         signal.signal(signal.SIGHUP, self._ignore_hangup)
 
     @staticmethod
     def _ignore_hangup(signum: int, frame: FrameType | None) -> None:
-        _log.warning("sighup_ignored", reason="reloads on SIGHUP need --data-dir and --register")
+        _log.warning("sighup_ignored", reason="the register is still loading; send SIGHUP again once serving")
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested.is_set():
@@ -310,7 +287,7 @@ def serve(config: ServerConfig) -> int:
         max_message_bytes=config.max_message_bytes,
         **initial.description,
     )
-    if initial.store is not None and config.reload_root is None and not _is_loopback(host):
+    if not initial.ephemeral and config.reload_root is None and not _is_loopback(host):
         _log.warning(
             "admin_reload_unrestricted",
             listen=host,
@@ -333,20 +310,8 @@ def _is_loopback(host: str) -> bool:
 
 def synth(config: SynthConfig) -> int:
     """Write a seeded synthetic register as text or snapshot."""
-    from nixlookup.server.store import write_snapshot
-
     started = time.perf_counter()
-    index = _synthetic_index(config.size, config.seed)
-    if config.format == "snapshot":
-        write_snapshot(config.out, index)
-    else:
-        temporary = config.out.with_name(config.out.name + ".tmp")
-        keys = index.sorted_keys()
-        with temporary.open("w", encoding="ascii") as handle:
-            for chunk_start in range(0, keys.size, 100_000):
-                chunk = keys[chunk_start : chunk_start + 100_000]
-                handle.write("".join(f"+{int(key)}\n" for key in chunk))
-        os.replace(temporary, config.out)
+    index = write_synthetic_file(config.out, size=config.size, seed=config.seed, fmt=config.format)
     _log.info(
         "synthetic_register_written",
         path=str(config.out),

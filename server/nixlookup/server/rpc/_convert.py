@@ -15,7 +15,6 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
-from nixlookup.server.index import Index
 from nixlookup.server.numbering import ParsedNumber
 from nixlookup.server.policy import Decision, ListUse, valid_until_for
 from nixlookup.server.store import (
@@ -33,7 +32,6 @@ __all__ = [
     "check_response",
     "datetime_to_timestamp",
     "described_list_info",
-    "list_info",
     "list_ref",
     "list_versions",
     "pack_bits",
@@ -168,22 +166,6 @@ def version_info(record: VersionRecord) -> lookup_pb2.VersionInfo:
     )
 
 
-def list_info(key: ListKey, index: Index) -> lookup_pb2.ListInfo:
-    """What GetRegisterInfo says about one list served without a store (no history)."""
-    meta = index.meta
-    return lookup_pb2.ListInfo(
-        list=list_ref(key),
-        version=meta.version,
-        source=meta.source,
-        count=meta.count,
-        register_date=datetime_to_timestamp(meta.register_date),
-        loaded_at=datetime_to_timestamp(meta.created_at),
-        checksum=meta.checksum,
-        synthetic=meta.synthetic,
-        index_bytes=index.nbytes_total,
-    )
-
-
 def described_list_info(described: ListDescription) -> lookup_pb2.ListInfo:
     """What GetRegisterInfo says about one list the store describes (with its history, newest first)."""
     return lookup_pb2.ListInfo(
@@ -201,20 +183,11 @@ def described_list_info(described: ListDescription) -> lookup_pb2.ListInfo:
 
 
 def register_info(
-    state: ServingState,
-    *,
-    started_at: datetime,
-    server_version: str,
-    described: Sequence[ListDescription] | None = None,
+    described: Sequence[ListDescription], *, started_at: datetime, server_version: str
 ) -> lookup_pb2.RegisterInfo:
-    """The whole GetRegisterInfo reply: from the store's descriptions when there is a store, else from
-    the serving state alone."""
-    if described:
-        infos = {item.key: described_list_info(item) for item in described}
-    else:
-        infos = {REGISTER_KEY: list_info(REGISTER_KEY, state.register)}
-        infos.update((key, list_info(key, index)) for key, index in state.lists.items())
-    register = infos.pop(REGISTER_KEY, None) or list_info(REGISTER_KEY, state.register)
+    """The whole GetRegisterInfo reply, from the store's descriptions (the register first)."""
+    infos = {item.key: described_list_info(item) for item in described}
+    register = infos.pop(REGISTER_KEY)
     return lookup_pb2.RegisterInfo(
         register=register,
         lists=[infos[key] for key in sorted(infos, key=lambda key: (key[1], int(key[0])))],

@@ -49,7 +49,7 @@ __all__ = ["ListDescriber", "LookupServicer", "ServiceLimits"]
 _log = get_logger("nixlookup.service")
 
 ListDescriber = Callable[[], Sequence[ListDescription]]
-"""Describes every served list with its history (`Store.describe`); without a store, the state is used."""
+"""Describes every served list with its history (`Store.describe`)."""
 
 _PURPOSES = frozenset(int(purpose) for purpose in Purpose)
 
@@ -82,8 +82,8 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         holder: StateHolder,
         policy: Policy,
         *,
+        describe_lists: ListDescriber,
         limits: ServiceLimits | None = None,
-        describe_lists: ListDescriber | None = None,
         server_version: str = "",
         started_at: datetime | None = None,
         clock: Callable[[], datetime] = _utc_now,
@@ -205,10 +205,8 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
     def GetRegisterInfo(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.GetRegisterInfoRequest, context: grpc.ServicerContext
     ) -> lookup_pb2.RegisterInfo:
-        state = self._holder.current()
         return register_info(
-            state,
+            self._describe_lists(),
             started_at=self._started_at,
             server_version=self._server_version,
-            described=self._describe_lists() if self._describe_lists is not None else None,
         )

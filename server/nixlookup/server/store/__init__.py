@@ -31,8 +31,10 @@ from nixlookup.server.store._store import (
 from nixlookup.server.store._synthetic import (
     DEFAULT_SEED,
     DEFAULT_SYNTHETIC_SIZE,
+    SyntheticFileFormat,
     generate_queries,
     generate_register,
+    write_synthetic_file,
     write_text_register,
 )
 from nixlookup.server.store._watch import (
@@ -52,6 +54,7 @@ __all__ = [
     "StateHolder",
     "Store",
     "StoreSettings",
+    "SyntheticFileFormat",
     "VersionRecord",
     "check_list_key",
     "generate_queries",
@@ -60,5 +63,6 @@ __all__ = [
     "load_register_file",
     "read_snapshot",
     "write_snapshot",
+    "write_synthetic_file",
     "write_text_register",
 ]

@@ -12,7 +12,8 @@ use this one. It is shaped like the real thing, because the index's speed and si
 - registers beyond what Swedish number space can plausibly hold (more than `SWEDISH_CAPACITY`, for the
   US-scale `--huge` benchmark) are topped up with North American (+1) numbers.
 
-The same (size, seed) always gives the same keys, sorted and unique.
+The same (size, seed) always gives the same keys, sorted and unique. `write_synthetic_file` is what
+``nixlookup-server synth`` does: the same register written as text or as a snapshot, atomically.
 """
 
 from __future__ import annotations
@@ -22,21 +23,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import phonenumbers
 from numpy.typing import NDArray
 
 from nixlookup.server.index import Index, sorted_unique
+from nixlookup.server.store._datadir import write_file_atomically
+from nixlookup.server.store._snapshot import write_snapshot
 
 __all__ = [
     "DEFAULT_SEED",
     "DEFAULT_SYNTHETIC_SIZE",
     "SWEDISH_CAPACITY",
+    "SyntheticFileFormat",
     "generate_queries",
     "generate_register",
     "synthetic_index",
+    "synthetic_source",
+    "write_synthetic_file",
     "write_text_register",
 ]
 
@@ -167,19 +173,42 @@ def generate_queries(
     return queries
 
 
+def synthetic_source(size: int, seed: int) -> str:
+    """The `IndexMeta.source` of a synthetic register (what logs and GetRegisterInfo show)."""
+    return f"synthetic:size={size},seed={seed}"
+
+
 def synthetic_index(size: int = DEFAULT_SYNTHETIC_SIZE, seed: int = DEFAULT_SEED) -> Index:
     """The synthetic register as an `Index`, flagged synthetic so nobody mistakes it for the real one."""
     return Index.build(
         generate_register(size, seed),
         version=f"synthetic-{size}-{seed}",
-        source=f"synthetic(size={size}, seed={seed})",
+        source=synthetic_source(size, seed),
         synthetic=True,
     )
 
 
 def write_text_register(path: Path, keys: NDArray[np.uint64], *, national: bool = False) -> None:
-    """Write keys one per line, as E.164 digits (`46701234567`) or national form (`0701234567`)."""
-    text = "\n".join(keys.astype(str).tolist())
+    """Write keys one per line, as E.164 (`+46701234567`) or in national form (`0701234567`; numbers of
+    other countries stay E.164), replacing `path` atomically."""
+    digits = keys.astype(str).tolist()
     if national:
-        text = "\n".join("0" + line[2:] if line.startswith("46") else "+" + line for line in text.split("\n"))
-    path.write_text(text + "\n" if text else "", encoding="ascii")
+        lines = ["0" + line[2:] if line.startswith("46") else "+" + line for line in digits]
+    else:
+        lines = ["+" + line for line in digits]
+    text = "\n".join(lines)
+    write_file_atomically(path, (text + "\n" if text else "").encode("ascii"))
+
+
+SyntheticFileFormat = Literal["text", "snapshot"]
+"""``synth --format``: text (one ``+46...`` number per line) or the server's snapshot format."""
+
+
+def write_synthetic_file(path: Path, *, size: int, seed: int | None, fmt: SyntheticFileFormat) -> Index:
+    """Write the synthetic register of (`size`, `seed`) to `path` (``nixlookup-server synth``)."""
+    index = synthetic_index(size, DEFAULT_SEED if seed is None else seed)
+    if fmt == "snapshot":
+        write_snapshot(path, index)
+    else:
+        write_text_register(path, index.sorted_keys())
+    return index
