@@ -14,7 +14,7 @@ PROTOS := $(wildcard $(PROTO_OUT)/*.proto)
 help:
 	@echo "make serve      start the server on 127.0.0.1:50051 (synthetic register unless NIXLOOKUP_REGISTER is set)"
 	@echo "make test       lint, type-check, run the test suite and the benchmark guard"
-	@echo "make proto      regenerate the committed protobuf/gRPC code"
+	@echo "make proto      regenerate the committed protobuf/gRPC code and nixlookup.v1.enums"
 	@echo "make bench      run the core benchmark (nixlookup-bench core)"
 
 $(STAMP): pyproject.toml
@@ -41,6 +41,7 @@ proto: $(STAMP)
 		--python_out=$(PROTO_DIR) --mypy_out=$(PROTO_DIR) \
 		--grpc_python_out=$(PROTO_DIR) --mypy_grpc_out=$(PROTO_DIR) \
 		$(PROTOS)
+	$(BIN)/python $(PROTO_DIR)/generate_enums.py $(PROTO_OUT)/enums.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

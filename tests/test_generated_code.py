@@ -1,4 +1,4 @@
-"""The committed protobuf/gRPC code is exactly what `make proto` generates from lookup.proto today."""
+"""The committed protobuf/gRPC code and enums are exactly what `make proto` generates from lookup.proto."""
 
 from __future__ import annotations
 
@@ -45,3 +45,11 @@ def test_committed_code_matches_a_fresh_generation(tmp_path: Path) -> None:
     assert [path.name for path in fresh] == [path.name for path in committed]
     stale = [path.name for path in fresh if path.read_bytes() != (GENERATED / path.name).read_bytes()]
     assert not stale, f"stale generated code: {stale}; run `make proto` and commit the result"
+
+
+def test_committed_enums_match_a_fresh_generation(tmp_path: Path) -> None:
+    """`nixlookup.v1.enums` is what protos/generate_enums.py writes from the proto: edit the .proto, run
+    `make proto`."""
+    out = tmp_path / "enums.py"
+    subprocess.run([sys.executable, str(PROTO_ROOT / "generate_enums.py"), str(out)], check=True)
+    assert out.read_bytes() == (GENERATED / "enums.py").read_bytes(), "stale enums.py: run `make proto`"
