@@ -16,6 +16,7 @@ from conftest import RegisterFile, make_mobile_keys, write_register
 from numpy.typing import NDArray
 
 from nixlookup.server.errors import (
+    DataDirDamagedError,
     FailedPreconditionError,
     InvalidArgumentError,
     SnapshotError,
@@ -209,7 +210,7 @@ def test_corrupt_compacted_snapshot_falls_back_without_loss(
     )
     fresh = make_mobile_keys(3, seed=7)
     for key in fresh:
-        store.apply_delta(REGISTER_KEY, add=_keys([int(key)]))
+        acknowledged = store.apply_delta(REGISTER_KEY, add=_keys([int(key)])).version
     paths = list_paths(store.root, REGISTER_KEY)
     store.close()
     current = paths.snapshot(3)  # the compaction after deltas 2 and 3; delta 4 is in its journal
@@ -222,29 +223,24 @@ def test_corrupt_compacted_snapshot_falls_back_without_loss(
         assert (paths.quarantine / "00000003.snap.refused").exists()
         pointer = paths.read_current()
         assert pointer is not None
-        assert pointer.seq == 5  # repaired at a fresh sequence number
+        assert pointer.seq == 4  # the head's own sequence: the content is exactly version 4's
+        assert store.holder.current().register.meta.version == acknowledged
         store = _reopen(store)
         assert _serving_keys(store) == base_register.key_set | set(fresh.tolist())
     finally:
         store.close()
 
 
-def test_corrupt_reloaded_snapshot_keeps_later_deltas(
-    open_store: Store, base_register: RegisterFile, tmp_path: Path
-) -> None:
-    """When the refused snapshot was a reload, the older register serves with every later delta applied."""
+def test_corrupt_reloaded_snapshot_refuses_to_start(open_store: Store, tmp_path: Path) -> None:
+    """When the refused snapshot was a reload its content is gone: no start on an invented history."""
     other = write_register(tmp_path / "other.txt", make_mobile_keys(2_000, seed=8))
     open_store.reload(REGISTER_KEY, other.path)
-    fresh = make_mobile_keys(2, seed=9)
-    open_store.apply_delta(REGISTER_KEY, add=fresh)
+    open_store.apply_delta(REGISTER_KEY, add=make_mobile_keys(2, seed=9))
     paths = list_paths(open_store.root, REGISTER_KEY)
     open_store.close()
     paths.snapshot(2).write_bytes(b"NIXSNAP\x00 cut short")
-    store = Store.open(open_store.root)
-    try:
-        assert _serving_keys(store) == base_register.key_set | set(fresh.tolist())
-    finally:
-        store.close()
+    with pytest.raises(DataDirDamagedError, match=r"it was a reload.*nixlookup-server repair"):
+        Store.open(open_store.root)
 
 
 def test_both_snapshots_refused_stops_the_store(open_store: Store, tmp_path: Path) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
+    "DataDirDamagedError",
     "FailedPreconditionError",
     "InvalidArgumentError",
     "NixlookupError",
     "NotFoundError",
     "PermissionDeniedError",
+    "RegisterExpiredError",
     "RegisterFileError",
     "ResourceExhaustedError",
     "SnapshotError",
@@ -89,3 +91,19 @@ class StoreError(NixlookupError):
     """The data directory is unusable (unwritable, inconsistent beyond recovery)."""
 
     status_code = grpc.StatusCode.INTERNAL
+
+
+class DataDirDamagedError(StoreError):
+    """The data directory holds damage that recovery will not guess about (a missing CURRENT, a corrupt
+    journal record before the tail, a lost reload ...): the server refuses to start and the message names
+    what was found (`finding`) and then what to do (`hint`: the repair command)."""
+
+    def __init__(self, finding: str, hint: str) -> None:
+        self.finding = finding
+        self.hint = hint
+        super().__init__(f"{finding}; {hint}")
+
+
+class RegisterExpiredError(FailedPreconditionError):
+    """The serving register cannot back an answer: its answers' validity (date + 2 months) has passed, or
+    its date lies in the future. The message names the date and what to do (load a current register)."""

@@ -9,6 +9,11 @@ from nixlookup.server.store._history import (
 from nixlookup.server.store._registerfile import (
     load_register_file,
 )
+from nixlookup.server.store._repair import (
+    ListRepair,
+    RepairReport,
+    repair_data_dir,
+)
 from nixlookup.server.store._snapshot import (
     is_snapshot,
     read_snapshot,
@@ -48,8 +53,10 @@ __all__ = [
     "ListDescription",
     "ListKey",
     "ListKind",
+    "ListRepair",
     "PerStateMemo",
     "RegisterSourceWatcher",
+    "RepairReport",
     "ServingState",
     "StateHolder",
     "Store",
@@ -62,6 +69,7 @@ __all__ = [
     "is_snapshot",
     "load_register_file",
     "read_snapshot",
+    "repair_data_dir",
     "write_snapshot",
     "write_synthetic_file",
     "write_text_register",

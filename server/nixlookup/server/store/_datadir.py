@@ -23,6 +23,9 @@ Theory of operation:
 - Caller ids are arbitrary strings; directory names are a safe, lower-case slug plus a hash of the real
   id whenever the slug is not the id itself (`caller_dir_name`), so no id can escape the directory, and
   ``Acme`` and ``acme`` never share files. The LIST file keeps the real id.
+- A list directory that holds snapshots or journals but no readable CURRENT is damage, never a new list:
+  `discover_lists` refuses it (`DataDirDamagedError`, naming the files and `repair_hint`) instead of letting
+  the store seed over acknowledged state.
 - `DataDirLock` takes an exclusive ``flock`` on LOCK: one writer per directory. The kernel drops the lock
   when the process dies (kill -9 included), so a restart never has to clean up after a crash.
 """
@@ -41,23 +44,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixlookup.server.errors import StoreError
+from nixlookup.server.errors import DataDirDamagedError, StoreError
 from nixlookup.server.store._journal import fsync_directory
 from nixlookup.server.store._state import ListKey, ListKind
 
 __all__ = [
     "DATA_DIR_FORMAT",
+    "REPAIR_COMMAND",
     "CurrentPointer",
     "DataDirLock",
     "ListPaths",
     "caller_dir_name",
+    "candidate_list_dirs",
     "discover_lists",
     "ensure_data_dir",
     "list_paths",
+    "repair_hint",
     "write_file_atomically",
 ]
 
 DATA_DIR_FORMAT = "nixlookup-data-dir 1"
+REPAIR_COMMAND = "nixlookup-server repair"
+"""The command that repairs a damaged data directory (`app` wires it; errors name it)."""
 _SNAPSHOT_SUFFIX = ".snap"
 _JOURNAL_SUFFIX = ".journal"
 _SEQ_DIGITS = 8
@@ -107,7 +115,10 @@ class CurrentPointer:
             previous = fields.get("previous_seq")
             return cls(seq=seq, previous_seq=None if previous is None else int(previous))
         except (ValueError, KeyError, TypeError) as error:
-            raise StoreError(f"{path} is unreadable ({error}); the list cannot be located safely") from error
+            raise DataDirDamagedError(
+                f"{path} is unreadable ({error}), so which snapshot was committed is unknown",
+                repair_hint(_data_dir_of(path.parent)),
+            ) from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,11 @@ class ListPaths:
     @property
     def quarantine(self) -> Path:
         return self.directory / "quarantine"
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory this list lives in."""
+        return _data_dir_of(self.directory)
 
     def snapshot(self, seq: int) -> Path:
         return self.directory / f"{seq:0{_SEQ_DIGITS}d}{_SNAPSHOT_SUFFIX}"
@@ -174,6 +190,14 @@ class ListPaths:
                 found.add(int(stem))
         return sorted(found)
 
+    def data_files(self) -> list[Path]:
+        """Every snapshot and journal file present (sorted by name, so by sequence)."""
+        return sorted(
+            entry
+            for entry in self.directory.iterdir()
+            if entry.suffix in {_SNAPSHOT_SUFFIX, _JOURNAL_SUFFIX} and entry.stem.isdigit()
+        )
+
     def files_of(self, seq: int) -> Iterator[Path]:
         for path in (self.snapshot(seq), self.journal(seq)):
             if path.exists():
@@ -214,24 +238,62 @@ def read_list_file(path: Path) -> ListKey:
         kinds = {kind.slug: kind for kind in ListKind}
         return (kinds[str(fields["kind"])], str(fields["caller"]))
     except (OSError, ValueError, KeyError) as error:
-        raise StoreError(f"{path} is unreadable: {error}") from error
+        raise DataDirDamagedError(
+            f"{path} is unreadable ({error}), so whose list this is is unknown",
+            repair_hint(_data_dir_of(path.parent)),
+        ) from error
+
+
+def repair_hint(root: Path) -> str:
+    """What an operator should run when a data directory is damaged (ends every such error)."""
+    return (
+        f"the server will not guess: run `{REPAIR_COMMAND} {root}` to see what a repair keeps and what it "
+        f"would lose, then `{REPAIR_COMMAND} {root} --yes` to do it (every file it removes is moved into "
+        "the list's quarantine/ folder), or restore the directory from a backup"
+    )
+
+
+def _data_dir_of(list_directory: Path) -> Path:
+    parent = list_directory.parent
+    return parent if list_directory.name == ListKind.REGISTER.slug else parent.parent
+
+
+def candidate_list_dirs(root: Path) -> list[tuple[ListKind, Path]]:
+    """Every directory under `root` where a list may live (existing ones only), the register first."""
+    found: list[tuple[ListKind, Path]] = []
+    for kind in ListKind:
+        if kind is ListKind.REGISTER:
+            if (root / kind.slug).is_dir():
+                found.append((kind, root / kind.slug))
+            continue
+        parent = root / kind.slug
+        if parent.is_dir():
+            found.extend((kind, child) for child in sorted(parent.iterdir()) if child.is_dir())
+    return found
 
 
 def discover_lists(root: Path) -> list[ListKey]:
-    """Every list with a committed CURRENT pointer under `root`, the register first."""
+    """Every list with a committed CURRENT pointer under `root`, the register first.
+
+    A list directory with snapshot or journal files but no CURRENT is refused (`DataDirDamagedError`):
+    seeding or skipping it would drop whatever was acknowledged in those files.
+    """
     found: list[ListKey] = []
-    for kind in ListKind:
-        if kind is ListKind.REGISTER:
-            candidates = [root / kind.slug]
-        else:
-            parent = root / kind.slug
-            candidates = sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-        for directory in candidates:
-            if (directory / "CURRENT").exists():
-                key = read_list_file(directory / "LIST")
-                if list_paths(root, key).directory != directory:
-                    raise StoreError(f"{directory} holds {key}, which belongs elsewhere")
-                found.append(key)
+    for _kind, directory in candidate_list_dirs(root):
+        if not (directory / "CURRENT").exists():
+            paths = ListPaths((ListKind.REGISTER, ""), directory)  # only to list its files
+            files = [path.name for path in paths.data_files()]
+            if files:
+                raise DataDirDamagedError(
+                    f"{directory} has no CURRENT pointer but holds {', '.join(files)}: acknowledged state "
+                    "may be in them, so the list is neither re-seeded nor skipped",
+                    repair_hint(root),
+                )
+            continue
+        key = read_list_file(directory / "LIST")
+        if list_paths(root, key).directory != directory:
+            raise StoreError(f"{directory} holds {key}, which belongs elsewhere")
+        found.append(key)
     return found
 
 

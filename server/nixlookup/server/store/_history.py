@@ -22,9 +22,10 @@ from nixlookup.server.store._journal import DeltaRecord
 
 __all__ = ["HistoryLog", "VersionEvent", "VersionRecord"]
 
-VersionEvent = Literal["snapshot", "reload", "delta", "compact", "replay"]
+VersionEvent = Literal["snapshot", "reload", "delta", "compact", "replay", "repair"]
 """snapshot: seeded; reload: a new file; delta: adds/removes; compact: journal folded into a snapshot;
-replay: the version a (re)start restored from snapshot + journal."""
+replay: the version a (re)start restored from snapshot + journal; repair: what `nixlookup-server repair`
+made the list serve after damage."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,17 @@ Theory of operation:
   record with one ``os.write`` loop and ``fdatasync``: when it returns, the delta survives kill -9 and power
   loss (as far as the disk honours fsync). If a write fails half-way the file is cut back to its last whole
   record, so a later record is never stranded behind garbage.
-- `scan_journal` reads records until the first one that is incomplete (a crash mid-write: a torn tail) or
-  whose checksum or sequence number is wrong (corruption). Everything before it is trusted; the rest is
-  reported in `JournalScan.problem` with its byte offset, never silently dropped. The caller (the store) says
-  so loudly, keeps a copy of the discarded bytes and cuts the file back before appending again.
+- `scan_journal` reads records until the first one that is incomplete or whose checksum, shape or sequence
+  number is wrong. Everything before it is trusted; the rest is reported in `JournalScan.problem` with its
+  byte offset, never silently dropped, and `JournalScan.torn_tail` says which of two kinds it is:
+  * a torn tail: the file ends inside the last record (a crash mid-write). What is there is a prefix of one
+    record: a record header cut short, or a payload that stops before the length its header gives while
+    its own fields (type, sequence, counts) agree with that length. That record was never acknowledged (its
+    fdatasync had not returned), so the store may cut it off (keeping a copy in quarantine/).
+  * corruption: anything else (a checksum mismatch, a malformed record, a wrong sequence number, a length
+    that disagrees with the record's own fields, bytes after a bad record). Acknowledged records may sit
+    behind it, so the store refuses to start until an explicit repair (`JournalScan.records_after` counts
+    the whole records still readable behind the damage, for the repair's report).
 - Records carry the version id they produce and the one they were applied to, so a replay can tell whether
   it is rebuilding exactly the history that was acknowledged.
 
@@ -95,10 +102,24 @@ class JournalScan:
     file_bytes: int
     problem: str | None
     """None when the whole file was good; else what stopped the scan and where (torn tail, bad CRC ...)."""
+    torn_tail: bool = False
+    """The problem is a last record cut short by a crash (safe to cut off), not corruption."""
+    records_after: tuple[DeltaRecord, ...] = ()
+    """Whole, checksummed records found behind a corrupt one (acknowledged deltas a repair would lose)."""
 
     @property
     def discarded_bytes(self) -> int:
         return self.file_bytes - self.valid_bytes
+
+    @property
+    def corrupt(self) -> bool:
+        """Damage other than a torn tail: records behind it may have been acknowledged."""
+        return self.problem is not None and not self.torn_tail
+
+    @property
+    def head_seq(self) -> int:
+        """The sequence number of the last whole record (the base's when there is none)."""
+        return self.records[-1].seq if self.records else self.base_seq
 
 
 def _encode_string(text: str) -> bytes:
@@ -213,6 +234,34 @@ def scan_journal(path: Path, *, expect_base_seq: int | None = None) -> JournalSc
     then not even the first record can be trusted to belong here.
     """
     data = path.read_bytes()
+    base_seq = _read_header(data, path, expect_base_seq)
+    records: list[DeltaRecord] = []
+    offset = HEADER_BYTES
+    problem: str | None = None
+    torn = False
+    view = memoryview(data)
+    while offset < len(data):
+        try:
+            record, offset = _read_record(view, offset, base_seq + len(records) + 1)
+        except _BadRecordError as bad:
+            problem, torn = bad.problem, bad.torn
+            break
+        records.append(record)
+    after = _whole_records_after(view, offset) if problem is not None and not torn else ()
+    return JournalScan(
+        path=path,
+        base_seq=base_seq,
+        records=tuple(records),
+        valid_bytes=offset,
+        file_bytes=len(data),
+        problem=problem,
+        torn_tail=torn,
+        records_after=after,
+    )
+
+
+def _read_header(data: bytes, path: Path, expect_base_seq: int | None) -> int:
+    """The base sequence number the journal's header names; `StoreError` when the header is unusable."""
     if len(data) < HEADER_BYTES:
         raise StoreError(f"journal {path} is {len(data)} bytes, shorter than its {HEADER_BYTES} byte header")
     header = data[: _HEADER.size]
@@ -224,46 +273,95 @@ def scan_journal(path: Path, *, expect_base_seq: int | None = None) -> JournalSc
         raise StoreError(f"journal {path}: not a format {JOURNAL_FORMAT_VERSION} nixlookup journal")
     if expect_base_seq is not None and base_seq != expect_base_seq:
         raise StoreError(f"journal {path} belongs to snapshot {base_seq}, expected {expect_base_seq}")
+    return int(base_seq)
 
-    records: list[DeltaRecord] = []
-    offset = HEADER_BYTES
-    problem: str | None = None
-    view = memoryview(data)
-    while offset < len(data):
-        if len(data) - offset < _FRAME.size:
-            problem = f"torn record header at byte {offset} ({len(data) - offset} bytes)"
-            break
-        length, crc = _FRAME.unpack_from(data, offset)
+
+class _BadRecordError(Exception):
+    """Why the record at an offset cannot be trusted, and whether it is a torn tail."""
+
+    def __init__(self, problem: str, *, torn: bool = False) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.torn = torn
+
+
+def _read_record(view: memoryview, offset: int, expected_seq: int) -> tuple[DeltaRecord, int]:
+    """The record at `offset` and the offset where it ends; `_BadRecordError` when it is torn or corrupt."""
+    if len(view) - offset < _FRAME.size:
+        raise _BadRecordError(f"torn record header at byte {offset} ({len(view) - offset} bytes)", torn=True)
+    length, crc = _FRAME.unpack_from(view, offset)
+    start = offset + _FRAME.size
+    if length > MAX_RECORD_BYTES:
+        raise _BadRecordError(f"implausible record length {length} at byte {offset}")
+    if start + length > len(view):
+        mismatch = _prefix_mismatch(view[start:], length, expected_seq)
+        if mismatch is not None:
+            raise _BadRecordError(f"record at byte {offset} runs past the end of the file and {mismatch}")
+        present = len(view) - start
+        problem = f"torn record at byte {offset}: {length} byte payload, {present} present"
+        raise _BadRecordError(problem, torn=True)
+    payload = view[start : start + length]
+    if zlib.crc32(payload) != crc:
+        raise _BadRecordError(f"checksum mismatch in the record at byte {offset}")
+    try:
+        record = decode_record(payload)
+    except ValueError as error:
+        raise _BadRecordError(f"malformed record at byte {offset}: {error}") from None
+    if record.seq != expected_seq:
+        raise _BadRecordError(f"record at byte {offset} has sequence {record.seq}, expected {expected_seq}")
+    return record, start + length
+
+
+def _prefix_mismatch(present: memoryview, length: int, expected_seq: int) -> str | None:
+    """Why `present` (the bytes after a frame header, up to the end of the file) cannot be the start of
+    the `length`-byte payload of record `expected_seq`; None when it can (a torn tail).
+
+    A crash leaves a prefix of the one record being written, so its fixed fields are those of the next
+    record and the length they imply (when enough of them are present) equals the frame's. A bit flipped
+    in a middle record's length fails this: the record's own fields say it ends well before the file does.
+    """
+    if len(present) < _FIXED.size:
+        return None  # too little to tell: only a crash mid-write leaves a header with almost nothing after
+    kind, flags, reserved, seq, _written_at, n_add, n_remove = _FIXED.unpack_from(present, 0)
+    if kind != _RECORD_DELTA or reserved != 0 or seq != expected_seq:
+        return f"does not start like record {expected_seq}"
+    implied = _FIXED.size + n_add * (12 if flags & _FLAG_ADD_VALUES else 8) + n_remove * 8
+    offset = _FIXED.size
+    for _ in range(2):  # the version and previous-version strings
+        if offset + _STRING_LENGTH.size > len(present):
+            return None
+        (string_length,) = _STRING_LENGTH.unpack_from(present, offset)
+        implied += _STRING_LENGTH.size + string_length
+        offset += _STRING_LENGTH.size + string_length
+    if implied != length:
+        return f"its header says {length} payload bytes where its fields say {implied}"
+    return None
+
+
+def _whole_records_after(view: memoryview, offset: int) -> tuple[DeltaRecord, ...]:
+    """Whole records behind the corrupt one at `offset`, found by trusting its length (best effort).
+
+    Used only to report what a repair would lose; a record is counted only when its checksum holds.
+    """
+    found: list[DeltaRecord] = []
+    if len(view) - offset < _FRAME.size:
+        return ()
+    length, _crc = _FRAME.unpack_from(view, offset)
+    offset += _FRAME.size + length
+    while len(view) - offset >= _FRAME.size:
+        length, crc = _FRAME.unpack_from(view, offset)
         start = offset + _FRAME.size
-        if length > MAX_RECORD_BYTES:
-            problem = f"implausible record length {length} at byte {offset}"
-            break
-        if start + length > len(data):
-            problem = f"torn record at byte {offset}: {length} byte payload, {len(data) - start} present"
+        if length > MAX_RECORD_BYTES or start + length > len(view):
             break
         payload = view[start : start + length]
         if zlib.crc32(payload) != crc:
-            problem = f"checksum mismatch in the record at byte {offset}"
             break
         try:
-            record = decode_record(payload)
-        except ValueError as error:
-            problem = f"malformed record at byte {offset}: {error}"
+            found.append(decode_record(payload))
+        except ValueError:
             break
-        expected_seq = base_seq + len(records) + 1
-        if record.seq != expected_seq:
-            problem = f"record at byte {offset} has sequence {record.seq}, expected {expected_seq}"
-            break
-        records.append(record)
         offset = start + length
-    return JournalScan(
-        path=path,
-        base_seq=base_seq,
-        records=tuple(records),
-        valid_bytes=offset,
-        file_bytes=len(data),
-        problem=problem,
-    )
+    return tuple(found)
 
 
 def _write_all(fd: int, data: bytes) -> None:

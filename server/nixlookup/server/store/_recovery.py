@@ -1,27 +1,31 @@
-"""Bring one list back from disk: the last acknowledged state, or the nearest safe one, said loudly.
+"""Bring one list back from disk: exactly the last acknowledged state, or refuse to start.
 
 Theory of operation:
-- Normal start: CURRENT names snapshot N. Load ``N.snap``, replay ``N.journal`` up to its last whole record.
-  That is exactly the last acknowledged state: every delta was journalled (fsync'd) before it was answered,
-  every reload and compaction made its snapshot durable before CURRENT named it.
-- Files with a sequence above N never committed (a reload or compaction killed before its CURRENT switch):
-  nothing acknowledged depends on them, so they are removed. Files below the previous snapshot P are
-  leftovers of an interrupted clean-up and are removed too.
-- A torn or corrupt journal tail (kill -9 mid-write) is cut off at the last whole record; the cut bytes are
-  kept in quarantine/ and the log says how many, where and why (`RecoveryNote`). A record that was cut was
-  never acknowledged: its fdatasync had not returned.
-- A refused current snapshot (bad checksum, truncated, missing) is quarantined and the list falls back to
-  snapshot P, replaying every journal from P up to the newest in order. Compaction keeps ``P.journal`` until
-  the compaction after it is durable, so this chain is complete. When N was a reload rather than a
-  compaction, the deltas after it are replayed onto the older content (deltas are set operations, so every
-  acknowledged add and remove still holds) and the log says that the reload itself was lost. The result is
-  committed at once as a new snapshot with a new version id, so the next start is a normal one.
+- Normal start: CURRENT names snapshot N. Load ``N.snap``, replay ``N.journal``. That is exactly the last
+  acknowledged state: every delta was journalled (fsync'd) before it was answered, every reload and
+  compaction made its snapshot durable before CURRENT named it. The replay checks itself: the rebuilt
+  content must have the digest the last record's version id names.
+- The one kind of damage a crash leaves is repaired here without asking: a torn tail (the last journal
+  record cut short mid-write, never acknowledged because its fdatasync had not returned) is cut off; a copy
+  of the cut bytes is kept in quarantine/ and the log says how many, where and why (`RecoveryNote`).
+  Files with a sequence above N never committed (a reload or compaction killed before its CURRENT switch;
+  never acknowledged) and files below the previous snapshot P (an interrupted clean-up) are removed.
+- A refused current snapshot (bad checksum, truncated, missing) is replaced only when that loses and
+  invents nothing: when N was a compaction, snapshot P plus the journals after it (`follow_chain`) rebuild
+  N's content, and the digests prove it. The result is committed as the same version at the head sequence,
+  so the next start is a normal one.
+- Everything else is damage recovery will not guess about, and the start is refused with a
+  `DataDirDamagedError` that says what was found and names the repair command (`_repair`): a corrupt
+  record before the tail (acknowledged deltas may sit behind it), an unreadable or missing journal, a
+  refused snapshot that was a reload (its content is gone; replaying later deltas onto older content would
+  serve a history that never existed), both snapshots refused, a digest that does not match.
 - Replaying many deltas rebuilds the index once (`fold_deltas`), not once per record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,20 +33,24 @@ from datetime import UTC, datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server.errors import SnapshotError, StoreError
+from nixlookup.server.errors import DataDirDamagedError, SnapshotError, StoreError
 from nixlookup.server.index import Index
-from nixlookup.server.store._datadir import CurrentPointer, ListPaths
+from nixlookup.server.store._datadir import CurrentPointer, ListPaths, repair_hint
 from nixlookup.server.store._journal import DeltaRecord, JournalScan, create_journal, scan_journal
 from nixlookup.server.store._snapshot import read_snapshot, write_snapshot
 
 __all__ = [
+    "Chain",
     "RecoveredList",
     "RecoveryNote",
     "commit_snapshot",
     "delta_source",
     "fold_deltas",
+    "follow_chain",
+    "keep_torn_tail",
     "make_version",
     "recover_list",
+    "recovery_chain",
 ]
 
 
@@ -140,12 +148,13 @@ def fold_deltas(
     return keys, values
 
 
-def _replay(base: Index, records: Sequence[DeltaRecord], notes: list[RecoveryNote], where: str) -> Index:
+def _replay(base: Index, records: Sequence[DeltaRecord]) -> Index:
+    """`base` with `records` applied, named by the last record's version (not checked here)."""
     if not records:
         return base
     keys, values = fold_deltas(base, records)
     last = records[-1]
-    index = Index.build(
+    return Index.build(
         keys,
         values=values,
         version=last.version,
@@ -154,46 +163,113 @@ def _replay(base: Index, records: Sequence[DeltaRecord], notes: list[RecoveryNot
         synthetic=base.meta.synthetic,
         created_at=datetime.fromtimestamp(last.written_at, UTC),
     )
-    if make_version(last.seq, index.meta.checksum) != last.version:
-        notes.append(
-            RecoveryNote(
-                "replay_digest_mismatch",
-                f"replaying {len(records)} deltas gave content whose digest differs from version "
-                f"{last.version}; serving the replayed content",
-                where,
+
+
+def _digest_matches(index: Index, seq: int) -> bool:
+    return make_version(seq, index.meta.checksum) == index.meta.version
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A history rebuilt from one snapshot and the journals that follow it, as far as it provably goes."""
+
+    base_seq: int
+    index: Index
+    """The content after every record used, named by the version id of the last one."""
+    scans: tuple[JournalScan, ...]
+    """The journals walked, in order; the records used are each scan's `records`."""
+    head_seq: int
+    stopped: str | None
+    """Why the walk ended at damage (a corrupt record, an unreadable journal, a digest mismatch ...);
+    None when it ended at the end of the last journal or at a torn tail (see `torn_scan`)."""
+    verified: bool
+    """Every replayed step has the digest its version id names."""
+
+    @property
+    def replayed(self) -> tuple[DeltaRecord, ...]:
+        return tuple(record for scan in self.scans for record in scan.records)
+
+    @property
+    def torn_scan(self) -> JournalScan | None:
+        last = self.scans[-1] if self.scans else None
+        return last if last is not None and last.torn_tail else None
+
+
+def follow_chain(paths: ListPaths, base_seq: int, base: Index) -> Chain:
+    """Walk from snapshot `base_seq` through ``base_seq.journal`` and, where a journal's last record is the
+    base of another journal (a compaction whose snapshot is gone), on into that one.
+
+    The walk stops at the first damage: an unreadable journal, records that were not applied to the content
+    reached so far (their previous version differs), a corrupt record, a torn tail, or a digest mismatch.
+    It never skips a record: a history with a gap is one that never existed.
+    """
+    index, head, scans = base, base_seq, []
+    stopped: str | None = None
+    verified = True
+    while True:
+        path = paths.journal(head)
+        if not path.exists():
+            if head == base_seq:
+                stopped = (
+                    f"{path.name} is missing: the deltas acknowledged after snapshot {base_seq} are unknown"
+                )
+            break
+        try:
+            scan = scan_journal(path, expect_base_seq=head)
+        except StoreError as error:
+            stopped = str(error)
+            break
+        if scan.records and scan.records[0].previous_version != index.meta.version:
+            stopped = (
+                f"{path.name} was applied to version {scan.records[0].previous_version}, "
+                f"not to {index.meta.version}"
             )
-        )
-    return index
+            break
+        replayed = _replay(index, scan.records)
+        if scan.records and not _digest_matches(replayed, scan.records[-1].seq):
+            verified = False
+            stopped = (
+                f"replaying {path.name} gave content whose digest differs from version "
+                f"{scan.records[-1].version}"
+            )
+            break
+        index = replayed
+        scans.append(scan)
+        if scan.corrupt:
+            stopped = f"{path.name}: {scan.problem}"
+            break
+        if scan.torn_tail or not scan.records:
+            break
+        head = scan.records[-1].seq
+    head_seq = scans[-1].head_seq if scans else base_seq
+    return Chain(base_seq, index, tuple(scans), head_seq, stopped, verified)
 
 
-def _scan_with_tail(paths: ListPaths, seq: int, notes: list[RecoveryNote]) -> JournalScan:
-    """Scan ``seq.journal``; quarantine a copy of a bad tail, recreate an unreadable or missing journal."""
-    path = paths.journal(seq)
+def _damaged(paths: ListPaths, what: str) -> DataDirDamagedError:
+    return DataDirDamagedError(f"{paths.directory}: {what}", repair_hint(paths.data_dir))
+
+
+def keep_torn_tail(paths: ListPaths, scan: JournalScan, notes: list[RecoveryNote]) -> None:
+    """Copy a torn tail into quarantine/, cut it off the journal, and say so."""
+    paths.quarantine.mkdir(exist_ok=True)
+    tail_copy = paths.quarantine / f"{scan.path.name}.tail-at-{scan.valid_bytes}"
+    with scan.path.open("rb") as handle:
+        handle.seek(scan.valid_bytes)
+        tail_copy.write_bytes(handle.read())
+    fd = os.open(scan.path, os.O_WRONLY)
     try:
-        scan = scan_journal(path, expect_base_seq=seq)
-    except (StoreError, FileNotFoundError) as error:
-        if path.exists():
-            kept = paths.quarantine_file(path, "unreadable")
-            notes.append(RecoveryNote("journal_unreadable", f"{error}; kept as {kept.name}", str(path)))
-        else:
-            notes.append(RecoveryNote("journal_missing", "no journal; starting an empty one", str(path)))
-        create_journal(path, seq)
-        return scan_journal(path, expect_base_seq=seq)
-    if scan.problem is not None:
-        paths.quarantine.mkdir(exist_ok=True)
-        tail_copy = paths.quarantine / f"{path.name}.tail-at-{scan.valid_bytes}"
-        with path.open("rb") as handle:
-            handle.seek(scan.valid_bytes)
-            tail_copy.write_bytes(handle.read())
-        notes.append(
-            RecoveryNote(
-                "journal_tail_discarded",
-                f"{scan.problem}; kept {len(scan.records)} whole records, cut {scan.discarded_bytes} bytes "
-                f"(copy in quarantine/{tail_copy.name})",
-                str(path),
-            )
+        os.ftruncate(fd, scan.valid_bytes)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    notes.append(
+        RecoveryNote(
+            "journal_tail_discarded",
+            f"{scan.problem}; kept {len(scan.records)} whole records, cut {scan.discarded_bytes} bytes of a "
+            f"record that was never acknowledged (copy in quarantine/{tail_copy.name})",
+            str(scan.path),
         )
-    return scan
+    )
 
 
 def _remove_stale_files(paths: ListPaths, pointer: CurrentPointer, notes: list[RecoveryNote]) -> None:
@@ -216,74 +292,82 @@ def _remove_stale_files(paths: ListPaths, pointer: CurrentPointer, notes: list[R
 
 
 def recover_list(paths: ListPaths) -> RecoveredList:
-    """The list's last acknowledged state (or the nearest safe one, with notes saying why)."""
+    """The list's last acknowledged state; `DataDirDamagedError` when only a repair can say what it is."""
     pointer = paths.read_current()
     if pointer is None:
         raise StoreError(f"{paths.directory} has no CURRENT pointer")
     notes: list[RecoveryNote] = []
     _remove_stale_files(paths, pointer, notes)
-    try:
-        base, _extra = read_snapshot(paths.snapshot(pointer.seq))
-    except SnapshotError as refused:
-        return _fall_back(paths, pointer, refused, notes)
-    scan = _scan_with_tail(paths, pointer.seq, notes)
-    index = _replay(base, scan.records, notes, str(scan.path))
-    return RecoveredList(index, pointer, scan, scan.records, tuple(notes))
-
-
-def _fall_back(
-    paths: ListPaths, pointer: CurrentPointer, refused: SnapshotError, notes: list[RecoveryNote]
-) -> RecoveredList:
+    chain, refused = recovery_chain(paths, pointer)
+    torn = chain.torn_scan
+    if refused is None:
+        scan = chain.scans[0]  # later journals would belong to uncommitted snapshots, removed above
+        if torn is not None:
+            keep_torn_tail(paths, torn, notes)
+        return RecoveredList(chain.index, pointer, scan, scan.records, tuple(notes))
     current_path = paths.snapshot(pointer.seq)
+    where = "file missing"
     if current_path.exists():
-        kept = paths.quarantine_file(current_path, "refused")
-        where = f"kept as quarantine/{kept.name}"
-    else:
-        where = "file missing"
+        where = f"kept as quarantine/{paths.quarantine_file(current_path, 'refused').name}"
     notes.append(RecoveryNote("snapshot_refused", f"{refused}; {where}", str(current_path)))
-    if pointer.previous_seq is None:
-        raise StoreError(
-            f"the current snapshot of {paths.directory} is refused ({refused.check} check) and there is no "
-            "previous snapshot to fall back to; restore the directory from a backup or reload the list"
-        ) from refused
-    try:
-        index, _extra = read_snapshot(paths.snapshot(pointer.previous_seq))
-    except SnapshotError as also_refused:
-        raise StoreError(
-            f"both the current and the previous snapshot of {paths.directory} are refused "
-            f"({refused.check}, {also_refused.check}); restore from a backup or reload the list"
-        ) from also_refused
-    chain = [seq for seq in paths.sequences() if pointer.previous_seq <= seq <= pointer.seq]
-    replayed: list[DeltaRecord] = []
-    for journal_seq in chain:
-        if not paths.journal(journal_seq).exists():
-            continue
-        scan = _scan_with_tail(paths, journal_seq, notes)
-        head_before = replayed[-1].seq if replayed else pointer.previous_seq
-        if journal_seq > head_before:
-            # The refused snapshot was not a compaction of the deltas before it (a reload or a repair).
-            notes.append(
-                RecoveryNote(
-                    "reload_lost",
-                    f"snapshot {journal_seq} did not follow from the journal before it (a reload); its "
-                    f"content is gone, so the deltas after it are replayed onto version {index.meta.version}",
-                    str(paths.snapshot(journal_seq)),
-                )
-            )
-        index = _replay(index, scan.records, [], str(scan.path))
-        replayed.extend(scan.records)
-    head_seq = max([pointer.seq, *(record.seq for record in replayed)])
-    new_seq = head_seq + 1
-    repaired = index.with_meta(version=make_version(new_seq, index.meta.checksum))
-    commit_snapshot(paths, repaired, new_seq, pointer.previous_seq)
-    new_pointer = CurrentPointer(seq=new_seq, previous_seq=pointer.previous_seq)
+    if torn is not None:
+        keep_torn_tail(paths, torn, notes)
+    head = chain.head_seq
+    commit_snapshot(paths, chain.index, head, pointer.previous_seq)
+    new_pointer = CurrentPointer(seq=head, previous_seq=pointer.previous_seq)
     notes.append(
         RecoveryNote(
             "fell_back_to_previous_snapshot",
-            f"serving snapshot {pointer.previous_seq} + {len(replayed)} journalled deltas, committed as "
-            f"version {repaired.meta.version}",
+            f"rebuilt version {chain.index.meta.version} exactly (digest checked) from snapshot "
+            f"{pointer.previous_seq} + {len(chain.replayed)} journalled deltas; committed at sequence {head}",
             str(paths.directory),
         )
     )
-    scan = scan_journal(paths.journal(new_seq), expect_base_seq=new_seq)
-    return RecoveredList(repaired, new_pointer, scan, tuple(replayed), tuple(notes), repaired=True)
+    scan = scan_journal(paths.journal(head), expect_base_seq=head)
+    return RecoveredList(chain.index, new_pointer, scan, chain.replayed, tuple(notes), repaired=True)
+
+
+def recovery_chain(paths: ListPaths, pointer: CurrentPointer) -> tuple[Chain, SnapshotError | None]:
+    """The history a start serves, read-only: from the current snapshot, or (with the reason that snapshot
+    was refused) rebuilt exactly from the previous one. `DataDirDamagedError` when neither holds."""
+    try:
+        base, _extra = read_snapshot(paths.snapshot(pointer.seq))
+    except SnapshotError as refused:
+        return _fallback_chain(paths, pointer, refused), refused
+    chain = follow_chain(paths, pointer.seq, base)
+    if chain.stopped is not None:
+        raise _damaged(paths, chain.stopped)
+    return chain, None
+
+
+def _fallback_chain(paths: ListPaths, pointer: CurrentPointer, refused: SnapshotError) -> Chain:
+    """The previous snapshot's chain, when it provably rebuilds the refused current one and everything
+    after it (the current snapshot was a compaction of that chain)."""
+    if pointer.previous_seq is None:
+        raise _damaged(
+            paths,
+            f"the current snapshot is refused ({refused.check} check) and there is no previous snapshot "
+            "to rebuild it from",
+        )
+    try:
+        previous, _extra = read_snapshot(paths.snapshot(pointer.previous_seq))
+    except SnapshotError as also_refused:
+        raise _damaged(
+            paths,
+            f"both the current and the previous snapshot are refused ({refused.check}, {also_refused.check})",
+        ) from also_refused
+    chain = follow_chain(paths, pointer.previous_seq, previous)
+    torn = chain.torn_scan
+    if chain.stopped is not None:
+        why = chain.stopped
+    elif torn is not None and torn.base_seq != pointer.seq:
+        why = f"{torn.path.name} ends in a torn record, so the history cannot reach snapshot {pointer.seq}"
+    elif not any(scan.base_seq == pointer.seq for scan in chain.scans):
+        why = (
+            f"snapshot {pointer.seq} did not follow from the journal before it (it was a reload, whose "
+            "content is gone); replaying the later deltas onto older content would serve a history that "
+            "never existed"
+        )
+    else:
+        return chain
+    raise _damaged(paths, f"the current snapshot is refused ({refused.check} check) and {why}")
