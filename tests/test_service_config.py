@@ -53,6 +53,8 @@ def test_masking_hides_every_phone_number_shape_but_keeps_versions() -> None:
     assert mask_digits_in_text("call 070-123 45 67 now") == "call ********67 now"
     assert mask_digits_in_text("+46701234567 and 0046 70 123 45 67") == "*********67 and ***********67"
     assert mask_digits_in_text("batch 4711 of 100000") == "batch 4711 of 100000"
+    assert mask_digits_in_text("register/00000042.journal") == "register/00000042.journal"
+    assert mask_digits_in_text("/srv/0701234567.snap") == "/srv/********67.snap"
     stream = io.StringIO()
     configure_logging("debug", "json", stream=stream)
     get_logger("test").info(

@@ -37,8 +37,10 @@ __all__ = [
 LogFormat = Literal["auto", "json", "console"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 
-_DIGIT_RUN = re.compile(r"\+?\d(?:[ \-]?\d){6,}")
-"""7+ digits, optionally separated by single spaces or hyphens: every way a phone number is written."""
+_DIGIT_RUN = re.compile(r"(?<!\d)(?!000\d{5}\.(?:snap|journal)\b)\+?\d(?:[ \-]?\d){6,}")
+"""7+ digits, optionally separated by single spaces or hyphens: every way a phone number is written.
+Except the data directory's own file names (``00000042.snap``, ``00000042.journal``: eight digits starting
+with 000, which no phone number does), so recovery messages stay readable."""
 
 _SMALLEST_MASKED_INT = 1_000_000_000
 """Integers of 10+ digits look like E.164 keys; counts (even a 250M-number register) stay below this."""

@@ -2,7 +2,8 @@
 
 A flag wins over its variable, the variable over the default. Every option is explained where it is
 defined (the ``help`` text is what ``nixlookup-server serve --help`` prints and what docs/service.md
-lists). `parse_args` returns a frozen `ServerConfig` (for ``serve``) or `SynthConfig` (for ``synth``).
+lists). `parse_args` returns a frozen `ServerConfig` (for ``serve``), `SynthConfig` (for ``synth``) or
+`RepairConfig` (for ``repair``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "RepairConfig",
     "ServerConfig",
     "SynthConfig",
     "build_parser",
@@ -81,6 +83,16 @@ class SynthConfig:
     seed: int | None
     out: Path
     format: SyntheticFileFormat
+    log_level: str = "info"
+    log_format: LogFormat = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class RepairConfig:
+    """What ``nixlookup-server repair`` looks at, and whether it may act."""
+
+    data_dir: Path
+    yes: bool = False
     log_level: str = "info"
     log_format: LogFormat = "auto"
 
@@ -239,16 +251,32 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     )
     for option in _LOGGING_OPTIONS:
         option.add_to(synth, environ)
+
+    repair = commands.add_parser(
+        "repair",
+        help="report (and with --yes repair) damage in a data directory that the server refuses to start on",
+        description="Finds, in every list of DATA_DIR, the longest history its files still prove, says what "
+        "a repair keeps and what it would lose, and with --yes moves every file it replaces into the list's "
+        "quarantine/ folder and commits the kept version. Stop the server first (the repair takes the "
+        "directory's lock). Exit status: 0 nothing to repair or repaired, 1 damage found and not repaired "
+        "(no --yes), 2 the directory cannot be read or is in use.",
+    )
+    repair.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the data directory (--data-dir)")
+    repair.add_argument("--yes", action="store_true", help="carry the repair out (default: only report)")
+    for option in _LOGGING_OPTIONS:
+        option.add_to(repair, environ)
     return parser
 
 
 def parse_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
-) -> ServerConfig | SynthConfig:
+) -> ServerConfig | SynthConfig | RepairConfig:
     """Parse ``nixlookup-server`` arguments (``sys.argv[1:]`` when `argv` is None)."""
     namespace = build_parser(env).parse_args(argv)
     values = vars(namespace)
     command = values.pop("command")
     if command == "synth":
         return SynthConfig(**values)
+    if command == "repair":
+        return RepairConfig(**values)
     return ServerConfig(**values)

@@ -38,7 +38,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from nixlookup.server._memory import release_free_memory
-from nixlookup.server.app._config import ServerConfig, SynthConfig, parse_args
+from nixlookup.server.app._config import RepairConfig, ServerConfig, SynthConfig, parse_args
+from nixlookup.server.app._repair import repair
 from nixlookup.server.app._source import attach_register_source
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.logs import configure_logging, get_logger
@@ -329,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     if isinstance(config, SynthConfig):
         return synth(config)
+    if isinstance(config, RepairConfig):
+        return repair(config)
     return serve(config)
 
 
