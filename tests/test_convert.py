@@ -25,9 +25,9 @@ def _state(version: str) -> ServingState:
         np.array([REGISTERED, CUSTOMER], np.uint64),
         version=version,
         source="test",
-        register_date=datetime(2026, 12, 31, tzinfo=UTC),
+        register_date=datetime(2026, 11, 29, tzinfo=UTC),  # valid until 2027-01-29
     )
-    ended = (NOW.date() - timedelta(days=300) - datetime(1970, 1, 1).date()).days
+    ended = (NOW.date() - timedelta(days=340) - datetime(1970, 1, 1).date()).days  # counts to 2026-12-25
     relationships = Index.build(
         np.array([CUSTOMER], np.uint64), values=np.array([ended], np.uint32), version="r1", source="t"
     )

@@ -72,7 +72,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     grace = draw(st.sampled_from([0, 30, 365]))
     world = World(
         register=draw(st.sets(valid_keys)),
-        register_date=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=draw(st.integers(0, 120))),
+        # Set relative to the check's time in the test: within the register's 2 months of validity (an
+        # expired register answers no register-dependent check; test_policy_rules covers that).
+        register_date=datetime(2026, 1, 1, tzinfo=UTC) - timedelta(minutes=draw(st.integers(0, 58 * 1440))),
     )
     ends = end_days(grace)
     for caller in ("acme", "beta"):
@@ -135,8 +137,9 @@ def test_scalar_batch_and_oracle_agree(  # noqa: PLR0917 - hypothesis passes the
     world, grace = scenario.world, scenario.grace
     cfg = PolicySettings(relationship_grace_days=grace, block_mobile_without_relationship=block_mobiles)
     policy = Policy(cfg)
-    state = world.state()
     now = datetime(2026, 3, 20, 23, 59, tzinfo=UTC) + timedelta(days=day_offset)  # BASE_DAY
+    world.register_date = now - (datetime(2026, 1, 1, tzinfo=UTC) - world.register_date)
+    state = world.state()
     today = day_of(now)
     many = policy.decide_many(
         state, classify_keys(np.array(batch, dtype=np.uint64)), caller=caller, purpose=purpose, now=now

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 import numpy as np
@@ -80,7 +80,9 @@ class Workload:
 def build_workload(batch_count: int, seed: int = 7) -> Workload:
     """The register, the caller's lists and `batch_count` parsed query batches (untimed)."""
     register_keys = generate_register(REGISTER_SIZE)
-    register = Index.build(register_keys, version="bench", source="synthetic")
+    register = Index.build(
+        register_keys, version="bench", source="synthetic", register_date=NOW - timedelta(days=10)
+    )
     rng = np.random.default_rng(seed)
     caller_keys = generate_register(OPT_OUTS + RELATIONSHIPS, seed=seed)
     rng.shuffle(caller_keys)

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from types import MappingProxyType
 
+import grpc
 import numpy as np
 import pytest
 
+from nixlookup.server.errors import RegisterExpiredError
 from nixlookup.server.index import Index
 from nixlookup.server.lists import CALLER_LISTS
 from nixlookup.server.numbering import classify_key, classify_keys
@@ -372,6 +374,38 @@ def test_valid_until_follows_the_register_date_not_the_check() -> None:
     for now in (datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 2, 20, tzinfo=UTC)):
         decision = decide_both(policy, world.state(), FIXED, caller="", purpose=Purpose.SALES, now=now)
         assert decision.valid_until == datetime(2026, 2, 28, 6, 0, tzinfo=UTC)
+
+
+def test_an_expired_or_future_register_answers_no_register_dependent_check() -> None:
+    """From date + 2 months on (and for a date more than a day ahead) SALES checks fail with
+    FAILED_PRECONDITION naming the expiry; exempt purposes still answer, with no valid_until at all."""
+    world = World(
+        register={FIXED}, opt_out={"acme": {MOBILE}}, register_date=datetime(2026, 1, 10, tzinfo=UTC)
+    )
+    policy = Policy()
+    state = world.state()
+    expires = datetime(2026, 3, 10, tzinfo=UTC)
+    keys = classify_keys(np.array([FIXED, MOBILE, 46123], dtype=np.uint64))
+    just_before = decide_both(
+        policy, state, FIXED, caller="", purpose=Purpose.SALES, now=expires - timedelta(seconds=1)
+    )
+    assert just_before.valid_until == expires
+    for now in (expires, expires + timedelta(days=400), datetime(2026, 1, 8, 23, 59, tzinfo=UTC)):
+        with pytest.raises(RegisterExpiredError) as refused:
+            policy.decide_one(state, classify_key(FIXED), caller="", purpose=Purpose.SALES, now=now)
+        assert refused.value.status_code is grpc.StatusCode.FAILED_PRECONDITION
+        assert "2026-03-10" in str(refused.value) or "ahead of this server's clock" in str(refused.value)
+        assert "reload" in str(refused.value)
+        with pytest.raises(RegisterExpiredError):
+            policy.decide_many(state, keys, caller="acme", purpose=Purpose.MARKETING, now=now)
+        one = policy.decide_one(
+            state, classify_key(MOBILE), caller="acme", purpose=Purpose.POLITICAL, now=now
+        )
+        assert (one.reason, one.valid_until) == (Reason.COMPANY_OPT_OUT, None)
+        many = policy.decide_many(state, keys, caller="acme", purpose=Purpose.MARKET_RESEARCH, now=now)
+        assert many.valid_until is None
+        assert many.valid_until_days.tolist() == [0, 0, 0]
+        assert many.reasons.tolist() == [Reason.EXEMPT_PURPOSE, Reason.COMPANY_OPT_OUT, Reason.INVALID_NUMBER]
 
 
 def test_lists_used_names_register_and_the_callers_lists_only() -> None:

@@ -39,7 +39,8 @@ def test_reload_peak_memory_stays_under_twice_steady(server_factory: ServerFacto
         admin = lookup_pb2_grpc.AdminStub(channel)
 
         def reload(path: Path) -> None:
-            admin.Reload(lookup_pb2.ReloadRequest(path=str(path)), timeout=120)
+            # force: the snapshot's register date is older than the text reload's (dated now) before it
+            admin.Reload(lookup_pb2.ReloadRequest(path=str(path), force=True), timeout=120)
 
         reload(text_b)  # one of each first, so allocator arenas and imports are as in steady service
         reload(snapshot_a)

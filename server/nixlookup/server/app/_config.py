@@ -49,6 +49,9 @@ DEFAULT_MAX_CONCURRENT_RPCS = 256
 immediately instead of queueing without bound."""
 DEFAULT_RELATIONSHIP_GRACE_DAYS = 365
 """NIX: a customer relationship lasts after the contract ends, "normally at most 12 months"."""
+DEFAULT_EXPIRY_WARNING_DAYS = 7
+"""Days before the serving register's answers expire (date + 2 months) from which the log warns, once a
+day: a week leaves room for a weekend and a failed delivery of the next register."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class ServerConfig:
     relationship_grace_days: int = DEFAULT_RELATIONSHIP_GRACE_DAYS
     block_mobile_without_relationship: bool = False
     reload_root: Path | None = None
+    expiry_warning_days: int = DEFAULT_EXPIRY_WARNING_DAYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +216,10 @@ _SERVE_OPTIONS = (
     _Option("--relationship-grace-days", "NIXLOOKUP_RELATIONSHIP_GRACE_DAYS", _non_negative_int,
             DEFAULT_RELATIONSHIP_GRACE_DAYS,
             "days a customer relationship still counts after it ended (NIX: normally at most 12 months)"),
+    _Option("--expiry-warning-days", "NIXLOOKUP_EXPIRY_WARNING_DAYS", _non_negative_int,
+            DEFAULT_EXPIRY_WARNING_DAYS,
+            "warn in the log once a day from this many days before the serving register's answers expire "
+            "(its date + 2 months; then register-dependent checks fail and Lookup's health is NOT_SERVING)"),
     _Option("--block-mobile-without-relationship", "NIXLOOKUP_BLOCK_MOBILE_WITHOUT_RELATIONSHIP", _boolean,
             False, "apply the Swedma/Kontakta ethics rule as a block (MOBILE_WITHOUT_RELATIONSHIP) "
             "instead of only flagging mobile numbers without a relationship or consent"),

@@ -39,6 +39,7 @@ from grpc_reflection.v1alpha import reflection
 
 from nixlookup.server._memory import release_free_memory
 from nixlookup.server.app._config import RepairConfig, ServerConfig, SynthConfig, parse_args
+from nixlookup.server.app._expiry import ExpiryWatch
 from nixlookup.server.app._repair import repair
 from nixlookup.server.app._source import attach_register_source
 from nixlookup.server.errors import NixlookupError
@@ -295,11 +296,23 @@ def serve(config: ServerConfig) -> int:
             hint="Admin is reachable beyond loopback and may reload any file the server can read; "
             "set --reload-root DIR (and keep Admin behind authentication)",
         )
+    watch = ExpiryWatch(
+        initial.holder,
+        lambda serving: _set_lookup_health(running, serving),
+        warning_days=config.expiry_warning_days,
+    ).start()
     try:
         _wait_for_stop(running, signals, config.grace_seconds)
     finally:
+        watch.stop()
         initial.close()
     return 0
+
+
+def _set_lookup_health(running: RunningServer, serving: bool) -> None:
+    """Lookup's health follows the register's validity (`ExpiryWatch`); "" stays the process's own."""
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    running.health.set(LOOKUP_SERVICE, status)
 
 
 def _is_loopback(host: str) -> bool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from nixlookup.server.policy._expiry import (
+    RegisterStatus,
+    register_status,
+)
 from nixlookup.server.policy._policy import (
     Decision,
     ListUse,
@@ -15,5 +19,7 @@ __all__ = [
     "ListUse",
     "Policy",
     "PolicySettings",
+    "RegisterStatus",
+    "register_status",
     "valid_until_for",
 ]

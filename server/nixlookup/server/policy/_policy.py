@@ -22,10 +22,12 @@ Theory of operation:
 - "Live": a relationship counts while its end day is 0 (ongoing) or end + `relationship_grace_days`
   >= today; a consent while its expiry is 0 (none) or expiry >= today. Today is `now`'s UTC date.
 - `valid_until`: every valid answer is good until the register version's date + 2 calendar months
-  (`valid_until_for`, the day clamped: Dec 31 -> Feb 28/29). An answer resting on a relationship or a
-  consent is good only until the day that relationship (with grace) or consent ends, where that is
-  sooner; then `valid_until` is 00:00 UTC of that day, and `valid_until_days` is that day number.
-  INVALID answers have none (None / 0).
+  (`valid_until_for`, the day clamped: Dec 31 -> Feb 28/29). Once that has passed (or when the register is
+  dated in the future) a request whose purpose the register applies to fails with `RegisterExpiredError`
+  instead of an answer, and exempt-purpose answers carry no valid_until (`_expiry`). An answer resting on a
+  relationship or a consent is good only until the day that relationship (with grace) or consent ends,
+  where that is sooner; then `valid_until` is 00:00 UTC of that day, and `valid_until_days` is that day
+  number. INVALID answers have none (None / 0).
 - `decide_one` (scalar, for `Check`) walks the table for one number over `OneFacts`, which looks facts
   up lazily (a number decided by an early row never touches the register).
 - `decide_many` (vectorised, for `CheckStream`) holds each number's facts as a 6-bit code
@@ -42,7 +44,6 @@ Theory of operation:
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,11 +57,11 @@ from nixlookup.server.lists import CALLER_LISTS
 from nixlookup.server.logs import get_logger
 from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
 from nixlookup.server.policy._dates import (
-    add_calendar_months,
     as_utc,
     day_of,
     midnight_of_day,
 )
+from nixlookup.server.policy._expiry import VALID_MONTHS, expired_error, valid_until_for, validity_of
 from nixlookup.server.policy._facts import (
     ALL_CODES,
     EXEMPT_PURPOSES,
@@ -94,9 +95,6 @@ __all__ = [
 ]
 
 _log = get_logger("nixlookup.policy")
-
-VALID_MONTHS = 2
-"""A number found not registered may be called for this many calendar months from the register's date."""
 
 SOURCE_NIX_FOR_FORETAG = "nixtelefon.org/for-foretag"
 SOURCE_NIX_UNDANTAGEN = "nixtelefon.org/undantagen"
@@ -247,12 +245,6 @@ for _reason, _verdict in VERDICT_OF_REASON.items():
     _VERDICT_BY_REASON[_reason] = _verdict
 
 
-@functools.lru_cache(maxsize=64)  # one register date per version: computed once, not per batch
-def valid_until_for(register_date: datetime) -> datetime:
-    """Until when a NOT_REGISTERED answer holds: the register's date + 2 calendar months (UTC)."""
-    return add_calendar_months(register_date, VALID_MONTHS)
-
-
 @dataclass(frozen=True, slots=True)
 class ListUse:
     """One list an answer rested on, by version."""
@@ -284,9 +276,11 @@ class BatchDecision:
     reasons: NDArray[np.uint8]
     mobile_flag: NDArray[np.bool_]
     valid_until_days: NDArray[np.uint32]
-    """Per number, the day number (days since 1970-01-01) of its valid_until; 0 for INVALID."""
-    valid_until: datetime
-    """Register date + 2 months: the valid_until of this batch's NOT_REGISTERED answers."""
+    """Per number, the day number (days since 1970-01-01) of its valid_until; 0 for INVALID (and for every
+    number of an exempt-purpose batch answered while the register is expired)."""
+    valid_until: datetime | None
+    """Register date + 2 months: the valid_until of this batch's NOT_REGISTERED answers (None for an
+    exempt-purpose batch answered while the register is expired)."""
 
     @property
     def count(self) -> int:
@@ -367,28 +361,41 @@ class Policy:
             today=day_of(now),
             grace_days=self.settings.relationship_grace_days,
         )
+        validity = validity_of(state.register.meta.register_date)
+        usable = validity.usable_at(now)
+        if not usable and not facts.exempt_purpose:
+            raise expired_error(state.register.meta, now)
         rule = first_rule(self.rules, facts)
         if rule is RULE_INVALID:
             detail = f"rule 1 {rule.name}: {PROBLEM_TEXT.get(facts.problem, 'not a valid phone number')}"
             return Decision(rule.verdict, rule.reason, None, False, detail, rule.number)
-        valid_until = valid_until_for(state.register.meta.register_date)
+        detail = f"rule {rule.number} {rule.name}: {rule.explanation}"
+        if not usable:  # an exempt purpose: the answer never touched the register, nothing dates it
+            return Decision(rule.verdict, rule.reason, None, facts.mobile_flag, detail, rule.number)
+        valid_until = validity.valid_until
         if rule.capped_by is not None:
             cap = facts.cap_day(rule.capped_by)
             if cap and cap < day_of(valid_until):
                 valid_until = midnight_of_day(cap)
-        detail = f"rule {rule.number} {rule.name}: {rule.explanation}"
         return Decision(rule.verdict, rule.reason, valid_until, facts.mobile_flag, detail, rule.number)
 
     def decide_many(
         self, state: ServingState, parsed: ParsedBatch, *, caller: str, purpose: Purpose, now: datetime
     ) -> BatchDecision:
         """The answers for a batch (the `CheckStream` path), vectorised, equal to `decide_one` per number."""
-        table = self._code_tables[Purpose(purpose) in EXEMPT_PURPOSES]
+        exempt = Purpose(purpose) in EXEMPT_PURPOSES
+        validity = validity_of(state.register.meta.register_date)
+        valid_until: datetime | None = validity.valid_until
+        if not validity.usable_at(now):
+            if not exempt:
+                raise expired_error(state.register.meta, now)
+            valid_until = None  # exempt answers never touch the register: nothing dates them
+        table = self._code_tables[exempt]
         keys = parsed.keys
         codes = batch_codes(parsed)
         invalid = (codes & np.uint8(Fact.INVALID)).view(np.bool_)
-        valid_until = valid_until_for(state.register.meta.register_date)
-        valid_until_days = np.full(codes.size, day_of(valid_until), dtype=np.uint32)
+        until_day = 0 if valid_until is None else day_of(valid_until)
+        valid_until_days = np.full(codes.size, until_day, dtype=np.uint32)
         np.putmask(valid_until_days, invalid, np.uint32(0))
         overlay = self._overlay_for(state, caller)
         if overlay is None:

@@ -21,7 +21,15 @@ from numpy.typing import NDArray
 
 from nixlookup.server.errors import InvalidArgumentError, PermissionDeniedError
 from nixlookup.server.rpc._convert import described_list_info, list_ref, timestamp_to_datetime
-from nixlookup.server.store import REGISTER_KEY, ListKey, ListKind, Store, check_list_key
+from nixlookup.server.store import (
+    REGISTER_KEY,
+    ListKey,
+    ListKind,
+    Store,
+    check_list_key,
+    check_reload_path,
+    shown_path,
+)
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = ["AdminServicer"]
@@ -49,14 +57,14 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
         self._reload_root = reload_root.resolve() if reload_root is not None else None
 
     def _allowed_path(self, raw: str) -> Path:
-        path = Path(raw)
+        path = check_reload_path(raw)  # INVALID_ARGUMENT for an empty, NUL-holding or overlong path
         if self._reload_root is None:
             return path
         resolved = path.resolve()
         if not resolved.is_relative_to(self._reload_root):
             raise PermissionDeniedError(
-                f"reload path {raw!r} is outside the allowed directory {str(self._reload_root)!r} "
-                "(--reload-root); copy the file there first"
+                f"reload path {shown_path(raw)!r} is outside the allowed directory "
+                f"{str(self._reload_root)!r} (--reload-root); copy the file there first"
             )
         return resolved
 
@@ -69,8 +77,6 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
     def Reload(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.ReloadRequest, context: grpc.ServicerContext
     ) -> lookup_pb2.ReloadResponse:
-        if not request.path:
-            raise InvalidArgumentError("path is required: a register file on the server")
         result = self._store.reload(
             _list_key(request.list),
             self._allowed_path(request.path),
@@ -79,7 +85,9 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             until_column=request.until_column or None,
             force=request.force,
             register_date=(
-                timestamp_to_datetime(request.register_date) if request.HasField("register_date") else None
+                timestamp_to_datetime(request.register_date, "register_date")
+                if request.HasField("register_date")
+                else None
             ),
             expect_version=request.expect_version or None,
         )

@@ -15,6 +15,7 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
+from nixlookup.server.errors import InvalidArgumentError
 from nixlookup.server.numbering import ParsedNumber
 from nixlookup.server.policy import Decision, ListUse, valid_until_for
 from nixlookup.server.store import (
@@ -52,8 +53,19 @@ def datetime_to_timestamp(moment: datetime) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=delta.microseconds * 1000)
 
 
-def timestamp_to_datetime(timestamp: Timestamp) -> datetime:
-    """An aware UTC datetime for a protobuf Timestamp."""
+_TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
+"""The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z."""
+
+
+def timestamp_to_datetime(timestamp: Timestamp, field: str = "timestamp") -> datetime:
+    """An aware UTC datetime for a protobuf Timestamp; `InvalidArgumentError` naming `field` when the
+    Timestamp is outside the range protobuf defines for it (so no datetime can hold it)."""
+    low, high = _TIMESTAMP_SECONDS
+    if not low <= timestamp.seconds <= high or not 0 <= timestamp.nanos < 1_000_000_000:
+        raise InvalidArgumentError(
+            f"{field} ({timestamp.seconds} s, {timestamp.nanos} ns) is outside the Timestamp range "
+            "0001-01-01 to 9999-12-31 (seconds since 1970; nanos 0..999999999)"
+        )
     return _EPOCH + timedelta(seconds=timestamp.seconds, microseconds=timestamp.nanos // 1000)
 
 

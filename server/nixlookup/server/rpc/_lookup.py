@@ -182,7 +182,8 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         result.blocked = pack_bits(decision.blocked)
         result.invalid = pack_bits(decision.invalid)
         result.mobile_flag = pack_bits(decision.mobile_flag)
-        result.valid_until.CopyFrom(datetime_to_timestamp(decision.valid_until))
+        if decision.valid_until is not None:  # None: an exempt batch while the register is expired
+            result.valid_until.CopyFrom(datetime_to_timestamp(decision.valid_until))
         if batch.want_details:
             result.reasons = decision.reasons.astype(np.uint8, copy=False).tobytes()
             result.line_types = parsed.line_types.astype(np.uint8, copy=False).tobytes()

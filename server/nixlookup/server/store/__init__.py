@@ -6,8 +6,16 @@ from __future__ import annotations
 from nixlookup.server.store._history import (
     VersionRecord,
 )
+from nixlookup.server.store._register_dates import (
+    EARLIEST_REGISTER_DATE,
+    MAX_CLOCK_SKEW,
+)
 from nixlookup.server.store._registerfile import (
     load_register_file,
+    shown_path,
+)
+from nixlookup.server.store._reload import (
+    check_reload_path,
 )
 from nixlookup.server.store._repair import (
     ListRepair,
@@ -49,6 +57,8 @@ from nixlookup.server.store._watch import (
 __all__ = [
     "DEFAULT_SEED",
     "DEFAULT_SYNTHETIC_SIZE",
+    "EARLIEST_REGISTER_DATE",
+    "MAX_CLOCK_SKEW",
     "REGISTER_KEY",
     "ListDescription",
     "ListKey",
@@ -64,12 +74,14 @@ __all__ = [
     "SyntheticFileFormat",
     "VersionRecord",
     "check_list_key",
+    "check_reload_path",
     "generate_queries",
     "generate_register",
     "is_snapshot",
     "load_register_file",
     "read_snapshot",
     "repair_data_dir",
+    "shown_path",
     "write_snapshot",
     "write_synthetic_file",
     "write_text_register",

@@ -7,11 +7,15 @@ Theory of operation
   normaliser as bytes, so 1.5M lines load in about a tenth of a second.
 - CSV: a named column (or the first), delimiter sniffed (`,` `;` tab), UTF-8 with or without BOM. An
   optional end-date column (YYYY-MM-DD, empty = no end) gives relationship and consent lists their dates.
+  Every other column whose sampled cells are mostly dates is reported (`LoadedRegister.date_columns`), so
+  the reload can refuse a file whose shape does not fit the list kind. Bytes that are not UTF-8 text and
+  rows the csv module cannot read are refused as such (`RegisterFileError`), never a crash.
 - Snapshot: recognised by its magic bytes, read by `snapshot.read_snapshot`.
 
 A bad line never aborts the load by itself: bad lines are counted, the first few are kept with their line
 numbers (masked: a register is personal data), and the load is refused only when their share exceeds
-`max_bad_share`, with a message that says how many and shows the samples.
+`max_bad_share`, with a message that says how many and shows the samples. A file's path is shown masked
+too (`shown_path`): an operator may name a file after a number.
 """
 
 from __future__ import annotations
@@ -27,16 +31,33 @@ from numpy.typing import NDArray
 
 from nixlookup.server.errors import RegisterFileError
 from nixlookup.server.index import Index
+from nixlookup.server.logs import mask_digits_in_text
 from nixlookup.server.numbering import PROBLEM_TEXT, Problem, mask_number, parse_numbers
 from nixlookup.server.store._snapshot import is_snapshot, read_snapshot
 
-__all__ = ["DEFAULT_MAX_BAD_SHARE", "LoadedRegister", "RegisterFormat", "detect_format", "load_register_file"]
+__all__ = [
+    "DEFAULT_MAX_BAD_SHARE",
+    "LoadedRegister",
+    "RegisterFormat",
+    "detect_format",
+    "load_register_file",
+    "shown_path",
+]
 
 RegisterFormat = Literal["text", "csv", "snapshot"]
 DEFAULT_MAX_BAD_SHARE: Final = 0.01
 _SAMPLES: Final = 5
 _MAX_LINE_BYTES: Final = 64  # no way of writing a phone number needs more; longer lines are bad lines
 _EPOCH: Final = date(1970, 1, 1)
+_DATE_SAMPLE_ROWS: Final = 200
+"""Rows sampled per column to tell whether it holds dates."""
+_DATE_COLUMN_SHARE: Final = 0.9
+"""A column is a date column when at least this share of its non-empty sampled cells are YYYY-MM-DD."""
+
+
+def shown_path(path: Path | str) -> str:
+    """A user-given path as errors and logs show it: runs of digits that could be a phone number masked."""
+    return mask_digits_in_text(str(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +71,7 @@ class LoadedRegister:
     bad_samples: list[tuple[int, str]] = field(default_factory=list)  # (line number, masked text: reason)
     format: RegisterFormat = "text"
     snapshot: Index | None = None  # set when the file was a snapshot
+    date_columns: tuple[str, ...] = ()  # CSV: columns besides the number column that hold dates
 
     @property
     def bad_share(self) -> float:
@@ -79,7 +101,7 @@ def load_register_file(
 ) -> LoadedRegister:
     """Read `path`; raises `RegisterFileError` when it cannot be read or has too many bad lines."""
     if not path.is_file():
-        raise RegisterFileError(f"register file {path} does not exist or is not a file")
+        raise RegisterFileError(f"register file {shown_path(path)} does not exist or is not a file")
     chosen = fmt or detect_format(path)
     if chosen == "snapshot":
         index, _extra = read_snapshot(path)
@@ -102,7 +124,7 @@ def load_register_file(
     if loaded.bad_share > max_bad_share:
         samples = "; ".join(f"line {line}: {text}" for line, text in loaded.bad_samples)
         raise RegisterFileError(
-            f"{path.name}: {loaded.bad_lines} of {loaded.lines} lines are not valid numbers "
+            f"{shown_path(path.name)}: {loaded.bad_lines} of {loaded.lines} lines are not valid numbers "
             f"({loaded.bad_share:.2%} > the allowed {max_bad_share:.2%}); first: {samples}"
         )
     return loaded
@@ -176,6 +198,18 @@ def _fixed_width_lines(data: bytes) -> tuple[NDArray[np.bytes_], NDArray[np.int6
 
 
 def _load_csv(path: Path, *, column: str | None, until_column: str | None) -> LoadedRegister:
+    try:
+        return _read_csv(path, column=column, until_column=until_column)
+    except UnicodeDecodeError as error:
+        raise RegisterFileError(
+            f"{shown_path(path.name)} is not UTF-8 text (byte {error.start} of a line cannot be decoded): "
+            "a register file holds text, one number per line or CSV rows; is this the right file?"
+        ) from None
+    except csv.Error as error:
+        raise RegisterFileError(f"{shown_path(path.name)} is not readable as CSV: {error}") from None
+
+
+def _read_csv(path: Path, *, column: str | None, until_column: str | None) -> LoadedRegister:
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
         head = handle.read(8192)
         handle.seek(0)
@@ -186,13 +220,14 @@ def _load_csv(path: Path, *, column: str | None, until_column: str | None) -> Lo
         reader = csv.reader(handle, dialect)
         header = next(reader, None)
         if header is None:
-            raise RegisterFileError(f"{path.name} is empty: expected a header row")
+            raise RegisterFileError(f"{shown_path(path.name)} is empty: expected a header row")
         names = [name.strip() for name in header]
         number_at = _column_position(names, column, path, what="number")
         until_at = _column_position(names, until_column, path, what="end-date") if until_column else None
         texts: list[str] = []
         until_texts: list[str] = []
         line_numbers: list[int] = []
+        sample: list[list[str]] = []
         for row in reader:
             if not row or all(not cell.strip() for cell in row):
                 continue
@@ -200,6 +235,8 @@ def _load_csv(path: Path, *, column: str | None, until_column: str | None) -> Lo
             if until_at is not None:
                 until_texts.append(row[until_at] if until_at < len(row) else "")
             line_numbers.append(reader.line_num)
+            if len(sample) < _DATE_SAMPLE_ROWS:
+                sample.append(row)
     parsed = parse_numbers(texts)
     ok = parsed.problems == Problem.OK
     until_days = None
@@ -222,7 +259,28 @@ def _load_csv(path: Path, *, column: str | None, until_column: str | None) -> Lo
         bad_lines=int(bad_positions.size),
         bad_samples=samples,
         format="csv",
+        date_columns=_date_columns(names, sample, skip={number_at, -1 if until_at is None else until_at}),
     )
+
+
+def _date_columns(names: list[str], rows: list[list[str]], *, skip: set[int]) -> tuple[str, ...]:
+    """Names of the columns (not in `skip`) whose non-empty sampled cells are mostly YYYY-MM-DD dates."""
+    found = []
+    for position, name in enumerate(names):
+        if position in skip:
+            continue
+        cells = [row[position].strip() for row in rows if position < len(row) and row[position].strip()]
+        if cells and sum(_is_date(cell) for cell in cells) >= _DATE_COLUMN_SHARE * len(cells):
+            found.append(name)
+    return tuple(found)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _column_position(names: list[str], wanted: str | None, path: Path, *, what: str) -> int:
@@ -232,7 +290,8 @@ def _column_position(names: list[str], wanted: str | None, path: Path, *, what: 
     if wanted.lower() in lowered:
         return lowered.index(wanted.lower())
     raise RegisterFileError(
-        f"{path.name} has no {what} column {wanted!r}; its columns are: {', '.join(names) or '(none)'}"
+        f"{shown_path(path.name)} has no {what} column {wanted!r}; its columns are: "
+        f"{shown_path(', '.join(names)) or '(none)'}"
     )
 
 

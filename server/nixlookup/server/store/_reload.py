@@ -1,35 +1,63 @@
 """Building and validating a reloaded list off to the side, before anything serving is touched.
 
 Two stages, so the expensive one runs without the store's write lock:
-1. `build_off_to_the_side`: read the file (text, CSV or snapshot; `registerfile` refuses too many bad
-   lines, `snapshot` a failed checksum), refuse a text file whose last line was cut short, and build the
-   new `Index`. Readers keep answering from the serving version meanwhile.
+1. `build_off_to_the_side`: check the path (`check_reload_path`: not empty, no NUL byte, within the file
+   system's name limits), read the file (text, CSV or snapshot; `registerfile` refuses too many bad lines,
+   bytes that are not UTF-8 text, `snapshot` a failed checksum), refuse a text or CSV file that does not
+   end in a line break (a file cut while copied ends mid-line, and its last line may still parse as a
+   shorter valid number), refuse a file whose shape does not fit the list kind (a CSV with a column of
+   dates loaded as the register or an opt-out list looks like a relationship or consent list; a dated
+   list loaded from such a CSV without naming its end-date column would never end; a snapshot with end
+   days loaded as an undated list), refuse a register date out of range (`_register_dates`), and build
+   the new `Index`. Readers keep answering from the serving version meanwhile.
 2. `check_against_serving` (under the write lock): the request's ``expect_version`` must name the serving
-   version, and the count must not drop by more than the configured share unless forced (a synthetic
-   serving register is exempt: replacing it with a real one is not a drop).
-Each refusal is a `ValidationError` (FAILED_PRECONDITION) or `RegisterFileError` (INVALID_ARGUMENT) whose
-message names the file, the check and the numbers involved.
+   version; unless forced, the count must not move by more than the configured share either way (a
+   drop means a truncated or partial file, a jump the wrong file), an empty register is refused, and a
+   register must not be dated before the serving one (a synthetic serving register is exempt from all of
+   these: replacing it with a real one is neither a drop nor a rollback).
+Each refusal is a `ValidationError` (FAILED_PRECONDITION) or `InvalidArgumentError` / `RegisterFileError`
+(INVALID_ARGUMENT) whose message names the file (digit runs masked, as a path may hold a phone number), the
+check and the numbers involved.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import get_args
+from typing import Final, get_args
 
 import numpy as np
 
-from nixlookup.server.errors import FailedPreconditionError, InvalidArgumentError, ValidationError
+from nixlookup.server.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    RegisterFileError,
+    ValidationError,
+)
 from nixlookup.server.index import Index
 from nixlookup.server.lists import spec_of
-from nixlookup.server.numbering import Problem, parse_numbers
-from nixlookup.server.store._registerfile import LoadedRegister, RegisterFormat, load_register_file
+from nixlookup.server.store._register_dates import check_not_older, check_register_date
+from nixlookup.server.store._registerfile import (
+    LoadedRegister,
+    RegisterFormat,
+    load_register_file,
+    shown_path,
+)
 from nixlookup.server.store._state import ListKey, ListKind
 
-__all__ = ["BuiltVersion", "ReloadRequest", "build_off_to_the_side", "check_against_serving"]
+__all__ = [
+    "BuiltVersion",
+    "ReloadRequest",
+    "build_off_to_the_side",
+    "check_against_serving",
+    "check_reload_path",
+]
 
-_TAIL_BYTES = 256
+MAX_PATH_BYTES: Final = 4096
+"""Linux's PATH_MAX: a longer reload path cannot name a file (and each part at most NAME_MAX, 255 bytes)."""
+_MAX_NAME_BYTES: Final = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,30 +87,75 @@ def _format(fmt: str | None) -> RegisterFormat | None:
     raise InvalidArgumentError(f"format {fmt!r} is not one of text, csv, snapshot (or empty: by content)")
 
 
-def _refuse_truncated(path: Path, loaded: LoadedRegister) -> None:
-    """A text/CSV file that ends mid-line in a line that does not parse was cut short: refuse it.
+def check_reload_path(raw: str) -> Path:
+    """The reload path `raw` as a `Path`, or `InvalidArgumentError` naming what makes it unusable."""
+    if not raw:
+        raise InvalidArgumentError("path is required: a register file on the server")
+    if "\x00" in raw:
+        raise InvalidArgumentError(
+            f"path {shown_path(raw.replace(chr(0), '?'))!r} contains a NUL byte (shown as ?), which no file "
+            "name can hold"
+        )
+    encoded = os.fsencode(raw)
+    if len(encoded) > MAX_PATH_BYTES:
+        raise InvalidArgumentError(
+            f"path is {len(encoded)} bytes, over the file system's limit of {MAX_PATH_BYTES}"
+        )
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > _MAX_NAME_BYTES:
+        raise InvalidArgumentError(
+            f"path has a name of {longest} bytes, over the file system's limit of {_MAX_NAME_BYTES} per name"
+        )
+    return Path(raw)
 
-    A file cut at a line break looks whole; the count-drop check catches that case.
+
+def _refuse_truncated(path: Path, loaded: LoadedRegister) -> None:
+    """A text or CSV file that does not end in a line break was cut short (or written without one): refuse.
+
+    A file cut while being copied ends mid-line, and its last line may still parse as a shorter valid
+    number (a fixed-line number has 7 to 9 digits), which would then turn BLOCKED while the rest of the
+    file is gone; the count check misses a cut near the end. A whole file ends with a line break.
     """
-    if loaded.bad_lines == 0:
-        return
     with path.open("rb") as handle:
-        handle.seek(0, 2)
-        size = handle.tell()
-        handle.seek(max(0, size - _TAIL_BYTES))
-        tail = handle.read()
-    if not tail or tail.endswith((b"\n", b"\r")):
-        return
-    last_line = tail.splitlines()[-1]
-    if loaded.format == "text":
-        problem = Problem(int(parse_numbers([last_line]).problems[0]))
-        if problem in (Problem.OK, Problem.EMPTY):
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
             return
+        handle.seek(size - 1)
+        last = handle.read(1)
+    if last in (b"\n", b"\r"):
+        return
     raise ValidationError(
-        f"{path.name} looks truncated: it ends without a line break in a line that is not a valid "
-        f"number ({loaded.bad_lines} bad lines of {loaded.lines}); the file was probably cut off while "
-        "being written or copied. The serving version is unchanged"
+        f"{shown_path(path.name)} looks truncated: it does not end with a line break, so its last line "
+        f"(of {loaded.lines:,}) may have been cut off while the file was written or copied. A whole file "
+        "ends with one: add it if the file is complete. The serving version is unchanged"
     )
+
+
+def _refuse_wrong_shape(key: ListKey, request: ReloadRequest, loaded: LoadedRegister) -> None:
+    """Refuse a file whose columns do not fit the list kind it is loaded as."""
+    kind = key[0]
+    name = shown_path(request.path.name)
+    if loaded.snapshot is not None:
+        if loaded.snapshot.has_values and not spec_of(kind).dated:
+            raise RegisterFileError(
+                f"{name} is a snapshot with end days (a relationship or consent list), not a {kind.slug} "
+                "list; load it as the list it is"
+            )
+        return
+    dates = loaded.date_columns  # the end-date column itself is not among them
+    if not dates:
+        return
+    if not spec_of(kind).dated:
+        raise RegisterFileError(
+            f"{name} has a column of dates ({dates[0]!r}) beside the numbers: that is the shape of a "
+            f"relationship or consent list (number + end date), not of a {kind.slug} list. Load it as a "
+            "relationship or consent list with its end-date column, or drop the column"
+        )
+    if not request.until_column:
+        raise RegisterFileError(
+            f"{name} has a column of dates ({dates[0]!r}): name it as the end-date column (until_column), "
+            f"or every {kind.slug} entry would be loaded as never ending"
+        )
 
 
 def build_off_to_the_side(key: ListKey, request: ReloadRequest, *, max_bad_share: float) -> BuiltVersion:
@@ -92,31 +165,36 @@ def build_off_to_the_side(key: ListKey, request: ReloadRequest, *, max_bad_share
         raise InvalidArgumentError(
             f"an end-date column applies to relationship and consent lists, not {key[0].slug}"
         )
-    loaded = load_register_file(
-        request.path,
-        fmt=_format(request.fmt),
-        column=request.column or None,
-        until_column=request.until_column or None,
-        max_bad_share=max_bad_share,
-    )
     source = str(request.path)
+    try:
+        loaded = load_register_file(
+            request.path,
+            fmt=_format(request.fmt),
+            column=request.column or None,
+            until_column=request.until_column or None,
+            max_bad_share=max_bad_share,
+        )
+        _refuse_wrong_shape(key, request, loaded)
+        if loaded.snapshot is None:
+            _refuse_truncated(request.path, loaded)
+    except OSError as error:
+        raise RegisterFileError(
+            f"cannot read {shown_path(source)}: {error.strerror or type(error).__name__}"
+        ) from None
     snapshot = loaded.snapshot
     if snapshot is not None and snapshot.has_values == dated:
         # A snapshot already holds the built index: reuse it, only the provenance changes.
         date = request.register_date or snapshot.meta.register_date
         index = snapshot.with_meta(source=source, register_date=date)
-        return BuiltVersion(index, loaded.lines, loaded.bad_lines)
-    _refuse_truncated(request.path, loaded)
-    values = None
-    if dated:
-        values = loaded.until_days if loaded.until_days is not None else np.zeros(loaded.keys.size, np.uint32)
-    index = Index.build(
-        loaded.keys,
-        values=values,
-        version="",
-        source=source,
-        register_date=request.register_date,
-    )
+    else:
+        values = None
+        if dated:
+            until = loaded.until_days
+            values = until if until is not None else np.zeros(loaded.keys.size, np.uint32)
+        index = Index.build(
+            loaded.keys, values=values, version="", source=source, register_date=request.register_date
+        )
+    check_register_date(index.meta.register_date, now=datetime.now(UTC), source=shown_path(source))
     return BuiltVersion(index, loaded.lines, loaded.bad_lines)
 
 
@@ -127,7 +205,7 @@ def check_against_serving(
     *,
     force: bool,
     expect_version: str | None,
-    max_count_drop_share: float,
+    max_count_change_share: float,
 ) -> None:
     """Refuse a new version that does not fit the serving one (called under the write lock)."""
     if expect_version and (current is None or current.meta.version != expect_version):
@@ -135,13 +213,19 @@ def check_against_serving(
         raise FailedPreconditionError(f"expect_version {expect_version} does not match: serving {serving}")
     if force or current is None or current.meta.synthetic:
         return  # replacing made-up numbers with a real register is never a "drop"
+    source = shown_path(new.meta.source)
     old_count, new_count = current.meta.count, new.meta.count
-    if old_count and new_count < old_count * (1.0 - max_count_drop_share):
-        drop = 1.0 - new_count / old_count
+    if old_count and abs(new_count - old_count) > old_count * max_count_change_share:
+        change = new_count / old_count - 1.0
+        direction, looks = (
+            ("fewer", "truncated or partial") if change < 0 else ("more", "like the wrong file")
+        )
         raise ValidationError(
-            f"{new.meta.source}: {new_count:,} numbers is {drop:.1%} fewer than the serving version "
-            f"{current.meta.version} ({old_count:,}); more than the allowed {max_count_drop_share:.0%} drop, "
-            "so it looks truncated or partial. Pass force to load it anyway. The serving version is unchanged"
+            f"{source}: {new_count:,} numbers is {abs(change):.1%} {direction} than the serving version "
+            f"{current.meta.version} ({old_count:,}); more than the allowed {max_count_change_share:.0%} "
+            f"change, so it looks {looks}. Pass force to load it anyway. The serving version is unchanged"
         )
     if key[0] is ListKind.REGISTER and new_count == 0:
-        raise ValidationError(f"{new.meta.source}: an empty register is refused unless forced")
+        raise ValidationError(f"{source}: an empty register is refused unless forced")
+    if key[0] is ListKind.REGISTER:
+        check_not_older(new, current, source=source)

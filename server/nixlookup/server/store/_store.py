@@ -14,11 +14,13 @@ Theory of operation:
   state (nothing was acknowledged); after it, the new one. Never half: the journal record is checksummed
   and a torn one is discarded on replay; snapshots are written whole or not at all.
 - A reload is built and validated off to the side, outside the write lock (parse errors under
-  ``max_bad_share``, a file that looks cut short, a snapshot's checksum), then checked against the serving
-  version under the lock (``expect_version``, the count not dropping by more than ``max_count_drop_share``
-  unless forced). A refusal raises a `ValidationError` (FAILED_PRECONDITION) naming the check, logs the
-  same, and leaves the serving version untouched. Peak memory is the old index plus the new one plus the
-  parse buffers of one file; the old version is freed when the last RPC holding it returns.
+  ``max_bad_share``, a file that looks cut short or does not fit the list kind, a snapshot's checksum, the
+  register date's range), then checked against the serving version under the lock (``expect_version``,
+  the count not moving by more than ``max_count_change_share`` either way, a register not dated before
+  the serving one, unless forced). A refusal raises a `ValidationError` (FAILED_PRECONDITION) or an
+  `InvalidArgumentError` naming the check, logs the same, and leaves the serving version untouched. Peak
+  memory is the old index plus the new one plus the parse buffers of one file; the old version is freed
+  when the last RPC holding it returns.
 - The journal is folded into a new snapshot (compaction) after ``compact_after_records`` deltas or on
   request. The snapshot it replaces is kept with its journal as the fallback until the next compaction.
 - Version ids are ``<seq>-<digest>``: the list's sequence number (one per version, ordered) and the start
@@ -71,6 +73,7 @@ from nixlookup.server.store._recovery import (
     make_version,
     recover_list,
 )
+from nixlookup.server.store._registerfile import shown_path
 from nixlookup.server.store._reload import (
     BuiltVersion,
     ReloadRequest,
@@ -168,7 +171,7 @@ class Store:
             store._clean_trash()
             store._restore_or_seed(initial_register, synthetic_size, register_format, register_column)
             if initial_register is not None and store.holder.current().register.meta.synthetic:
-                _log.info("register_replacing_synthetic", path=str(initial_register))
+                _log.info("register_replacing_synthetic", path=shown_path(initial_register))
                 store.reload(REGISTER_KEY, initial_register, fmt=register_format, column=register_column)
         except BaseException:
             lock.release()
@@ -195,7 +198,7 @@ class Store:
         if initial_register is not None and REGISTER_KEY in keys and not register.meta.synthetic:
             _log.warning(
                 "register_file_not_loaded_at_start",
-                path=str(initial_register),
+                path=shown_path(initial_register),
                 reason="the data directory holds a register and is the source of truth; "
                 "send SIGHUP or use `nixlookup admin reload` to load the file",
             )
@@ -230,7 +233,7 @@ class Store:
             seed = self.settings.synthetic_seed
             source = f"synthetic:size={size},seed={seed}"
             index = Index.build(generate_register(size, seed), version="", source=source, synthetic=True)
-        _log.info("store_seeding", data_dir=str(self.root), source=source, count=index.meta.count)
+        _log.info("store_seeding", data_dir=str(self.root), source=shown_path(source), count=index.meta.count)
         return self._create_list(REGISTER_KEY, index, event="snapshot", source=source)
 
     def _create_list(self, key: ListKey, index: Index, *, event: VersionEvent, source: str) -> Index:
@@ -393,7 +396,7 @@ class Store:
                     current,
                     force=force,
                     expect_version=expect_version,
-                    max_count_drop_share=self.settings.max_count_drop_share,
+                    max_count_change_share=self.settings.max_count_change_share,
                 )
                 if current is None or key not in self._lists:
                     index = self._create_list(key, built.index, event="reload", source=str(path))
@@ -401,7 +404,9 @@ class Store:
                     index = self._commit_reload(key, built.index, str(path))
                 self._swap(key, index)
         except (FailedPreconditionError, InvalidArgumentError, NotFoundError) as refused:
-            _log.warning("reload_refused", list=_describe_key(key), path=str(path), reason=str(refused))
+            _log.warning(
+                "reload_refused", list=_describe_key(key), path=shown_path(path), reason=str(refused)
+            )
             raise
         release_free_memory()  # the parse's temporaries; the old version's memory once its readers finish
         seconds = time.perf_counter() - started
@@ -409,7 +414,7 @@ class Store:
         _log.info(
             "reload_done",
             list=_describe_key(key),
-            path=str(path),
+            path=shown_path(path),
             version=index.meta.version,
             previous_version=previous_version,
             count=index.meta.count,

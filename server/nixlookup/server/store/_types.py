@@ -18,9 +18,10 @@ class StoreSettings:
     max_bad_share: float = 0.01
     """A reload whose file has more unparseable lines than this share is refused: a file that is 1% garbage
     is more likely the wrong file (or a broken export) than a register with a few typos."""
-    max_count_drop_share: float = 0.05
-    """A reload that shrinks a list by more than this share is refused unless forced: the register loses
-    well under 1% a day, so a 5% drop means a truncated or partial file, not a day's cancellations."""
+    max_count_change_share: float = 0.05
+    """A reload that shrinks or grows a list by more than this share is refused unless forced: the register
+    changes by well under 1% a day, so a 5% drop means a truncated or partial file, and a 5% rise the wrong
+    file (a 10x file is not a day's registrations)."""
     compact_after_records: int = 1000
     """Deltas journalled before the journal is folded into a new snapshot: bounds restart replay time."""
     compact_after_bytes: int = 64 * 1024 * 1024

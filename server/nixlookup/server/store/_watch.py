@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.logs import get_logger
+from nixlookup.server.store._registerfile import shown_path
 from nixlookup.server.store._state import REGISTER_KEY
 from nixlookup.server.store._store import Store
 
@@ -100,10 +101,10 @@ class RegisterSourceWatcher:
 
     def _reload(self, reason: str, signature: _Signature | None) -> None:
         self._loaded = signature
-        _log.info("register_reload_requested", reason=reason, path=str(self._path))
+        _log.info("register_reload_requested", reason=reason, path=shown_path(self._path))
         try:
             self._store.reload(REGISTER_KEY, self._path, fmt=self._fmt, column=self._column)
         except (NixlookupError, OSError) as error:
-            _log.warning("register_reload_failed", path=str(self._path), error=str(error))
+            _log.warning("register_reload_failed", path=shown_path(self._path), error=str(error))
             return
         self.reloads += 1
