@@ -408,6 +408,22 @@ def test_an_expired_or_future_register_answers_no_register_dependent_check() -> 
         assert many.reasons.tolist() == [Reason.EXEMPT_PURPOSE, Reason.COMPANY_OPT_OUT, Reason.INVALID_NUMBER]
 
 
+@pytest.mark.parametrize(
+    "register_date", [datetime(9999, 12, 31, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC)]
+)
+def test_a_register_with_an_absurd_date_is_refused_not_a_crash(register_date: datetime) -> None:
+    """A data directory written before dates were checked may hold 9999-12-31 or 1970-01-01: every
+    register-dependent check is FAILED_PRECONDITION (never an overflow), exempt ones still answer."""
+    state = World(register={FIXED}, register_date=register_date).state()
+    policy = Policy()
+    keys = classify_keys(np.array([FIXED], dtype=np.uint64))
+    with pytest.raises(RegisterExpiredError):
+        policy.decide_one(state, classify_key(FIXED), caller="", purpose=Purpose.SALES, now=NOW)
+    with pytest.raises(RegisterExpiredError):
+        policy.decide_many(state, keys, caller="", purpose=Purpose.SALES, now=NOW)
+    assert policy.decide_many(state, keys, caller="", purpose=Purpose.POLITICAL, now=NOW).valid_until is None
+
+
 def test_lists_used_names_register_and_the_callers_lists_only() -> None:
     """lists_used names the register and exactly the lists the caller has, with their versions."""
     world = World(

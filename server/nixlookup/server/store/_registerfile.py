@@ -202,8 +202,8 @@ def _load_csv(path: Path, *, column: str | None, until_column: str | None) -> Lo
         return _read_csv(path, column=column, until_column=until_column)
     except UnicodeDecodeError as error:
         raise RegisterFileError(
-            f"{shown_path(path.name)} is not UTF-8 text (byte {error.start} of a line cannot be decoded): "
-            "a register file holds text, one number per line or CSV rows; is this the right file?"
+            f"{shown_path(path.name)} is not UTF-8 text ({error.reason}): a register file holds text, one "
+            "number per line or CSV rows; is this the right file?"
         ) from None
     except csv.Error as error:
         raise RegisterFileError(f"{shown_path(path.name)} is not readable as CSV: {error}") from None
