@@ -133,8 +133,10 @@ def test_expired_register_answers_no_register_dependent_check_and_turns_lookup_n
             lambda p=purpose: lookup.Check(lookup_pb2.CheckRequest(e164=free, purpose=p), timeout=5)
         )
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
-        assert f"{expired}" in error.details() and f"expired at {expires_at}" in error.details()  # type: ignore[attr-defined]
-        assert "reload" in error.details()  # type: ignore[attr-defined]
+        details = error.details()  # type: ignore[attr-defined]
+        assert expired in details
+        assert f"expired at {expires_at}" in details
+        assert "reload" in details
     batch = lookup_pb2.CheckBatch(texts=["08-123 456 70", "not a number"])
     stream_error = _refused(lambda: list(lookup.CheckStream(iter([batch]), timeout=5)))
     assert stream_error.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]

@@ -80,7 +80,7 @@ def _write_random_bytes(path: Path, register: RegisterFile) -> None:
         "random",
     ],
 )
-def test_bad_files_are_refused_and_the_serving_version_answers(  # noqa: PLR0913, PLR0917 - parametrized
+def test_bad_files_are_refused_and_the_serving_version_answers(  # noqa: PLR0917 - parametrized
     stubs: tuple[lookup_pb2_grpc.LookupStub, lookup_pb2_grpc.AdminStub],
     register: RegisterFile,
     tmp_path: Path,
