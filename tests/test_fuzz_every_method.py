@@ -1,12 +1,14 @@
 """Every method of every service the server offers, fuzzed through the real port: never INTERNAL or UNKNOWN.
 
 The methods are not listed here: they are discovered through the server's own reflection service (Lookup,
-Admin, health, reflection itself), and each request type's fields come from its descriptor. Three kinds
+Admin, health, reflection itself), and each request type's fields come from its descriptor. Four kinds
 of input per method:
 - random bytes as the request message (a generic ``channel.unary_unary(method)`` with no serializer);
-- valid messages whose every field hypothesis fills with extreme values: integers at and beyond their
+- valid messages whose every field hypothesis may fill with extreme values: integers at and beyond their
   edges, enum values that do not exist, NaN and infinities, strings with NUL bytes, phone numbers and
   paths, odd-length packed keys, Timestamps anywhere in int64 seconds;
+- a valid request (`_SEEDS`) with one field, at any depth, replaced by an extreme value, so the value gets
+  past the checks of the other fields and reaches the code that uses it;
 - one message over the size limit (RESOURCE_EXHAUSTED).
 Every status is allowed except INTERNAL and UNKNOWN (a bug, or an error the server failed to name). Server
 streams are read up to their first message and then cancelled (Health/Watch never ends by itself).
@@ -39,7 +41,7 @@ from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 _FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 _TIMEOUT = 5.0
 _EXAMPLES = 25
-"""Per method and kind of input: ~13 methods x 2 kinds x 25 = ~650 calls."""
+"""Per method and kind of input (60 for one changed field): ~12 methods x (25 + 25 + 60), ~1,300 calls."""
 _MAX_DEPTH = 3
 
 _INT_RANGES = {
@@ -100,7 +102,7 @@ def _bytes() -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=200), packed, st.sampled_from([b"\x00" * 7, b"\xff" * 8]))
 
 
-def _value(field: FieldDescriptor, depth: int, register: Path) -> st.SearchStrategy[Any]:
+def _value(field: FieldDescriptor, depth: int, register: Path) -> st.SearchStrategy[Any]:  # noqa: PLR0911 - one per type
     kind = field.type
     if kind in _INT_RANGES:
         return _integers(*_INT_RANGES[kind])
@@ -155,6 +157,63 @@ def _set(message: Message, field: FieldDescriptor, value: Any) -> None:
         target.CopyFrom(value)
     else:
         setattr(message, field.name, value)
+
+
+def _seeds(register: Path) -> dict[str, Message]:
+    """A valid request for each of our methods (others start from the empty message)."""
+    texts = ["070-123 45 67", "08-123 456 78"]
+    return {
+        "/nixlookup.v1.Lookup/Check": lookup_pb2.CheckRequest(text=texts[0], caller="acme"),
+        "/nixlookup.v1.Lookup/CheckStream": lookup_pb2.CheckBatch(
+            texts=texts, caller="acme", want_details=True
+        ),
+        "/nixlookup.v1.Admin/Reload": lookup_pb2.ReloadRequest(path=str(register), force=True),
+        "/nixlookup.v1.Admin/ApplyDelta": lookup_pb2.ApplyDeltaRequest(
+            list=lookup_pb2.ListRef(kind=lookup_pb2.LIST_KIND_CONSENT, caller="acme"),
+            add_texts=texts,
+            add_until_days_le=np.array([20_500, 0], dtype="<u4").tobytes(),
+        ),
+        "/nixlookup.v1.Admin/Compact": lookup_pb2.CompactRequest(all=True),
+        "/nixlookup.v1.Admin/DropList": lookup_pb2.DropListRequest(
+            list=lookup_pb2.ListRef(kind=lookup_pb2.LIST_KIND_OPT_OUT, caller="acme")
+        ),
+    }
+
+
+def _fields(descriptor: Descriptor, prefix: tuple[str, ...] = (), depth: int = 0) -> list[tuple[str, ...]]:
+    """Paths to every field of `descriptor`, nested messages' fields included (up to `_MAX_DEPTH`)."""
+    found: list[tuple[str, ...]] = []
+    for field in descriptor.fields:
+        found.append((*prefix, field.name))
+        if field.type == FieldDescriptor.TYPE_MESSAGE and not _repeated(field) and depth < _MAX_DEPTH:
+            found.extend(_fields(field.message_type, (*prefix, field.name), depth + 1))
+    return found
+
+
+def _one_field_changed(seed: Message, register: Path) -> st.SearchStrategy[bytes]:
+    """`seed` with one field (at any depth) set to an extreme value, serialized."""
+    paths = _fields(seed.DESCRIPTOR)
+
+    def change(path: tuple[str, ...]) -> st.SearchStrategy[bytes]:
+        holder_descriptor = seed.DESCRIPTOR
+        for name in path[:-1]:
+            holder_descriptor = holder_descriptor.fields_by_name[name].message_type
+        field = holder_descriptor.fields_by_name[path[-1]]
+        value = _value(field, 0, register)
+
+        def apply(chosen: Any) -> bytes:
+            message = type(seed)()
+            message.CopyFrom(seed)
+            holder = message
+            for name in path[:-1]:
+                holder = getattr(holder, name)
+            holder.ClearField(field.name)
+            _set(holder, field, chosen)
+            return message.SerializeToString()
+
+        return (st.lists(value, max_size=4) if _repeated(field) else value).map(apply)
+
+    return st.sampled_from(paths).flatmap(change)
 
 
 def _discover(channel: grpc.Channel) -> list[_Method]:
@@ -231,16 +290,22 @@ def fixture_methods(channel: grpc.Channel) -> list[_Method]:
 
 
 def _fuzz(
-    channel: grpc.Channel, methods: list[_Method], payloads: Callable[[_Method], st.SearchStrategy[bytes]]
+    channel: grpc.Channel,
+    methods: list[_Method],
+    payloads: Callable[[_Method], st.SearchStrategy[bytes]],
+    *,
+    examples: int = _EXAMPLES,
 ) -> None:
-    """`_EXAMPLES` payloads to each method; no INTERNAL or UNKNOWN."""
+    """Up to `examples` payloads to each method; no INTERNAL or UNKNOWN."""
     for method in methods:
-        _fuzzer(channel, method, payloads(method))()
+        _fuzzer(channel, method, payloads(method), examples)()
 
 
-def _fuzzer(channel: grpc.Channel, method: _Method, payloads: st.SearchStrategy[bytes]) -> Callable[[], None]:
+def _fuzzer(
+    channel: grpc.Channel, method: _Method, payloads: st.SearchStrategy[bytes], examples: int
+) -> Callable[[], None]:
     @settings(
-        max_examples=_EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -272,6 +337,25 @@ def test_extreme_field_values_to_every_method_never_internal(
         for method in methods
     }
     _fuzz(channel, methods, lambda method: pool_strategies[method.path])
+    assert server.running
+
+
+def test_one_extreme_field_in_a_valid_request_never_internal(
+    channel: grpc.Channel, methods: list[_Method], server: ServerProcess, register: RegisterFile
+) -> None:
+    """A valid request of every method with one field, at any depth, set to an extreme value."""
+    seeds = _seeds(register.path)
+    strategies = {
+        method.path: _one_field_changed(seeds.get(method.path) or method.request(), register.path)
+        for method in methods
+        if _fields(method.request.DESCRIPTOR)
+    }
+    _fuzz(
+        channel,
+        [method for method in methods if method.path in strategies],
+        lambda method: strategies[method.path],
+        examples=60,
+    )
     assert server.running
 
 
