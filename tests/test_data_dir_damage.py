@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
 from numpy.typing import NDArray
-from serverproc import ServerProcess, ServerStartError
 
+from nixlookup.bench.serverproc import ServerProcess, ServerStartError
 from nixlookup.server.app import main
 from nixlookup.server.errors import DataDirDamagedError
 from nixlookup.server.store import REGISTER_KEY, Store, StoreSettings

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
 from google.protobuf.timestamp_pb2 import Timestamp
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.server.policy._dates import add_calendar_months
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 

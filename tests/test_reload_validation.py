@@ -14,8 +14,8 @@ import numpy as np
 import phonenumbers
 import pytest
 from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 _CUT_NUMBER = "+4681234567"  # what is left of +46812345678 (08-123 456 78) after its last digit is cut

@@ -9,6 +9,8 @@ Theory of operation (``serve``):
 3. `build_server` creates a sync grpc server (thread pool, limits from the config, the `RpcGuard`
    interceptor mapping errors to statuses), adds the services through `_add_servicers` (the one place a
    new service is wired in), health and reflection, binds, starts, and only then marks health SERVING.
+   From then on `ExpiryWatch` keeps ``nixlookup.v1.Lookup``'s health in step with the register's validity
+   (NOT_SERVING once its answers have expired) and warns daily before that.
 4. On the first signal: health NOT_SERVING for every service, stop accepting calls, give in-flight calls
    (a running stream included) up to ``--grace`` seconds to finish, exit 0. A second signal cuts the grace
    short. A startup failure (unreadable register, address in use) logs why and exits 1.
@@ -297,7 +299,7 @@ def serve(config: ServerConfig) -> int:
             "set --reload-root DIR (and keep Admin behind authentication)",
         )
     watch = ExpiryWatch(
-        initial.holder,
+        initial.store.holder,
         lambda serving: _set_lookup_health(running, serving),
         warning_days=config.expiry_warning_days,
     ).start()
