@@ -264,7 +264,7 @@ def _losses(
     losses: list[str] = []
     last = chain.scans[-1] if chain.scans else None
     if last is not None and last.corrupt:
-        losses.append(f"{last.path.name}: the damaged record at byte {last.valid_bytes} ({last.problem})")
+        losses.append(f"{last.path.name}: the damaged record, sequence {last.head_seq + 1} ({last.problem})")
     elif chain.stopped is not None:
         losses.append(f"whatever followed where the history stops: {chain.stopped}")
     for path in paths.data_files():
