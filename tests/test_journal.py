@@ -112,6 +112,7 @@ def test_any_cut_keeps_exactly_the_whole_records(
     assert all(_same(a, b) for a, b in zip(scan.records, records, strict=False))
     assert scan.valid_bytes == ends[whole]
     assert (scan.problem is None) == (cut == ends[whole])
+    assert scan.torn_tail == (scan.problem is not None), "a cut is a torn tail, never corruption"
 
 
 @_SETTINGS
@@ -119,7 +120,8 @@ def test_any_cut_keeps_exactly_the_whole_records(
 def test_flipped_byte_is_detected(
     tmp_path_factory: pytest.TempPathFactory, records: list[DeltaRecord], data: st.DataObject
 ) -> None:
-    """A flipped bit anywhere in a record stops the scan at that record: nothing corrupt is replayed."""
+    """A flipped bit anywhere in a record stops the scan at that record: nothing corrupt is replayed, and
+    it is corruption (the start refuses), never a torn tail (which a start would trim silently)."""
     path = tmp_path_factory.mktemp("journal") / "00000000.journal"
     _write_journal(path, 0, records)
     raw = bytearray(path.read_bytes())
@@ -131,6 +133,8 @@ def test_flipped_byte_is_detected(
     damaged = int(np.searchsorted(ends, position, side="right")) - 1
     assert len(scan.records) == damaged
     assert scan.problem is not None
+    assert scan.corrupt
+    assert len(scan.records_after) <= len(records) - damaged - 1
 
 
 def test_writer_cuts_a_torn_tail_before_appending(tmp_path: Path) -> None:
