@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 from nixlookup.bench.serverproc import ServerProcess, ServerStartError
 from nixlookup.server.app import main
 from nixlookup.server.errors import DataDirDamagedError
-from nixlookup.server.store import REGISTER_KEY, Store, StoreSettings
+from nixlookup.server.store import REGISTER_KEY, ListKind, Store, StoreSettings
+from nixlookup.server.store._datadir import list_paths
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 _JOURNAL_HEADER_BYTES = 20  # magic, format, flags, base sequence, header CRC (store/_journal.py)
@@ -205,3 +206,27 @@ def test_refused_reload_snapshot_and_flipped_previous_journal_never_serve_an_inv
     server = server_factory(["--data-dir", str(data_dir)])
     everything = np.concatenate([base.keys, reloaded.keys, fresh])
     assert _served(server, everything) == before_reload[0]
+
+
+def test_unreadable_list_file_is_rebuilt_from_the_snapshot_header(tmp_path: Path, base: RegisterFile) -> None:
+    """A caller's LIST lost: the start refuses (whose list is it?); the repair reads the caller id from the
+    snapshot header, and the list serves again under the same id with the same numbers."""
+    data_dir = tmp_path / "data"
+    store = Store.open(data_dir, initial_register=base.path)
+    key = (ListKind.OPT_OUT, "Acme AB/Sverige")
+    store.apply_delta(key, add=base.keys[:7])
+    directory = list_paths(data_dir, key).directory
+    store.close()
+    (directory / "LIST").write_text("{not json", encoding="utf-8")
+    with pytest.raises(DataDirDamagedError, match="whose list this is"):
+        Store.open(data_dir)
+    report = _repair(data_dir, "--yes")
+    assert report.returncode == 0, report.stdout
+    assert "LIST is unreadable" in report.stdout
+    store = Store.open(data_dir)
+    try:
+        served = store.holder.current().list_for(*key)
+        assert served is not None
+        assert set(served.sorted_keys().tolist()) == set(base.keys[:7].tolist())
+    finally:
+        store.close()

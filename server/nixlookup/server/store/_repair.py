@@ -128,7 +128,8 @@ def _plan_list(root: Path, kind: ListKind, directory: Path) -> ListRepair:
         return ListRepair(
             directory,
             None,
-            damage="LIST is unreadable and no snapshot header names the list's owner",
+            damage="LIST is unreadable (or names a list that lives elsewhere) and no snapshot header names "
+            "the list's owner",
             keeps=f"nothing: the directory moves whole into {root / 'quarantine'}",
             loses=("the whole list (whose it is cannot be told)",),
         )
@@ -185,9 +186,11 @@ def _list_key(
     if kind is ListKind.REGISTER:
         return REGISTER_KEY, False
     try:
-        return read_list_file(directory / "LIST"), False
+        named = read_list_file(directory / "LIST")
+        if list_paths(root, named).directory == directory:
+            return named, False
     except DataDirDamagedError:
-        pass
+        pass  # unreadable: a snapshot header may still say whose list this is
     for seq in sorted(snapshots, reverse=True):
         found = snapshots[seq]
         if isinstance(found, SnapshotError):
