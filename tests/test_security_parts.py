@@ -62,8 +62,8 @@ def test_the_meter_counts_by_principal_caller_and_verdict() -> None:
     meter.count("acme-dialer", "acme", allowed=6000, blocked=3000, invalid=1000)
     meter.count("agency", "bank-y", allowed=0, blocked=1, invalid=0)
     assert meter.rows() == [
-        UsageRow("acme-dialer", "acme", checks=2, allowed=6001, blocked=3000, invalid=1000),
-        UsageRow("agency", "bank-y", checks=1, allowed=0, blocked=1, invalid=0),
+        UsageRow("acme-dialer", "acme", calls=2, allowed=6001, blocked=3000, invalid=1000),
+        UsageRow("agency", "bank-y", calls=1, allowed=0, blocked=1, invalid=0),
     ]
     assert meter.rows("agency")[0].numbers == 1
     assert meter.since == NOW

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from nixlookup.server.rpc._principals import (
 __all__ = [
     "AUTHORIZATION_KEY",
     "UNAUTHENTICATED_METHODS",
+    "Admit",
     "Authenticator",
     "authorize",
     "current_principal",
@@ -54,6 +55,9 @@ UNAUTHENTICATED_METHODS = ("/grpc.health.v1.Health/",)
 """Method prefixes that need no principal: load balancers and kubelets probe health without a token."""
 _BEARER = "bearer "
 _SUBJECT_PROPERTY = "x509_subject"
+
+Admit = Callable[[Any], "contextvars.Token[Principal]"]
+"""`Authenticator.admit`: authenticate a call from its servicer context, set its principal."""
 
 _principal_var: contextvars.ContextVar[Principal] = contextvars.ContextVar("nixlookup_principal")
 
@@ -130,13 +134,22 @@ class Authenticator:
             "(nixlookup --token-file, env NIXLOOKUP_TOKEN) or a client certificate"
         )
 
-    def enter(self, principal: Principal) -> contextvars.Token[Principal]:
-        """Make `principal` the current one for this call (the guard resets it when the call ends)."""
+    def admit(self, context: Any) -> contextvars.Token[Principal]:
+        """Authenticate the call of `context` (a grpc or grpc.aio servicer context) and make its
+        principal the current one; `leave` with the returned token when the call ends."""
+        try:
+            principal = self.authenticate(context.invocation_metadata(), context.auth_context())
+        except UnauthenticatedError as error:
+            _log.warning("unauthenticated", peer=context.peer(), reason=str(error))
+            raise
         return _principal_var.set(principal)
 
     @staticmethod
     def leave(token: contextvars.Token[Principal]) -> None:
-        _principal_var.reset(token)
+        try:
+            _principal_var.reset(token)
+        except ValueError:  # a stream closed from another context: that context never saw it set
+            _principal_var.set(ANONYMOUS)
 
 
 def _bearer_token(metadata: Metadata | None) -> str | None:

@@ -25,7 +25,7 @@ class UsageRow:
 
     principal: str
     caller: str
-    checks: int  # calls: one per Check, one per CheckStream batch
+    calls: int  # one per Check, one per CheckStream batch
     allowed: int
     blocked: int
     invalid: int

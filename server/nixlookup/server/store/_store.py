@@ -375,8 +375,10 @@ class Store:
         force: bool = False,
         register_date: datetime | None = None,
         expect_version: str | None = None,
+        source: str | None = None,
     ) -> ReloadResult:
-        """Load `path` as the list's next version: validated off to the side, durable, then one swap."""
+        """Load `path` as the list's next version: validated off to the side, durable, then one swap.
+        `source` names it in the history (default: the path; an upload names the sent file)."""
         self._check_open()
         key = check_list_key(*key)
         started = time.perf_counter()
@@ -395,10 +397,11 @@ class Store:
                     expect_version=expect_version,
                     max_count_drop_share=self.settings.max_count_drop_share,
                 )
+                label = source or str(path)
                 if current is None or key not in self._lists:
-                    index = self._create_list(key, built.index, event="reload", source=str(path))
+                    index = self._create_list(key, built.index, event="reload", source=label)
                 else:
-                    index = self._commit_reload(key, built.index, str(path))
+                    index = self._commit_reload(key, built.index, label)
                 self._swap(key, index)
         except (FailedPreconditionError, InvalidArgumentError, NotFoundError) as refused:
             _log.warning("reload_refused", list=_describe_key(key), path=str(path), reason=str(refused))
