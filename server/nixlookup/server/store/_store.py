@@ -387,21 +387,21 @@ class Store:
         )
         try:
             built = self._build(key, request)
+            new = built.index.with_meta(source=source) if source else built.index
             with self.holder.write_lock:
                 current = self.holder.current().list_for(*key)
                 check_against_serving(
                     key,
-                    built.index,
+                    new,
                     current,
                     force=force,
                     expect_version=expect_version,
                     max_count_drop_share=self.settings.max_count_drop_share,
                 )
-                label = source or str(path)
                 if current is None or key not in self._lists:
-                    index = self._create_list(key, built.index, event="reload", source=label)
+                    index = self._create_list(key, new, event="reload", source=new.meta.source)
                 else:
-                    index = self._commit_reload(key, built.index, label)
+                    index = self._commit_reload(key, new, new.meta.source)
                 self._swap(key, index)
         except (FailedPreconditionError, InvalidArgumentError, NotFoundError) as refused:
             _log.warning("reload_refused", list=_describe_key(key), path=str(path), reason=str(refused))
