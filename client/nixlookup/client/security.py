@@ -28,7 +28,9 @@ __all__ = [
     "TOKEN_ENV",
     "ChannelSecurity",
     "TokenInterceptor",
+    "add_security_arguments",
     "open_channel",
+    "security_from_args",
 ]
 
 TOKEN_ENV = "NIXLOOKUP_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -164,3 +166,48 @@ def open_channel(
     )
     metadata = security.metadata
     return grpc.intercept_channel(channel, TokenInterceptor(metadata)) if metadata else channel
+
+
+def add_security_arguments(parser: Any, *, top_level: bool = False) -> None:
+    """--token-file, --ca, --cert, --key, --tls on an argparse parser; a command's copy has no default, so
+    a value given before the command name is kept (`top_level` gives them their None defaults)."""
+    import argparse
+
+    default: Any = None if top_level else argparse.SUPPRESS
+    flag_default: Any = False if top_level else argparse.SUPPRESS
+    parser.add_argument(
+        "--token-file",
+        default=default,
+        metavar="PATH",
+        help=f"file holding the bearer token [env {TOKEN_FILE_ENV}; or the token itself in {TOKEN_ENV}]",
+    )
+    parser.add_argument(
+        "--ca",
+        default=default,
+        metavar="PEM",
+        help=f"CA certificate to verify the server by (TLS) [env {CA_ENV}]",
+    )
+    parser.add_argument(
+        "--cert",
+        default=default,
+        metavar="PEM",
+        help=f"client certificate for mTLS, with --key [env {CERT_ENV}]",
+    )
+    parser.add_argument("--key", default=default, metavar="PEM", help=f"its private key [env {KEY_ENV}]")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=flag_default,
+        help="use TLS with the system's CA certificates (implied by --ca or --cert)",
+    )
+
+
+def security_from_args(args: Any) -> ChannelSecurity:
+    """The `ChannelSecurity` the command line (and environment) asks for."""
+    return ChannelSecurity.from_sources(
+        token_file=getattr(args, "token_file", None),
+        ca=getattr(args, "ca", None),
+        cert=getattr(args, "cert", None),
+        key=getattr(args, "key", None),
+        tls=bool(getattr(args, "tls", False)),
+    )
