@@ -18,11 +18,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from certs import Pki, write_pki
 from conftest import RegisterFile, ServerFactory, make_mobile_keys
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from nixlookup.bench.certs import Pki, write_pki
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 

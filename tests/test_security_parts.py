@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from certs import write_pki
 
+from nixlookup.bench.certs import write_pki
 from nixlookup.server.app._exposure import ExposureError, plan_exposure
 from nixlookup.server.app._tls import CertificateSource, TlsError, TlsFiles
 from nixlookup.server.rpc._metering import Meter, UsageRow
