@@ -475,6 +475,9 @@ def test_a_rotated_certificate_is_used_without_a_restart(secured: Secured, tmp_p
     with secured.channel(ca=renewed.ca_cert) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    with secured.channel(secured.server.admin_target, ca=renewed.ca_cert) as channel:  # every listener
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
     with secured.channel(ca=old_ca) as channel, pytest.raises(grpc.RpcError) as distrusted:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert code_of(distrusted) == grpc.StatusCode.UNAVAILABLE

@@ -385,12 +385,7 @@ def serve(config: ServerConfig) -> int:
     )
     admin_host = host_of(config.admin_listen) if config.admin_listen else host
     admin_served = running.admin is not None or security.plan.admin_on_listen
-    if (
-        not initial.ephemeral
-        and admin_served
-        and config.reload_root is None
-        and not is_loopback(admin_host)
-    ):
+    if not initial.ephemeral and admin_served and config.reload_root is None and not is_loopback(admin_host):
         _log.warning(
             "admin_reload_unrestricted",
             listen=admin_host,

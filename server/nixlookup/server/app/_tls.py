@@ -10,6 +10,8 @@ Theory of operation:
   new `grpc.ssl_server_certificate_configuration` read from the files. So a renewed certificate (certbot,
   cert-manager) is used from the next connection on, without a restart; connections already open keep
   theirs. Checking costs three ``stat`` calls per new connection, nothing per call.
+- Each listener has its own fetcher (`fetcher`), which remembers the configuration its listener has:
+  the files are read once per change, and every listener is handed the new configuration.
 - A re-read that fails (a file half-written, a key that is not PEM) keeps the configuration in force and
   logs why; it is tried again on the next connection. The files are checked when the server starts: a
   missing or non-PEM file refuses the start, naming the file.
@@ -18,6 +20,7 @@ Theory of operation:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +73,9 @@ class CertificateSource:
         self._reload_requested = False
         self._signature = self._stat()
         self._initial = self._configuration()
+        self._current = self._initial
         self.reloads = 0
+        self._default_fetch = self.fetcher()
 
     @property
     def mutual(self) -> bool:
@@ -101,27 +106,46 @@ class CertificateSource:
         with self._lock:
             self._reload_requested = True
 
-    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        """grpc's certificate_configuration_fetcher: a new configuration, or None for no change."""
+    def _refresh(self) -> None:
+        """Re-read the files when they changed (or SIGHUP asked); a failed read keeps the current one."""
         signature = self._stat()
         with self._lock:
             if signature == self._signature and not self._reload_requested:
-                return None
+                return
             try:
                 configuration = self._configuration()
             except TlsError as error:
                 _log.error("tls_reload_failed", error=str(error), kept="the certificate in use")
-                return None
+                return
             self._reload_requested = False
             self._signature = signature
+            self._current = configuration
             self.reloads += 1
         _log.info("tls_certificate_reloaded", cert=str(self.files.cert), reloads=self.reloads)
-        return configuration
+
+    def fetcher(self) -> Callable[[], grpc.ServerCertificateConfiguration | None]:
+        """A certificate_configuration_fetcher for one listener: it remembers which configuration its
+        listener has, so every listener gets a renewed certificate, not only the first to ask."""
+        seen = [self.reloads]
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            self._refresh()
+            with self._lock:
+                if seen[0] == self.reloads:
+                    return None
+                seen[0] = self.reloads
+                return self._current
+
+        return fetch
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """What `fetcher`'s callable answers, for a single listener (and tests)."""
+        return self._default_fetch()
 
     def server_credentials(self) -> grpc.ServerCredentials:
-        """Credentials for ``add_secure_port``, all listeners sharing this source."""
+        """Credentials for one listener's ``add_secure_port`` (call once per listener)."""
         return grpc.dynamic_ssl_server_credentials(
             self._initial,
-            self.fetch,  # type: ignore[arg-type]  # grpc-stubs omit the documented None (= no change)
+            self.fetcher(),  # type: ignore[arg-type]  # grpc-stubs omit the documented None (= no change)
             require_client_authentication=self.mutual,
         )
