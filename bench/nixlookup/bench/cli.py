@@ -69,6 +69,7 @@ def _run_rpc(args: argparse.Namespace) -> Report:
             bulk_repeats=args.repeats,
             bulk_numbers=args.bulk_numbers,
             text_numbers=args.text_numbers,
+            security=args.security,
         ),
         workdir=args.workdir,
     )
@@ -141,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per concurrency level")
     rpc.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
     rpc.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    rpc.add_argument(
+        "--security",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also a server with TLS + a bearer token, as a ratio to plaintext (default: on)",
+    )
     rpc.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
 
     reload = command(

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import grpc
 import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, drive_calls, latency_stats
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = [
@@ -44,13 +45,26 @@ def channel_options() -> list[tuple[str, int]]:
     ]
 
 
-def wait_until_serving(target: str, *, timeout_s: float, service: str = "") -> None:
+def _sync_channel(target: str, security: ChannelSecurity | None, **options: Any) -> grpc.Channel:
+    credentials = security.channel_credentials() if security is not None else None
+    if credentials is None:
+        return grpc.insecure_channel(target, **options)
+    return grpc.secure_channel(target, credentials, **options)
+
+
+def _metadata(security: ChannelSecurity | None) -> tuple[tuple[str, str], ...] | None:
+    return security.metadata if security is not None else None
+
+
+def wait_until_serving(
+    target: str, *, timeout_s: float, service: str = "", security: ChannelSecurity | None = None
+) -> None:
     """Poll the standard health service until it says SERVING; raise TimeoutError otherwise."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
-    with grpc.insecure_channel(target) as channel:
+    with _sync_channel(target, security) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -71,14 +85,24 @@ async def _unary_run(
     *,
     in_flight: int,
     max_seconds: float,
+    security: ChannelSecurity | None,
 ) -> tuple[list[int], float, int]:
-    async with grpc.aio.insecure_channel(target, options=channel_options()) as channel:
+    credentials = security.channel_credentials() if security is not None else None
+    metadata = _metadata(security)
+    channel = (
+        grpc.aio.secure_channel(target, credentials, options=channel_options())
+        if credentials is not None
+        else grpc.aio.insecure_channel(target, options=channel_options())
+    )
+    async with channel:
         stub = lookup_pb2_grpc.LookupStub(channel)
         # One warm-up call per worker: connection set-up is not part of the steady-state figure.
-        await asyncio.gather(*(stub.Check(requests[0], timeout=_CALL_TIMEOUT_S) for _ in range(in_flight)))
+        await asyncio.gather(
+            *(stub.Check(requests[0], timeout=_CALL_TIMEOUT_S, metadata=metadata) for _ in range(in_flight))
+        )
 
         async def check(index: int) -> bool:
-            answer = await stub.Check(requests[index], timeout=_CALL_TIMEOUT_S)
+            answer = await stub.Check(requests[index], timeout=_CALL_TIMEOUT_S, metadata=metadata)
             return bool(answer.verdict == lookup_pb2.BLOCKED)
 
         return await drive_calls(check, expected_blocked, in_flight=in_flight, max_seconds=max_seconds)
@@ -92,6 +116,7 @@ def unary_check(
     in_flight: int,
     max_calls: int,
     max_seconds: float,
+    security: ChannelSecurity | None = None,
 ) -> tuple[LatencyStats, int]:
     """`Check` by e164 with `in_flight` concurrent callers (asyncio tasks on one channel).
 
@@ -100,7 +125,14 @@ def unary_check(
     count = min(max_calls, queries.size)
     requests = [lookup_pb2.CheckRequest(e164=key) for key in queries[:count].tolist()]
     latencies, elapsed, wrong = asyncio.run(
-        _unary_run(target, requests, expected_blocked[:count], in_flight=in_flight, max_seconds=max_seconds)
+        _unary_run(
+            target,
+            requests,
+            expected_blocked[:count],
+            in_flight=in_flight,
+            max_seconds=max_seconds,
+            security=security,
+        )
     )
     return latency_stats(latencies, elapsed), wrong
 
@@ -134,6 +166,7 @@ def bulk_check(
     texts: Sequence[str] | None = None,
     caller: str = "",
     max_seconds: float,
+    security: ChannelSecurity | None = None,
 ) -> BulkStats:
     """Send `queries` through one `CheckStream` in batches; numbers/s from first send to last answer.
 
@@ -154,15 +187,16 @@ def bulk_check(
     blocked_seen = 0
     blocked_expected = 0
     correct = True
-    with grpc.insecure_channel(target, options=channel_options()) as channel:
+    metadata = _metadata(security)
+    with _sync_channel(target, security, options=channel_options()) as channel:
         stub = lookup_pb2_grpc.LookupStub(channel)
         # Warm-up: one small batch on the same channel, so connection set-up is not timed.
         warm = lookup_pb2.CheckBatch(e164_le=queries[:16].astype("<u8").tobytes())
-        for _ in stub.CheckStream(iter([warm]), timeout=_CALL_TIMEOUT_S):
+        for _ in stub.CheckStream(iter([warm]), timeout=_CALL_TIMEOUT_S, metadata=metadata):
             pass
         started = time.perf_counter()
         deadline_holder.append(started + max_seconds)
-        for result in stub.CheckStream(requests(), timeout=max_seconds + 60):
+        for result in stub.CheckStream(requests(), timeout=max_seconds + 60, metadata=metadata):
             start = answered
             answered += result.count
             answered_batches += 1

@@ -206,9 +206,9 @@ def wait_for_port_file(
         if popen.poll() is not None:
             raise describe(f"exited with code {popen.returncode} before listening")
         with contextlib.suppress(FileNotFoundError, ValueError):
-            text = path.read_text(encoding="ascii").strip()
-            if text:
-                return int(text)
+            lines = path.read_text(encoding="ascii").splitlines()
+            if lines:  # the port first; more lines may follow (``admin PORT``)
+                return int(lines[0])
         time.sleep(0.05)
     raise describe(f"did not report its port within {timeout_s:.0f} s")
 

@@ -7,6 +7,8 @@ It starts the real server (`nixlookup-server serve`, register from a text file) 
   and server CPU per number;
 - bulk bytes for a caller with 100k opt-outs and 500k relationships (loaded through Admin/ApplyDelta)
   against no caller, answers checked against the rule order (opt-out, relationship, register);
+- the same unary and bulk runs against a second nixlookup server with TLS and an auth file, the client
+  sending a bearer token (`--security`, on by default), as a ratio to the plaintext server;
 and reports nixlookup's figures as ratios against the reference. Contenders alternate at every step, so
 drift in the machine's load hits both alike. Server CPU comes from /proc/<pid>/stat (user + system).
 """
@@ -29,7 +31,12 @@ from nixlookup.bench.admin import AdminClient
 from nixlookup.bench.grpcload import BulkMode, bulk_check, unary_check
 from nixlookup.bench.procs import cpu_seconds, rss_bytes
 from nixlookup.bench.report import Plot, Report, Table
-from nixlookup.bench.servers import RunningServer, nixlookup_server, reference_server
+from nixlookup.bench.servers import (
+    RunningServer,
+    nixlookup_server,
+    reference_server,
+    secured_nixlookup_server,
+)
 from nixlookup.bench.timing import BulkStats, LatencyStats, progress, ratio
 from nixlookup.bench.workload import Workload, make_workload, write_register_text
 from nixlookup.server.index import sorted_unique
@@ -51,6 +58,7 @@ OURS = "nixlookup"
 """The name of our own server among `started_servers`."""
 _REFERENCE = "reference"  # bare grpcio, sync server with a thread pool: the same model as ours
 _REFERENCE_AIO = "reference-aio"  # bare grpc.aio: shown beside it, for the choice of server model
+SECURED = "nixlookup-tls"  # our server with TLS and an auth file, clients sending a bearer token
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class RpcSettings:
     bulk_seconds: float = 8.0
     bulk_repeats: int = 3  # best of N bulk runs
     caller_lists: bool = True  # also the caller with 100k opt-outs + 500k relationships (needs Admin)
+    security: bool = True  # also the server with TLS + a bearer token, as a ratio to plaintext
 
 
 def _unary_key(contender: str, level: int, what: str) -> str:
@@ -100,6 +109,7 @@ def measure_unary(
                     in_flight=level,
                     max_calls=settings.unary_calls,
                     max_seconds=settings.unary_seconds,
+                    security=server.security,
                 )
                 cpu_per_call = (cpu_seconds(server.pid) - cpu_before) / max(1, stats.calls)
                 wrong[name] += run_wrong
@@ -140,6 +150,7 @@ def _best_bulk(
             mode=mode,
             texts=texts[:count] if mode == "texts" else None,
             max_seconds=settings.bulk_seconds,
+            security=server.security,
         )
         cpu_used = cpu_seconds(server.pid) - cpu_before
         if best is None or stats.numbers_per_s > best.numbers_per_s:
@@ -240,6 +251,15 @@ def _ratios(figures: dict[str, Any], settings: RpcSettings) -> dict[str, Any]:
                 figures.get(_bulk_key(OURS, mode, batch, "numbers_per_s")),
                 figures.get(_bulk_key(_REFERENCE, mode, batch, "numbers_per_s")),
             )
+    for level in settings.concurrency:
+        out[f"tls_token_unary_c{level}_vs_plaintext"] = ratio(
+            figures.get(_unary_key(SECURED, level, "qps")), figures.get(_unary_key(OURS, level, "qps"))
+        )
+    for batch in settings.batch_sizes:
+        out[f"tls_token_bulk_bytes_{batch}_vs_plaintext"] = ratio(
+            figures.get(_bulk_key(SECURED, "bytes", batch, "numbers_per_s")),
+            figures.get(_bulk_key(OURS, "bytes", batch, "numbers_per_s")),
+        )
     for batch in settings.batch_sizes:
         out[f"bulk_bytes_vs_texts_{batch}"] = ratio(
             figures.get(_bulk_key(OURS, "bytes", batch, "numbers_per_s")),
@@ -250,13 +270,16 @@ def _ratios(figures: dict[str, Any], settings: RpcSettings) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def started_servers(
-    workload: Workload, workdir: Path, *, with_reference: bool = True
+    workload: Workload, workdir: Path, *, with_reference: bool = True, with_security: bool = False
 ) -> Iterator[dict[str, RunningServer]]:
     """The real server (register from a text file) and the reference server, both on loopback."""
     register_path = write_register_text(workdir / "register.txt", workload.register)
     with contextlib.ExitStack() as stack:
         progress(f"starting nixlookup-server on {workload.size:,} numbers")
         servers = {OURS: stack.enter_context(nixlookup_server(register_path, workdir))}
+        if with_security:
+            progress("starting nixlookup-server with TLS and an auth file")
+            servers[SECURED] = stack.enter_context(secured_nixlookup_server(register_path, workdir))
         if with_reference:
             progress("starting the reference grpcio server")
             servers[_REFERENCE] = stack.enter_context(
@@ -322,6 +345,25 @@ def _tables(figures: dict[str, Any], settings: RpcSettings) -> list[Table]:
                 "caller_lists_vs_plain")  # fmt: skip
         lists.rows.append([*(figures[key] for key in keys), ">= 0.8"])
         tables.append(lists)
+    if _unary_key(SECURED, settings.concurrency[0], "qps") in figures:
+        secured = Table(
+            title="TLS + bearer token (auth file) vs plaintext without auth, same server, same run",
+            columns=["call", "plaintext", "TLS + token", "ratio", "target"],
+        )
+        for level in settings.concurrency:
+            secured.rows.append([
+                f"unary QPS, {level} in flight", figures.get(_unary_key(OURS, level, "qps")),
+                figures.get(_unary_key(SECURED, level, "qps")),
+                figures.get(f"tls_token_unary_c{level}_vs_plaintext"), ">= 0.8",
+            ])  # fmt: skip
+        for batch in settings.batch_sizes:
+            secured.rows.append([
+                f"bulk bytes numbers/s, batches of {batch:,}",
+                figures.get(_bulk_key(OURS, "bytes", batch, "numbers_per_s")),
+                figures.get(_bulk_key(SECURED, "bytes", batch, "numbers_per_s")),
+                figures.get(f"tls_token_bulk_bytes_{batch}_vs_plaintext"), ">= 0.9",
+            ])  # fmt: skip
+        tables.append(secured)
     return tables
 
 
@@ -366,7 +408,7 @@ def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str,
     figures: dict[str, Any] = {"register_size": workload.size}
     with (
         tempfile.TemporaryDirectory(prefix="nixlookup-bench-rpc-", dir=workdir) as tmp,
-        started_servers(workload, Path(tmp)) as servers,
+        started_servers(workload, Path(tmp), with_security=settings.security) as servers,
     ):
         figures["server_ready_s"] = servers[OURS].ready_s
         figures["reference_ready_s"] = servers[_REFERENCE].ready_s

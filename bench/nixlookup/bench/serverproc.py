@@ -58,7 +58,8 @@ class ServerProcess:
 
     `args` are extra arguments for the subcommand (``serve`` by default), e.g. ``["--register", path,
     "--grace", "5"]``; the helper adds ``--listen`` and ``--port-file`` itself. `env` entries are added to a
-    copy of the environment with inherited ``NIXLOOKUP_*`` variables removed.
+    copy of the environment with inherited ``NIXLOOKUP_*`` variables removed. A server with TLS is polled
+    for health over `channel_credentials` (health needs no token).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class ServerProcess:
         command: str = "serve",
         startup_timeout: float = _STARTUP_TIMEOUT_SECONDS,
         wait_for_serving: bool = True,
+        channel_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.args = list(args)
         self.env = dict(env or {})
@@ -80,6 +82,8 @@ class ServerProcess:
         self._port_file = self._workdir / "port"
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
+        self._admin_port: int | None = None
+        self.channel_credentials = channel_credentials
         self.returncode: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -164,6 +168,17 @@ class ServerProcess:
         return self._port
 
     @property
+    def admin_port(self) -> int:
+        """The port of the separate Admin listener (``--admin-listen 127.0.0.1:0``)."""
+        if self._admin_port is None:
+            raise RuntimeError("ServerProcess has no admin port (no --admin-listen)")
+        return self._admin_port
+
+    @property
+    def admin_target(self) -> str:
+        return f"127.0.0.1:{self.admin_port}"
+
+    @property
     def target(self) -> str:
         """``127.0.0.1:PORT``, ready for `grpc.insecure_channel` or ``nixlookup --target``."""
         return f"127.0.0.1:{self.port}"
@@ -181,7 +196,12 @@ class ServerProcess:
 
     def health_status(self, service: str = "", timeout: float = 2.0) -> str:
         """The health service's answer for `service` ("" = the whole server), e.g. ``"SERVING"``."""
-        with grpc.insecure_channel(self.target) as channel:
+        channel = (
+            grpc.secure_channel(self.target, self.channel_credentials)
+            if self.channel_credentials is not None
+            else grpc.insecure_channel(self.target)
+        )
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -201,6 +221,10 @@ class ServerProcess:
         self._port = wait_for_port_file(
             self._require_process(), self._port_file, timeout_s=self.startup_timeout, describe=self._fail
         )
+        for line in self._port_file.read_text(encoding="ascii").splitlines()[1:]:
+            name, _, value = line.partition(" ")
+            if name == "admin":  # ``admin PORT``: the separate Admin listener (--admin-listen)
+                self._admin_port = int(value)
 
     def _await_serving(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -20,8 +20,9 @@ from numpy.typing import NDArray
 
 from nixlookup.bench.grpcload import wait_until_serving
 from nixlookup.bench.procs import ManagedProcess, ProcessStartError, managed_process, wait_for_port_file
+from nixlookup.client.security import ChannelSecurity
 
-__all__ = ["RunningServer", "nixlookup_server", "reference_server"]
+__all__ = ["RunningServer", "nixlookup_server", "reference_server", "secured_nixlookup_server"]
 
 _START_TIMEOUT_S = 120.0  # a 30M-number register takes a while to parse on a loaded 2-core machine
 
@@ -32,6 +33,7 @@ class RunningServer:
     target: str
     process: ManagedProcess
     ready_s: float  # seconds from process start to health SERVING
+    security: ChannelSecurity | None = None  # TLS and token the clients use (None: plaintext, no auth)
 
     @property
     def pid(self) -> int:
@@ -39,7 +41,9 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def _serving(argv: Sequence[str], *, name: str, workdir: Path) -> Iterator[RunningServer]:
+def _serving(
+    argv: Sequence[str], *, name: str, workdir: Path, security: ChannelSecurity | None = None
+) -> Iterator[RunningServer]:
     started = time.perf_counter()
     port_file = workdir / f"{name}.port"
     port_file.unlink(missing_ok=True)
@@ -51,16 +55,28 @@ def _serving(argv: Sequence[str], *, name: str, workdir: Path) -> Iterator[Runni
 
         port = wait_for_port_file(process.popen, port_file, timeout_s=_START_TIMEOUT_S, describe=failed)
         target = f"127.0.0.1:{port}"
-        wait_until_serving(target, timeout_s=_START_TIMEOUT_S)
-        yield RunningServer(name=name, target=target, process=process, ready_s=time.perf_counter() - started)
+        wait_until_serving(target, timeout_s=_START_TIMEOUT_S, security=security)
+        yield RunningServer(
+            name=name,
+            target=target,
+            process=process,
+            ready_s=time.perf_counter() - started,
+            security=security,
+        )
 
 
 @contextlib.contextmanager
 def nixlookup_server(
-    register_path: Path, workdir: Path, *, extra_args: Sequence[str] = ()
+    register_path: Path,
+    workdir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    name: str = "nixlookup-server",
+    security: ChannelSecurity | None = None,
 ) -> Iterator[RunningServer]:
-    """`nixlookup-server serve` on a free loopback port, serving `register_path`, data dir under `workdir`."""
-    data_dir = workdir / "nixlookup-data"
+    """`nixlookup-server serve` on a free loopback port, serving `register_path`, data dir under `workdir`;
+    `security` is what clients need when `extra_args` turn on TLS and an auth file."""
+    data_dir = workdir / f"{name}-data"
     argv = [
         sys.executable, "-m", "nixlookup.server.app", "serve",
         "--register", str(register_path),
@@ -70,7 +86,39 @@ def nixlookup_server(
         "--grace", "2",
         *extra_args,
     ]  # fmt: skip
-    with _serving(argv, name="nixlookup-server", workdir=workdir) as server:
+    with _serving(argv, name=name, workdir=workdir, security=security) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def secured_nixlookup_server(register_path: Path, workdir: Path) -> Iterator[RunningServer]:
+    """The same server with TLS (a CA made here) and an auth file of one check principal, whose token
+    the clients send: the cost of security, measured against the plaintext server in the same run."""
+    import hashlib
+    import secrets
+
+    from nixlookup.bench.certs import write_pki
+
+    pki = write_pki(workdir / "pki")
+    token = secrets.token_urlsafe(32)
+    auth_file = workdir / "auth.toml"
+    auth_file.write_text(
+        f'[[principal]]\nname = "bench"\ntoken_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+        'callers = ["*"]\nroles = ["check", "lists", "admin"]\n',
+        encoding="utf-8",
+    )
+    security = ChannelSecurity(token=token, ca=pki.ca_cert.read_bytes())
+    arguments = [
+        "--tls-cert",
+        str(pki.server_cert),
+        "--tls-key",
+        str(pki.server_key),
+        "--auth-file",
+        str(auth_file),
+    ]
+    with nixlookup_server(
+        register_path, workdir, extra_args=arguments, name="nixlookup-tls", security=security
+    ) as server:
         yield server
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from nixlookup.client._batching import Numbers, PreparedBatch, prepare_batches
 from nixlookup.client._retry import DEFAULT_RETRY, RetryPolicy, status_of
 from nixlookup.client.errors import NixlookupClientError, from_rpc_error
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.client.sync import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_IN_FLIGHT,
@@ -149,7 +151,11 @@ class AsyncClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         credentials: grpc.ChannelCredentials | None = None,
         options: tuple[tuple[str, int | str], ...] = (),
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
     ) -> None:
+        """`token`: sent as ``authorization: Bearer`` with every call; `security`: a token and TLS/mTLS
+        settings together (`ChannelSecurity`); `credentials`: grpc channel credentials of your own."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self.target = target
@@ -159,6 +165,11 @@ class AsyncClient:
         self.max_in_flight = max_in_flight
         self.retry = retry
         opts = channel_options(options)
+        security = security or ChannelSecurity()
+        if token is not None:
+            security = replace(security, token=token)
+        self._metadata = security.metadata
+        credentials = credentials or security.channel_credentials()
         self._channel = (
             grpc.aio.secure_channel(target, credentials, options=opts)
             if credentials is not None
@@ -185,7 +196,7 @@ class AsyncClient:
         while True:
             attempt += 1
             try:
-                return await call(request, timeout=deadline)
+                return await call(request, timeout=deadline, metadata=self._metadata)
             except grpc.RpcError as error:
                 if self.retry.should_retry(status_of(error), attempt):
                     await asyncio.sleep(self.retry.backoff(attempt))
@@ -235,7 +246,7 @@ class AsyncClient:
         attempt = 0
         while True:
             attempt += 1
-            call: Any = self._stub.CheckStream(timeout=deadline)  # type: ignore[call-arg]
+            call: Any = self._stub.CheckStream(timeout=deadline, metadata=self._metadata)  # type: ignore[call-arg]
             try:
                 async for message, prepared in stream.attempt(call):
                     attempt = 0

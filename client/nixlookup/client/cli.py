@@ -30,6 +30,7 @@ from typing import Any
 
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import CheckResult, ListInfo, RegisterInfo
+from nixlookup.client.security import add_security_arguments, security_from_args
 from nixlookup.client.sync import DEFAULT_BATCH_SIZE, DEFAULT_TARGET, DEFAULT_TIMEOUT, Client
 from nixlookup.client.wash import WashError, WashSummary, print_progress, wash
 from nixlookup.v1.vocabulary import LineType, Purpose, Verdict
@@ -71,6 +72,7 @@ def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
         default=timeout_default,
         help=f"deadline in seconds for one call [default {DEFAULT_TIMEOUT:g}; a wash's stream: 3600]",
     )
+    add_security_arguments(common, top_level=top_level)
     return common
 
 
@@ -132,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands ---------------------------------------------------------------------------------------------
 def _client(args: argparse.Namespace) -> Client:
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
-    return Client(args.target, timeout=timeout)
+    return Client(args.target, timeout=timeout, security=security_from_args(args))
 
 
 def _date(moment: datetime | None) -> str:
@@ -295,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NixlookupClientError as error:
         print(f"nixlookup {args.command}: {error}", file=sys.stderr)
         return 1
-    except (WashError, OSError) as error:
+    except (WashError, OSError, ValueError) as error:  # ValueError: an unreadable --token-file, --ca ...
         print(f"nixlookup {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

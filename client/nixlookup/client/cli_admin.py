@@ -5,13 +5,18 @@
     nixlookup admin apply-delta --add new.txt --remove cancelled.txt [--expect-version V]
     nixlookup admin compact [--all | --list-kind KIND --caller C]
     nixlookup admin history [--list-kind KIND --caller C]
+    nixlookup admin upload FILE [--list-kind KIND --caller C] [--force]   (send the file's bytes)
+    nixlookup admin audit [--limit N] [--since DATE]                      (role admin)
+    nixlookup admin usage [--principal P]                                 (role admin)
     nixlookup admin lists ...            (the callers' lists: see `nixlookup lists --help`)
 
 `reload` asks the server to read PATH (a file on the server, passed as an absolute path): it is validated
 there (bad lines, truncation, checksum, count drop) and refused with the reason while the old version keeps
 serving. `apply-delta` reads numbers as written from text or CSV files and sends them; the server answers
-once the delta is durable. Exit status: 0 done, 1 refused by the server, 2 usage or local file error.
-Numbers never appear in the output.
+once the delta is durable. `upload` sends a file from this machine instead (a server with an auth file
+reads no paths unless it has --reload-root). Every command takes ``--token-file``/``$NIXLOOKUP_TOKEN``
+and ``--ca``/``--cert``/``--key`` (docs/security.md). Exit status: 0 done, 1 refused by the server, 2 usage
+or local file error. Numbers never appear in the output.
 
 `register_admin_commands(subparsers)` adds the `admin` group to the `nixlookup` parser.
 """
@@ -31,6 +36,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from nixlookup.client._cli_guard import Handler, guarded
 from nixlookup.client.cli_lists import add_lists_parser, read_numbers, until_day
+from nixlookup.client.security import add_security_arguments, open_channel, security_from_args
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import ListKind
 
@@ -79,7 +85,7 @@ def _target(args: argparse.Namespace) -> str:
 
 
 def _stub(args: argparse.Namespace) -> tuple[grpc.Channel, lookup_pb2_grpc.AdminStub]:
-    channel = grpc.insecure_channel(_target(args))
+    channel = open_channel(_target(args), security_from_args(args))
     return channel, lookup_pb2_grpc.AdminStub(channel)
 
 
@@ -163,9 +169,85 @@ def _run_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+_UPLOAD_CHUNK_BYTES = 1 << 20
+"""1 MiB per UploadRequest: well under the server's --max-message-bytes (8 MiB by default)."""
+
+
+def _upload_requests(args: argparse.Namespace, path: Path) -> Any:
+    options = lookup_pb2.ReloadRequest(
+        list=_list_ref(args),
+        path=path.name,
+        format=args.format or "",
+        column=args.column or "",
+        until_column=args.until_column or "",
+        force=args.force,
+        expect_version=args.expect_version or "",
+    )
+    yield lookup_pb2.UploadRequest(reload=options)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_UPLOAD_CHUNK_BYTES):
+            yield lookup_pb2.UploadRequest(data=chunk)
+
+
+def _run_upload(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.is_file():
+        raise _UsageError(f"{path}: no such file")
+    channel, stub = _stub(args)
+    with channel:
+        response = stub.Upload(_upload_requests(args, path), timeout=args.timeout)
+    _print_info(response.info)
+    print(
+        f"  replaced {response.previous_version or '(new list)'}; {response.bad_lines} bad lines skipped; "
+        f"{response.load_seconds:.3f} s"
+    )
+    return 0
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    request = lookup_pb2.GetAuditLogRequest(limit=args.limit)
+    if args.since:
+        moment = datetime.fromisoformat(args.since)
+        request.since.CopyFrom(
+            Timestamp(seconds=int(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp()))
+        )
+    channel, stub = _stub(args)
+    with channel:
+        log = stub.GetAuditLog(request, timeout=args.timeout)
+    for record in log.records:
+        when = datetime.fromtimestamp(record.time.seconds, UTC).isoformat(timespec="seconds")
+        target = _name(record.list) if record.HasField("list") else "-"
+        counts = " ".join(f"{name}={value}" for name, value in sorted(record.counts.items()))
+        versions = f"{record.version_before or '-'} -> {record.version_after or '-'}"
+        print(
+            f"{when}  {record.principal:<16} {record.operation:<10} {target:<22} {record.outcome:<18} "
+            f"{versions}  {counts}  {record.peer}" + (f"  {record.detail}" if record.detail else "")
+        )
+    if log.skipped_lines:
+        print(f"({log.skipped_lines} torn lines skipped)", file=sys.stderr)
+    return 0
+
+
+def _run_usage(args: argparse.Namespace) -> int:
+    channel, stub = _stub(args)
+    with channel:
+        usage = stub.GetUsage(
+            lookup_pb2.GetUsageRequest(principal=args.principal or ""), timeout=args.timeout
+        )
+    since = datetime.fromtimestamp(usage.since.seconds, UTC).isoformat(timespec="seconds")
+    print(f"numbers checked since {since} (the server's start), by principal and caller:")
+    print(f"{'principal':<20} {'caller':<16} {'calls':>10} {'allowed':>14} {'blocked':>14} {'invalid':>12}")
+    for row in usage.rows:
+        print(
+            f"{row.principal:<20} {row.caller or '-':<16} {row.calls:>10,} {row.allowed:>14,} "
+            f"{row.blocked:>14,} {row.invalid:>12,}"
+        )
+    return 0
+
+
 def _run_history(args: argparse.Namespace) -> int:
     ref = _list_ref(args)
-    with grpc.insecure_channel(_target(args)) as channel:
+    with open_channel(_target(args), security_from_args(args)) as channel:
         info = lookup_pb2_grpc.LookupStub(channel).GetRegisterInfo(
             lookup_pb2.GetRegisterInfoRequest(), timeout=args.timeout
         )
@@ -197,6 +279,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help=f"server address (default: nixlookup --target, $NIXLOOKUP_TARGET, or {DEFAULT_SERVER})",
     )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="deadline in seconds")
+    add_security_arguments(parser)
     parser.add_argument(
         "--list-kind", choices=list(_KINDS), default="register", help="which list (default: the register)"
     )
@@ -235,6 +318,27 @@ def register_admin_commands(subparsers: Any) -> argparse.ArgumentParser:
     _common(compact)
     compact.add_argument("--all", action="store_true", help="every list with journalled deltas")
     compact.set_defaults(func=_guarded(_run_compact))
+
+    upload = commands.add_parser("upload", help="send a register or list file to the server and load it")
+    _common(upload)
+    upload.add_argument("path", help="text, CSV or snapshot file on this machine")
+    upload.add_argument("--force", action="store_true", help="accept a count drop beyond the server's limit")
+    upload.add_argument("--format", choices=["text", "csv", "snapshot"], help="default: by content")
+    upload.add_argument("--column", help="CSV column holding the numbers (default: the first)")
+    upload.add_argument("--until-column", help="CSV column with each entry's end date (dated lists)")
+    upload.add_argument("--expect-version", help="refuse unless this is the serving version")
+    upload.set_defaults(func=_guarded(_run_upload))
+
+    audit = commands.add_parser("audit", help="the audit log: every Admin action (role admin)")
+    _common(audit)
+    audit.add_argument("--limit", type=int, default=50, help="newest N records (0 = all; default 50)")
+    audit.add_argument("--since", help="records at or after this time, YYYY-MM-DD[THH:MM]")
+    audit.set_defaults(func=_guarded(_run_audit))
+
+    usage = commands.add_parser("usage", help="numbers checked per principal and caller (role admin)")
+    _common(usage)
+    usage.add_argument("--principal", help="only this principal")
+    usage.set_defaults(func=_guarded(_run_usage))
 
     history = commands.add_parser("history", help="a list's serving version and its version history")
     _common(history)

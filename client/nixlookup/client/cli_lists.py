@@ -36,6 +36,7 @@ import numpy as np
 
 from nixlookup.client._cli_guard import Handler, guarded
 from nixlookup.client.proof import ProofError, verify_proof
+from nixlookup.client.security import add_security_arguments, open_channel, security_from_args
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import ListKind
 
@@ -132,7 +133,7 @@ def _timeout(args: argparse.Namespace) -> float:
 
 
 def _admin(args: argparse.Namespace) -> tuple[grpc.Channel, lookup_pb2_grpc.AdminStub]:
-    channel = grpc.insecure_channel(_target(args))
+    channel = open_channel(_target(args), security_from_args(args))
     return channel, lookup_pb2_grpc.AdminStub(channel)
 
 
@@ -209,7 +210,7 @@ def _run_drop(args: argparse.Namespace) -> int:
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(_target(args)) as channel:
+    with open_channel(_target(args), security_from_args(args)) as channel:
         info = lookup_pb2_grpc.LookupStub(channel).GetRegisterInfo(
             lookup_pb2.GetRegisterInfoRequest(), timeout=_timeout(args)
         )
@@ -239,6 +240,7 @@ def _common(parser: argparse.ArgumentParser, *, kind_required: bool = True) -> N
         default=argparse.SUPPRESS,
         help=f"deadline per RPC in seconds (default {DEFAULT_TIMEOUT_SECONDS:g})",
     )
+    add_security_arguments(parser)
     parser.add_argument("--caller", required=kind_required, default="", help="the company id owning the list")
     if kind_required:
         parser.add_argument("--kind", required=True, choices=sorted(KIND_BY_SLUG), help="which list")

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import TracebackType
 from typing import TypeVar
 
@@ -31,6 +32,7 @@ from nixlookup.client._batching import Numbers, PreparedBatch, prepare_batches
 from nixlookup.client._retry import DEFAULT_RETRY, RetryPolicy, status_of
 from nixlookup.client.errors import NixlookupClientError, from_rpc_error
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import Purpose
 
@@ -161,7 +163,11 @@ class Client:
         retry: RetryPolicy = DEFAULT_RETRY,
         credentials: grpc.ChannelCredentials | None = None,
         options: tuple[tuple[str, int | str], ...] = (),
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
     ) -> None:
+        """`token`: sent as ``authorization: Bearer`` with every call; `security`: a token and TLS/mTLS
+        settings together (`ChannelSecurity`); `credentials`: grpc channel credentials of your own."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self.target = target
@@ -171,6 +177,11 @@ class Client:
         self.max_in_flight = max_in_flight
         self.retry = retry
         opts = channel_options(options)
+        security = security or ChannelSecurity()
+        if token is not None:
+            security = replace(security, token=token)
+        self._metadata = security.metadata
+        credentials = credentials or security.channel_credentials()
         self._channel = (
             grpc.secure_channel(target, credentials, options=opts)
             if credentials is not None
@@ -219,7 +230,7 @@ class Client:
         while True:
             attempt += 1
             try:
-                return call(request, timeout=deadline)
+                return call(request, timeout=deadline, metadata=self._metadata)
             except grpc.RpcError as error:
                 if self.retry.should_retry(status_of(error), attempt):
                     time.sleep(self.retry.backoff(attempt))
@@ -250,7 +261,9 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
-            responses = self._stub.CheckStream(state.requests(state.generation), timeout=deadline)
+            responses = self._stub.CheckStream(
+                state.requests(state.generation), timeout=deadline, metadata=self._metadata
+            )
             try:
                 for message in responses:
                     prepared = state.answered(message)

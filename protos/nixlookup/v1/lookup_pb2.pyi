@@ -582,7 +582,7 @@ class ReloadRequest(_message.Message):
     REGISTER_DATE_FIELD_NUMBER: _builtins.int
     EXPECT_VERSION_FIELD_NUMBER: _builtins.int
     path: _builtins.str
-    """a file on the server: text, CSV or snapshot"""
+    """a file on the server: text, CSV or snapshot (Upload: the file's name)"""
     format: _builtins.str
     """"" (by content/extension), "text", "csv", "snapshot" """
     column: _builtins.str
@@ -809,3 +809,250 @@ class DropListResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DropListResponse: _TypeAlias = DropListResponse  # noqa: Y015
+
+@_typing.final
+class UploadRequest(_message.Message):
+    """Upload: a register or list file's bytes, sent to the server instead of naming a path on it. The first
+    message carries `reload`: the list and the same options as Reload, validated exactly like a reload;
+    its `path` is only the file's name (kept in the history and the audit record; its extension helps
+    tell the format). Every message may carry the next chunk of the file in `data` (at most
+    --max-message-bytes each; 1 MiB chunks are plenty). The whole upload is limited by --max-upload-bytes:
+    past it the call fails with RESOURCE_EXHAUSTED naming the limit.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELOAD_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    @_builtins.property
+    def reload(self) -> Global___ReloadRequest: ...
+    def __init__(
+        self,
+        *,
+        reload: Global___ReloadRequest | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reload", b"reload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "reload", b"reload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadRequest: _TypeAlias = UploadRequest  # noqa: Y015
+
+@_typing.final
+class GetAuditLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """newest N records (0 = all)"""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """records at or after this time (unset = all)"""
+
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAuditLogRequest: _TypeAlias = GetAuditLogRequest  # noqa: Y015
+
+@_typing.final
+class AuditRecord(_message.Message):
+    """One Admin action (allowed or refused), as the audit log holds it. No number of a list is ever in it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TIME_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    LIST_FIELD_NUMBER: _builtins.int
+    VERSION_BEFORE_FIELD_NUMBER: _builtins.int
+    VERSION_AFTER_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    """the auth file's name ("anonymous" without an auth file)"""
+    peer: _builtins.str
+    """grpc's peer string, e.g. "ipv4:10.1.2.3:53122" """
+    operation: _builtins.str
+    """"Reload", "Upload", "ApplyDelta", "Compact", "DropList" """
+    version_before: _builtins.str
+    version_after: _builtins.str
+    outcome: _builtins.str
+    """"OK" or the status code's name ("PERMISSION_DENIED", ...)"""
+    detail: _builtins.str
+    """why it was refused"""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def list(self) -> Global___ListRef:
+        """unset when the action names no list (Compact of all lists)"""
+
+    @_builtins.property
+    def counts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """added, removed, count, bad_lines, invalid, bytes ... as they apply"""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        principal: _builtins.str = ...,
+        peer: _builtins.str = ...,
+        operation: _builtins.str = ...,
+        list: Global___ListRef | None = ...,
+        version_before: _builtins.str = ...,
+        version_after: _builtins.str = ...,
+        counts: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        outcome: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["list", b"list", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "detail", b"detail", "list", b"list", "operation", b"operation", "outcome", b"outcome", "peer", b"peer", "principal", b"principal", "time", b"time", "version_after", b"version_after", "version_before", b"version_before"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditRecord: _TypeAlias = AuditRecord  # noqa: Y015
+
+@_typing.final
+class AuditLog(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    SKIPPED_LINES_FIELD_NUMBER: _builtins.int
+    skipped_lines: _builtins.int
+    """lines that were not whole records (a torn tail after a crash)"""
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditRecord]:
+        """oldest first"""
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___AuditRecord] | None = ...,
+        skipped_lines: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records", "skipped_lines", b"skipped_lines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditLog: _TypeAlias = AuditLog  # noqa: Y015
+
+@_typing.final
+class GetUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    """only this principal's rows ("" = all)"""
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["principal", b"principal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
+
+@_typing.final
+class UsageRow(_message.Message):
+    """Numbers checked by one principal as one caller since `Usage.since`, by verdict (no number is kept)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    BLOCKED_FIELD_NUMBER: _builtins.int
+    INVALID_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    caller: _builtins.str
+    """"" = checks of the register alone"""
+    calls: _builtins.int
+    """Checks plus CheckStream batches"""
+    allowed: _builtins.int
+    blocked: _builtins.int
+    invalid: _builtins.int
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+        caller: _builtins.str = ...,
+        calls: _builtins.int = ...,
+        allowed: _builtins.int = ...,
+        blocked: _builtins.int = ...,
+        invalid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "blocked", b"blocked", "caller", b"caller", "calls", b"calls", "invalid", b"invalid", "principal", b"principal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageRow: _TypeAlias = UsageRow  # noqa: Y015
+
+@_typing.final
+class Usage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """the server's start: the counters are kept in memory"""
+
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRow]: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        rows: _abc.Iterable[Global___UsageRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Usage: _TypeAlias = Usage  # noqa: Y015

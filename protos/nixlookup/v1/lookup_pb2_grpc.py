@@ -197,6 +197,11 @@ class AdminStub:
                 request_serializer=nixlookup_dot_v1_dot_lookup__pb2.ReloadRequest.SerializeToString,
                 response_deserializer=nixlookup_dot_v1_dot_lookup__pb2.ReloadResponse.FromString,
                 _registered_method=True)
+        self.Upload = channel.stream_unary(
+                '/nixlookup.v1.Admin/Upload',
+                request_serializer=nixlookup_dot_v1_dot_lookup__pb2.UploadRequest.SerializeToString,
+                response_deserializer=nixlookup_dot_v1_dot_lookup__pb2.ReloadResponse.FromString,
+                _registered_method=True)
         self.ApplyDelta = channel.unary_unary(
                 '/nixlookup.v1.Admin/ApplyDelta',
                 request_serializer=nixlookup_dot_v1_dot_lookup__pb2.ApplyDeltaRequest.SerializeToString,
@@ -212,12 +217,28 @@ class AdminStub:
                 request_serializer=nixlookup_dot_v1_dot_lookup__pb2.DropListRequest.SerializeToString,
                 response_deserializer=nixlookup_dot_v1_dot_lookup__pb2.DropListResponse.FromString,
                 _registered_method=True)
+        self.GetAuditLog = channel.unary_unary(
+                '/nixlookup.v1.Admin/GetAuditLog',
+                request_serializer=nixlookup_dot_v1_dot_lookup__pb2.GetAuditLogRequest.SerializeToString,
+                response_deserializer=nixlookup_dot_v1_dot_lookup__pb2.AuditLog.FromString,
+                _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/nixlookup.v1.Admin/GetUsage',
+                request_serializer=nixlookup_dot_v1_dot_lookup__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=nixlookup_dot_v1_dot_lookup__pb2.Usage.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Reload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Upload(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -241,12 +262,31 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAuditLog(self, request, context):
+        """role admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsage(self, request, context):
+        """role admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Reload': grpc.unary_unary_rpc_method_handler(
                     servicer.Reload,
                     request_deserializer=nixlookup_dot_v1_dot_lookup__pb2.ReloadRequest.FromString,
+                    response_serializer=nixlookup_dot_v1_dot_lookup__pb2.ReloadResponse.SerializeToString,
+            ),
+            'Upload': grpc.stream_unary_rpc_method_handler(
+                    servicer.Upload,
+                    request_deserializer=nixlookup_dot_v1_dot_lookup__pb2.UploadRequest.FromString,
                     response_serializer=nixlookup_dot_v1_dot_lookup__pb2.ReloadResponse.SerializeToString,
             ),
             'ApplyDelta': grpc.unary_unary_rpc_method_handler(
@@ -263,6 +303,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.DropList,
                     request_deserializer=nixlookup_dot_v1_dot_lookup__pb2.DropListRequest.FromString,
                     response_serializer=nixlookup_dot_v1_dot_lookup__pb2.DropListResponse.SerializeToString,
+            ),
+            'GetAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditLog,
+                    request_deserializer=nixlookup_dot_v1_dot_lookup__pb2.GetAuditLogRequest.FromString,
+                    response_serializer=nixlookup_dot_v1_dot_lookup__pb2.AuditLog.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=nixlookup_dot_v1_dot_lookup__pb2.GetUsageRequest.FromString,
+                    response_serializer=nixlookup_dot_v1_dot_lookup__pb2.Usage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -291,6 +341,33 @@ class Admin:
             target,
             '/nixlookup.v1.Admin/Reload',
             nixlookup_dot_v1_dot_lookup__pb2.ReloadRequest.SerializeToString,
+            nixlookup_dot_v1_dot_lookup__pb2.ReloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Upload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nixlookup.v1.Admin/Upload',
+            nixlookup_dot_v1_dot_lookup__pb2.UploadRequest.SerializeToString,
             nixlookup_dot_v1_dot_lookup__pb2.ReloadResponse.FromString,
             options,
             channel_credentials,
@@ -373,6 +450,60 @@ class Admin:
             '/nixlookup.v1.Admin/DropList',
             nixlookup_dot_v1_dot_lookup__pb2.DropListRequest.SerializeToString,
             nixlookup_dot_v1_dot_lookup__pb2.DropListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nixlookup.v1.Admin/GetAuditLog',
+            nixlookup_dot_v1_dot_lookup__pb2.GetAuditLogRequest.SerializeToString,
+            nixlookup_dot_v1_dot_lookup__pb2.AuditLog.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nixlookup.v1.Admin/GetUsage',
+            nixlookup_dot_v1_dot_lookup__pb2.GetUsageRequest.SerializeToString,
+            nixlookup_dot_v1_dot_lookup__pb2.Usage.FromString,
             options,
             channel_credentials,
             insecure,

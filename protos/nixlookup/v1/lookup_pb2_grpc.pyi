@@ -77,23 +77,40 @@ class AdminStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AdminAsyncStub: ...
     Reload: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.ReloadRequest, _lookup_pb2.ReloadResponse]
+    Upload: _grpc.StreamUnaryMultiCallable[_lookup_pb2.UploadRequest, _lookup_pb2.ReloadResponse]
     ApplyDelta: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.ApplyDeltaRequest, _lookup_pb2.ApplyDeltaResponse]
     Compact: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.CompactRequest, _lookup_pb2.CompactResponse]
     DropList: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.DropListRequest, _lookup_pb2.DropListResponse]
+    GetAuditLog: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.GetAuditLogRequest, _lookup_pb2.AuditLog]
+    """role admin"""
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.GetUsageRequest, _lookup_pb2.Usage]
+    """role admin"""
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Reload: _aio.UnaryUnaryMultiCallable[_lookup_pb2.ReloadRequest, _lookup_pb2.ReloadResponse]  # type: ignore[assignment]
+    Upload: _aio.StreamUnaryMultiCallable[_lookup_pb2.UploadRequest, _lookup_pb2.ReloadResponse]  # type: ignore[assignment]
     ApplyDelta: _aio.UnaryUnaryMultiCallable[_lookup_pb2.ApplyDeltaRequest, _lookup_pb2.ApplyDeltaResponse]  # type: ignore[assignment]
     Compact: _aio.UnaryUnaryMultiCallable[_lookup_pb2.CompactRequest, _lookup_pb2.CompactResponse]  # type: ignore[assignment]
     DropList: _aio.UnaryUnaryMultiCallable[_lookup_pb2.DropListRequest, _lookup_pb2.DropListResponse]  # type: ignore[assignment]
+    GetAuditLog: _aio.UnaryUnaryMultiCallable[_lookup_pb2.GetAuditLogRequest, _lookup_pb2.AuditLog]  # type: ignore[assignment]
+    """role admin"""
+    GetUsage: _aio.UnaryUnaryMultiCallable[_lookup_pb2.GetUsageRequest, _lookup_pb2.Usage]  # type: ignore[assignment]
+    """role admin"""
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def Reload(
         self,
         request: _lookup_pb2.ReloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lookup_pb2.ReloadResponse, _abc.Awaitable[_lookup_pb2.ReloadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Upload(
+        self,
+        request_iterator: _MaybeAsyncIterator[_lookup_pb2.UploadRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_lookup_pb2.ReloadResponse, _abc.Awaitable[_lookup_pb2.ReloadResponse]]: ...
 
@@ -117,5 +134,21 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _lookup_pb2.DropListRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lookup_pb2.DropListResponse, _abc.Awaitable[_lookup_pb2.DropListResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetAuditLog(
+        self,
+        request: _lookup_pb2.GetAuditLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lookup_pb2.AuditLog, _abc.Awaitable[_lookup_pb2.AuditLog]]:
+        """role admin"""
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _lookup_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lookup_pb2.Usage, _abc.Awaitable[_lookup_pb2.Usage]]:
+        """role admin"""
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

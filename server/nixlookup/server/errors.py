@@ -21,6 +21,7 @@ __all__ = [
     "ResourceExhaustedError",
     "SnapshotError",
     "StoreError",
+    "UnauthenticatedError",
     "UnavailableError",
     "ValidationError",
 ]
@@ -62,9 +63,17 @@ class NotFoundError(NixlookupError):
 
 
 class PermissionDeniedError(NixlookupError):
-    """The request is understood but not allowed (e.g. a reload path outside --reload-root)."""
+    """The request is understood but not allowed: a principal without the role or the caller a call
+    needs, a reload path outside --reload-root."""
 
     status_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class UnauthenticatedError(NixlookupError):
+    """The call carries no credentials the server knows (no token, an unknown token, an unknown client
+    certificate) while an auth file is in force."""
+
+    status_code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class UnavailableError(NixlookupError):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from nixlookup.server.logs import LOG_FORMATS, LogFormat
+from nixlookup.server.rpc import DEFAULT_MAX_UPLOAD_BYTES
 from nixlookup.server.store import SyntheticFileFormat
 
 __all__ = [
@@ -77,6 +78,13 @@ class ServerConfig:
     block_mobile_without_relationship: bool = False
     reload_root: Path | None = None
     expiry_warning_days: int = DEFAULT_EXPIRY_WARNING_DAYS
+    auth_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    admin_listen: str | None = None
+    insecure: bool = False
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +233,25 @@ _SERVE_OPTIONS = (
             "instead of only flagging mobile numbers without a relationship or consent"),
 )  # fmt: skip
 
+_SECURITY_OPTIONS = (
+    _Option("--auth-file", "NIXLOOKUP_AUTH_FILE", Path, None,
+            "TOML file of principals (bearer token digests, mTLS subjects, callers, roles); with it every "
+            "call but health needs a known principal; re-read on SIGHUP (docs/security.md)"),
+    _Option("--tls-cert", "NIXLOOKUP_TLS_CERT", Path, None,
+            "PEM certificate chain: TLS on every listener (with --tls-key); re-read when it changes"),
+    _Option("--tls-key", "NIXLOOKUP_TLS_KEY", Path, None, "PEM private key of --tls-cert"),
+    _Option("--tls-client-ca", "NIXLOOKUP_TLS_CLIENT_CA", Path, None,
+            "PEM CA certificate(s): require client certificates signed by it (mTLS)"),
+    _Option("--admin-listen", "NIXLOOKUP_ADMIN_LISTEN", _listen_address, None,
+            "serve nixlookup.v1.Admin on its own listener HOST:PORT (none: on --listen only when that is "
+            "loopback, else not at all)"),
+    _Option("--insecure", "NIXLOOKUP_INSECURE", _boolean, False,
+            "start even beyond loopback without --auth-file, or with tokens but no TLS (warned at every "
+            "start)"),
+    _Option("--max-upload-bytes", "NIXLOOKUP_MAX_UPLOAD_BYTES", _positive_int, DEFAULT_MAX_UPLOAD_BYTES,
+            "largest file Admin/Upload accepts; larger ones get RESOURCE_EXHAUSTED"),
+)  # fmt: skip
+
 _LOGGING_OPTIONS = (
     _Option("--log-level", "NIXLOOKUP_LOG_LEVEL", str.lower, "info",
             "debug (one event per RPC), info (batch summaries, reloads, lifecycle), warning, error",
@@ -244,7 +271,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the Lookup service (and Admin, health, reflection)")
-    for option in (*_SERVE_OPTIONS, *_LOGGING_OPTIONS):
+    for option in (*_SERVE_OPTIONS, *_SECURITY_OPTIONS, *_LOGGING_OPTIONS):
         option.add_to(serve, environ)
 
     synth = commands.add_parser("synth", help="write a seeded synthetic register file")
@@ -280,11 +307,17 @@ def parse_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> ServerConfig | SynthConfig | RepairConfig:
     """Parse ``nixlookup-server`` arguments (``sys.argv[1:]`` when `argv` is None)."""
-    namespace = build_parser(env).parse_args(argv)
+    parser = build_parser(env)
+    namespace = parser.parse_args(argv)
     values = vars(namespace)
     command = values.pop("command")
     if command == "synth":
         return SynthConfig(**values)
     if command == "repair":
         return RepairConfig(**values)
-    return ServerConfig(**values)
+    config = ServerConfig(**values)
+    if (config.tls_cert is None) != (config.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together (NIXLOOKUP_TLS_CERT, NIXLOOKUP_TLS_KEY)")
+    if config.tls_client_ca is not None and config.tls_cert is None:
+        parser.error("--tls-client-ca (mTLS) needs TLS: set --tls-cert and --tls-key as well")
+    return config

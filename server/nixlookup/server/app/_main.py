@@ -6,9 +6,14 @@ Theory of operation (``serve``):
 2. `load_initial_state` opens the `Store`, the one way a register is served: on ``--data-dir``, or without
    it on a temporary directory removed on exit. An empty directory is seeded from ``--register`` (text,
    CSV or snapshot), else from a seeded SYNTHETIC register (said loudly in the log).
-3. `build_server` creates a sync grpc server (thread pool, limits from the config, the `RpcGuard`
-   interceptor mapping errors to statuses), adds the services through `_add_servicers` (the one place a
-   new service is wired in), health and reflection, binds, starts, and only then marks health SERVING.
+3. `Security.from_config` (before the register loads) reads the auth file, checks the TLS files and
+   decides where Admin is served, refusing an unsafe exposure (docs/security.md). `build_server` builds
+   the servicers once (`_build_services`, the one place a new service is wired in) and a sync grpc server
+   per listener (`_listener`: thread pool, limits, the `RpcGuard` interceptor mapping errors to statuses
+   and authenticating each call, health, reflection listing only that listener's services, TLS when
+   configured): ``--listen`` with Lookup (and Admin when it is loopback), ``--admin-listen`` with Admin.
+   Each is bound, started, and only then marked SERVING. SIGHUP also re-reads the auth file and the
+   certificates.
    From then on `ExpiryWatch` keeps ``nixlookup.v1.Lookup``'s health in step with the register's validity
    (NOT_SERVING once its answers have expired) and warns daily before that.
 4. On the first signal: health NOT_SERVING for every service, stop accepting calls, give in-flight calls
@@ -19,7 +24,6 @@ Why sync grpc and not grpc.aio: see docs/service.md (measured; the work per call
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import signal
@@ -42,7 +46,9 @@ from grpc_reflection.v1alpha import reflection
 from nixlookup.server._memory import release_free_memory
 from nixlookup.server.app._config import RepairConfig, ServerConfig, SynthConfig, parse_args
 from nixlookup.server.app._expiry import ExpiryWatch
+from nixlookup.server.app._exposure import host_of, is_loopback
 from nixlookup.server.app._repair import repair
+from nixlookup.server.app._security import Security
 from nixlookup.server.app._source import attach_register_source
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.logs import configure_logging, get_logger
@@ -81,13 +87,23 @@ class InitialState:
 
 @dataclass
 class RunningServer:
-    """A started server: the grpc server, its health servicer, the port it bound and its services."""
+    """A started server: the grpc server, its health servicer, the port it bound and its services; the
+    separate Admin listener (``--admin-listen``) as `admin`."""
 
     server: grpc.Server
     health: health.HealthServicer
     port: int
     service_names: tuple[str, ...]
     executor: futures.ThreadPoolExecutor
+    admin: RunningServer | None = None
+
+    def listeners(self) -> list[RunningServer]:
+        return [self] if self.admin is None else [self, self.admin]
+
+    def stop_now(self) -> None:
+        for listener in self.listeners():
+            listener.server.stop(0)
+            listener.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _server_version() -> str:
@@ -143,8 +159,15 @@ def load_initial_state(config: ServerConfig) -> InitialState:
 
 
 # -- the server -------------------------------------------------------------------------------------------
-def _add_servicers(server: grpc.Server, config: ServerConfig, initial: InitialState) -> list[str]:
-    """Add nixlookup's own services to `server`; returns their full names (for health and reflection)."""
+@dataclass
+class _Services:
+    """nixlookup's own servicers, built once and added to the listener(s) that serve them."""
+
+    lookup: LookupServicer
+    admin: AdminServicer | None
+
+
+def _build_services(config: ServerConfig, initial: InitialState, security: Security) -> _Services:
     policy = Policy(
         PolicySettings(
             relationship_grace_days=config.relationship_grace_days,
@@ -160,21 +183,32 @@ def _add_servicers(server: grpc.Server, config: ServerConfig, initial: InitialSt
         limits=ServiceLimits(max_batch=config.max_batch),
         describe_lists=initial.store.describe,
         server_version=_server_version(),
+        meter=security.meter,
     )
-    lookup_pb2_grpc.add_LookupServicer_to_server(lookup, server)
-    names = [LOOKUP_SERVICE]
-    if not initial.ephemeral:
-        # Admin changes the data directory, so it exists only when there is a lasting one.
-        lookup_pb2_grpc.add_AdminServicer_to_server(
-            AdminServicer(initial.store, reload_root=config.reload_root), server
+    admin = None
+    if not initial.ephemeral:  # Admin changes the data directory: only a lasting one
+        admin = AdminServicer(
+            initial.store,
+            reload_root=config.reload_root,
+            path_reloads_need_root=security.authenticator.enabled,
+            max_upload_bytes=config.max_upload_bytes,
+            meter=security.meter,
         )
-        names.append(ADMIN_SERVICE)
-    return names
+    return _Services(lookup=lookup, admin=admin)
 
 
-def build_server(config: ServerConfig, initial: InitialState) -> RunningServer:
-    """Create, bind and start the grpc server; health is SERVING when this returns."""
-    executor = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc")
+def _listener(
+    config: ServerConfig,
+    security: Security,
+    address: str,
+    *,
+    lookup: LookupServicer | None,
+    admin: AdminServicer | None,
+    workers: int,
+) -> RunningServer:
+    """One grpc server bound to `address` with the given services, health and reflection (listing only
+    what this listener serves), TLS when configured; started, health SERVING."""
+    executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc")
     options = [
         # Requests up to this size are accepted; a larger one fails with RESOURCE_EXHAUSTED naming the limit.
         ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -185,21 +219,31 @@ def build_server(config: ServerConfig, initial: InitialState) -> RunningServer:
     ]
     server = grpc.server(
         executor,
-        interceptors=[RpcGuard()],
+        interceptors=[RpcGuard(security.authenticator)],
         options=options,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = _add_servicers(server, config, initial)
+    names = []
+    if lookup is not None:
+        lookup_pb2_grpc.add_LookupServicer_to_server(lookup, server)
+        names.append(LOOKUP_SERVICE)
+    if admin is not None:
+        lookup_pb2_grpc.add_AdminServicer_to_server(admin, server)
+        names.append(ADMIN_SERVICE)
     service_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, server)
+    credentials = security.credentials()
     try:
-        port = server.add_insecure_port(config.listen)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as error:
         executor.shutdown(wait=False)
         raise NixlookupError(
-            f"cannot listen on {config.listen}: address in use or not available ({error})"
+            f"cannot listen on {address}: address in use or not available ({error})"
         ) from error
     server.start()
     for name in ("", *names):
@@ -207,9 +251,42 @@ def build_server(config: ServerConfig, initial: InitialState) -> RunningServer:
     return RunningServer(server, health_servicer, port, service_names, executor)
 
 
-def _write_port_file(path: Path, port: int) -> None:
+_ADMIN_WORKERS = 4
+"""Threads of a separate Admin listener: reloads and uploads are few and long, never a crowd."""
+
+
+def build_server(
+    config: ServerConfig, initial: InitialState, security: Security | None = None
+) -> RunningServer:
+    """Create, bind and start the grpc server(s); health is SERVING when this returns. Admin is on
+    --listen, on its own --admin-listen listener (`RunningServer.admin`), or nowhere (`Security.plan`)."""
+    security = security or Security.from_config(config)
+    services = _build_services(config, initial, security)
+    plan = security.plan
+    running = _listener(
+        config,
+        security,
+        config.listen,
+        lookup=services.lookup,
+        admin=services.admin if plan.admin_on_listen else None,
+        workers=config.workers,
+    )
+    if plan.admin_listen is not None and services.admin is not None:
+        try:
+            running.admin = _listener(
+                config, security, plan.admin_listen, lookup=None, admin=services.admin, workers=_ADMIN_WORKERS
+            )
+        except NixlookupError:
+            running.stop_now()
+            raise
+    return running
+
+
+def _write_port_file(path: Path, running: RunningServer) -> None:
+    """The bound port on the first line; ``admin PORT`` on the next when Admin has its own listener."""
+    text = f"{running.port}\n" + (f"admin {running.admin.port}\n" if running.admin is not None else "")
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(f"{port}\n", encoding="ascii")
+    temporary.write_text(text, encoding="ascii")
     os.replace(temporary, path)
 
 
@@ -226,10 +303,10 @@ class _ShutdownSignals:
         signal.signal(signal.SIGINT, self._handle)
         # SIGHUP re-reads --register once the store is open (it installs its own handler); while the register
         # loads it must not kill the server, as its default action would.
-        signal.signal(signal.SIGHUP, self._ignore_hangup)
+        signal.signal(signal.SIGHUP, self.ignore_hangup)
 
     @staticmethod
-    def _ignore_hangup(signum: int, frame: FrameType | None) -> None:
+    def ignore_hangup(signum: int, frame: FrameType | None) -> None:
         _log.warning("sighup_ignored", reason="the register is still loading; send SIGHUP again once serving")
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -244,14 +321,19 @@ def _wait_for_stop(running: RunningServer, signals: _ShutdownSignals, grace: flo
         pass
     started = time.monotonic()
     _log.info("shutting_down", signal=signals.signal_name, grace_seconds=grace)
-    running.health.enter_graceful_shutdown()
-    stopped = running.server.stop(grace)
-    while not stopped.wait(0.1):
-        if signals.hurry.is_set():
-            _log.warning("shutdown_hurried", reason="second signal; cancelling in-flight calls")
-            running.server.stop(0)
-            signals.hurry.clear()
-    running.executor.shutdown(wait=False, cancel_futures=True)
+    listeners = running.listeners()
+    for listener in listeners:
+        listener.health.enter_graceful_shutdown()
+    stopping = [listener.server.stop(grace) for listener in listeners]
+    for stopped in stopping:
+        while not stopped.wait(0.1):
+            if signals.hurry.is_set():
+                _log.warning("shutdown_hurried", reason="second signal; cancelling in-flight calls")
+                for listener in listeners:
+                    listener.server.stop(0)
+                signals.hurry.clear()
+    for listener in listeners:
+        listener.executor.shutdown(wait=False, cancel_futures=True)
     _log.info("stopped", seconds=round(time.monotonic() - started, 3))
 
 
@@ -259,6 +341,11 @@ def serve(config: ServerConfig) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a clean stop, 1 when it cannot start."""
     signals = _ShutdownSignals()
     signals.install()
+    try:
+        security = Security.from_config(config)  # before the register loads: a refusal is immediate
+    except NixlookupError as error:
+        _log.error("startup_failed", step="security", error=str(error))
+        return 1
     try:
         initial = load_initial_state(config)
     except (NixlookupError, OSError) as error:
@@ -274,29 +361,40 @@ def serve(config: ServerConfig) -> int:
         initial.close()
         return 0
     try:
-        running = build_server(config, initial)
+        running = build_server(config, initial, security)
     except NixlookupError as error:
         _log.error("startup_failed", step="listen", error=str(error))
         initial.close()
         return 1
-    host = config.listen.rpartition(":")[0]
+    security.install_sighup(replaces=_ShutdownSignals.ignore_hangup)
+    host = host_of(config.listen)
     if config.port_file is not None:
-        _write_port_file(config.port_file, running.port)
+        _write_port_file(config.port_file, running)
+    for warning in security.startup_warnings():
+        _log.warning("insecure" if warning.startswith("--insecure") else "security_warning", problem=warning)
     _log.info(
         "serving",
         listen=f"{host}:{running.port}",
+        admin_listen=(
+            f"{host_of(config.admin_listen or '')}:{running.admin.port}"
+            if running.admin is not None
+            else ("on --listen" if security.plan.admin_on_listen else "not served")
+        ),
         services=list(running.service_names),
         workers=config.workers,
         max_batch=config.max_batch,
         max_message_bytes=config.max_message_bytes,
+        **security.describe(),
         **initial.description,
     )
-    if not initial.ephemeral and config.reload_root is None and not _is_loopback(host):
+    admin_host = host_of(config.admin_listen) if config.admin_listen else host
+    admin_served = running.admin is not None or security.plan.admin_on_listen
+    if not initial.ephemeral and admin_served and config.reload_root is None and not is_loopback(admin_host):
         _log.warning(
             "admin_reload_unrestricted",
-            listen=host,
-            hint="Admin is reachable beyond loopback and may reload any file the server can read; "
-            "set --reload-root DIR (and keep Admin behind authentication)",
+            listen=admin_host,
+            hint="Admin is reachable beyond loopback; set --reload-root DIR so path reloads read one "
+            "directory only (with an auth file they are off without it: use Admin/Upload)",
         )
     watch = ExpiryWatch(
         initial.store.holder,
@@ -315,13 +413,6 @@ def _set_lookup_health(running: RunningServer, serving: bool) -> None:
     """Lookup's health follows the register's validity (`ExpiryWatch`); "" stays the process's own."""
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     running.health.set(LOOKUP_SERVICE, status)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def synth(config: SynthConfig) -> int:

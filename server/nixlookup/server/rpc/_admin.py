@@ -1,30 +1,53 @@
 """The `nixlookup.v1.Admin` service: proto in, `Store` calls, proto out. No rules live here.
 
-- Reload, ApplyDelta, Compact and DropList map one-to-one onto `Store.reload`, `apply_delta`, `compact`
-  and `drop`; every refusal is a `NixlookupError` the `RpcGuard` interceptor turns into its status
+- Reload, Upload, ApplyDelta, Compact and DropList map onto `Store.reload`, `apply_delta`, `compact` and
+  `drop`; every refusal is a `NixlookupError` the `RpcGuard` interceptor turns into its status
   (FAILED_PRECONDITION for a failed validation or version mismatch, INVALID_ARGUMENT for a malformed
-  request or unreadable file, NOT_FOUND for an unknown list).
+  request or unreadable file, NOT_FOUND for an unknown list, PERMISSION_DENIED for a principal without
+  the role or caller, RESOURCE_EXHAUSTED for an upload over --max-upload-bytes).
+- Authorisation (docs/security.md): a caller's list needs role ``lists`` and that caller; the register,
+  Compact, reloads from server paths, the audit log and usage need role ``admin``.
+- Every action, allowed or refused, appends one durable record to the audit log (`store.AuditLog`):
+  principal, peer, list, versions before and after, counts, outcome. The record is written before the
+  reply, so an acknowledged change always has one.
 - ApplyDelta answers only after `Store.apply_delta` returned, i.e. after the delta is durable.
-- Admin is a separate service so a deployment can expose Lookup and keep Admin on loopback or behind
-  authentication. Reload paths are files on the server, read with the server's permissions; with
-  `reload_root` (``--reload-root``) only files inside that directory may be named (PERMISSION_DENIED
-  otherwise, symlinks resolved first).
+- Upload sends the file's bytes instead of naming a path on the server (`_upload.UploadInbox`), validated
+  exactly like a reload. Path reloads read with the server's permissions; with `reload_root`
+  (``--reload-root``) only files inside that directory may be named (PERMISSION_DENIED otherwise,
+  symlinks resolved first); with an auth file and no `reload_root`, path reloads are off (use Upload).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.server.errors import InvalidArgumentError, PermissionDeniedError
-from nixlookup.server.rpc._convert import described_list_info, list_ref, timestamp_to_datetime
+from nixlookup.server.errors import InvalidArgumentError, NixlookupError, PermissionDeniedError
+from nixlookup.server.rpc._auth import authorize, current_principal
+from nixlookup.server.rpc._convert import (
+    audit_record,
+    datetime_to_timestamp,
+    described_list_info,
+    list_ref,
+    timestamp_to_datetime,
+)
+from nixlookup.server.rpc._metering import Meter
+from nixlookup.server.rpc._principals import Role
+from nixlookup.server.rpc._upload import DEFAULT_MAX_UPLOAD_BYTES, UploadInbox
 from nixlookup.server.store import (
     REGISTER_KEY,
+    AuditLog,
+    AuditRecord,
     ListKey,
     ListKind,
+    ReloadResult,
     Store,
     check_list_key,
     check_reload_path,
@@ -49,22 +72,113 @@ def _packed(data: bytes, field: str, width: int, dtype: str) -> NDArray[np.gener
     return np.frombuffer(data, dtype=dtype)
 
 
-class AdminServicer(lookup_pb2_grpc.AdminServicer):
-    """Reloads, deltas, compaction and list removal over gRPC, on top of one `Store`."""
+def _authorize_list(key: ListKey) -> None:
+    """A caller's list: role `lists` as that caller; the register: role `admin`."""
+    if key == REGISTER_KEY:
+        authorize(current_principal(), Role.ADMIN)
+    else:
+        authorize(current_principal(), Role.LISTS, key[1])
 
-    def __init__(self, store: Store, *, reload_root: Path | None = None) -> None:
+
+def _reload_response(result: ReloadResult) -> lookup_pb2.ReloadResponse:
+    return lookup_pb2.ReloadResponse(
+        info=described_list_info(result.info),
+        previous_version=result.previous_version,
+        bad_lines=result.bad_lines,
+        load_seconds=result.load_seconds,
+    )
+
+
+@dataclass
+class _Entry:
+    """What one audited call has found out so far (the record is written when it ends)."""
+
+    key: ListKey | None = None
+    version_before: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class AdminServicer(lookup_pb2_grpc.AdminServicer):
+    """Reloads, uploads, deltas, compaction and list removal over gRPC, on top of one `Store`; the audit
+    log and usage."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        reload_root: Path | None = None,
+        path_reloads_need_root: bool = False,
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        meter: Meter | None = None,
+    ) -> None:
         self._store = store
         self._reload_root = reload_root.resolve() if reload_root is not None else None
+        self._path_reloads_need_root = path_reloads_need_root
+        self._audit = AuditLog(store.root)
+        self._inbox = UploadInbox(store.root, max_bytes=max_upload_bytes)
+        self._meter = meter or Meter()
+
+    # -- shared -------------------------------------------------------------------------------------------
+    def _version(self, key: ListKey | None) -> str:
+        if key is None:
+            return ""
+        found = self._store.holder.current().list_for(*key)
+        return found.meta.version if found is not None else ""
+
+    @contextlib.contextmanager
+    def _audited(self, context: grpc.ServicerContext, operation: str) -> Iterator[_Entry]:
+        """Run one Admin action and append its audit record, whatever the outcome."""
+        entry = _Entry()
+        outcome, detail = "OK", ""
+        try:
+            yield entry
+        except NixlookupError as error:
+            outcome, detail = error.status_code.name, str(error)
+            raise
+        except grpc.RpcError:
+            outcome, detail = "CANCELLED", "the client went away"
+            raise
+        except Exception:
+            outcome, detail = "INTERNAL", "internal server error (see the server log)"
+            raise
+        finally:
+            self._audit.append(
+                AuditRecord(
+                    time=datetime.now(UTC),
+                    principal=current_principal().name,
+                    peer=context.peer(),
+                    operation=operation,
+                    list_kind=entry.key[0].name if entry.key is not None else "",
+                    caller=entry.key[1] if entry.key is not None else "",
+                    version_before=entry.version_before,
+                    version_after=self._version(entry.key),
+                    counts=entry.counts,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
+
+    def _target(self, entry: _Entry, ref: lookup_pb2.ListRef) -> ListKey:
+        key = _list_key(ref)
+        entry.key = key
+        entry.version_before = self._version(key)
+        return key
 
     def _allowed_path(self, raw: str) -> Path:
         path = check_reload_path(raw)  # INVALID_ARGUMENT for an empty, NUL-holding or overlong path
         if self._reload_root is None:
+            if self._path_reloads_need_root:
+                raise PermissionDeniedError(
+                    "reloads from server paths are off on this server (an auth file is in force and no "
+                    "--reload-root is set); send the file with Admin/Upload (nixlookup admin upload)"
+                )
             return path
         resolved = path.resolve()
         if not resolved.is_relative_to(self._reload_root):
             raise PermissionDeniedError(
                 f"reload path {shown_path(raw)!r} is outside the allowed directory "
-                f"{str(self._reload_root)!r} (--reload-root); copy the file there first"
+                f"{str(self._reload_root)!r} (--reload-root); copy the file there first, or send it with "
+                "Admin/Upload"
             )
         return resolved
 
@@ -74,60 +188,137 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
                 return described_list_info(description)
         return lookup_pb2.ListInfo(list=list_ref(key))
 
+    def _reload(
+        self,
+        key: ListKey,
+        path: Path,
+        options: lookup_pb2.ReloadRequest,
+        entry: _Entry,
+        *,
+        source: str | None,
+    ) -> lookup_pb2.ReloadResponse:
+        result = self._store.reload(
+            key,
+            path,
+            fmt=options.format or None,
+            column=options.column or None,
+            until_column=options.until_column or None,
+            force=options.force,
+            register_date=(
+                timestamp_to_datetime(options.register_date, "register_date")
+                if options.HasField("register_date")
+                else None
+            ),
+            expect_version=options.expect_version or None,
+            source=source,
+        )
+        entry.counts.update(count=result.info.count, lines=result.lines, bad_lines=result.bad_lines)
+        return _reload_response(result)
+
+    # -- the RPCs -----------------------------------------------------------------------------------------
     def Reload(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.ReloadRequest, context: grpc.ServicerContext
     ) -> lookup_pb2.ReloadResponse:
-        result = self._store.reload(
-            _list_key(request.list),
-            self._allowed_path(request.path),
-            fmt=request.format or None,
-            column=request.column or None,
-            until_column=request.until_column or None,
-            force=request.force,
-            register_date=(
-                timestamp_to_datetime(request.register_date, "register_date")
-                if request.HasField("register_date")
-                else None
-            ),
-            expect_version=request.expect_version or None,
-        )
-        return lookup_pb2.ReloadResponse(
-            info=described_list_info(result.info),
-            previous_version=result.previous_version,
-            bad_lines=result.bad_lines,
-            load_seconds=result.load_seconds,
-        )
+        with self._audited(context, "Reload") as entry:
+            key = self._target(entry, request.list)
+            authorize(current_principal(), Role.ADMIN)  # a path on the server: the operator's
+            _authorize_list(key)
+            if not request.path:
+                raise InvalidArgumentError("path is required: a register file on the server")
+            return self._reload(key, self._allowed_path(request.path), request, entry, source=None)
+
+    def Upload(  # noqa: N802 - the name is the RPC's
+        self, request_iterator: Iterator[lookup_pb2.UploadRequest], context: grpc.ServicerContext
+    ) -> lookup_pb2.ReloadResponse:
+        with self._audited(context, "Upload") as entry:
+            first = self._inbox.first(request_iterator)
+            key = self._target(entry, first.reload.list)
+            _authorize_list(key)  # before a byte is written
+            received = self._inbox.receive(first, request_iterator)
+            entry.counts["bytes"] = received.size
+            try:
+                return self._reload(
+                    key,
+                    received.path,
+                    received.options,
+                    entry,
+                    source=f"upload:{received.name} by {current_principal().name}",
+                )
+            finally:
+                self._inbox.discard(received.path)
 
     def ApplyDelta(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.ApplyDeltaRequest, context: grpc.ServicerContext
     ) -> lookup_pb2.ApplyDeltaResponse:
-        until = _packed(request.add_until_days_le, "add_until_days_le", 4, "<u4")
-        result = self._store.apply_delta(
-            _list_key(request.list),
-            add=_packed(request.add_e164_le, "add_e164_le", 8, "<u8").astype(np.uint64),
-            add_until_days=until.astype(np.uint32) if until.size else None,
-            remove=_packed(request.remove_e164_le, "remove_e164_le", 8, "<u8").astype(np.uint64),
-            add_texts=list(request.add_texts),
-            remove_texts=list(request.remove_texts),
-            expect_version=request.expect_version or None,
-        )
-        return lookup_pb2.ApplyDeltaResponse(
-            version=result.version,
-            previous_version=result.previous_version,
-            added=result.added,
-            removed=result.removed,
-            count=result.count,
-            invalid=result.invalid,
-        )
+        with self._audited(context, "ApplyDelta") as entry:
+            key = self._target(entry, request.list)
+            _authorize_list(key)
+            until = _packed(request.add_until_days_le, "add_until_days_le", 4, "<u4")
+            result = self._store.apply_delta(
+                key,
+                add=_packed(request.add_e164_le, "add_e164_le", 8, "<u8").astype(np.uint64),
+                add_until_days=until.astype(np.uint32) if until.size else None,
+                remove=_packed(request.remove_e164_le, "remove_e164_le", 8, "<u8").astype(np.uint64),
+                add_texts=list(request.add_texts),
+                remove_texts=list(request.remove_texts),
+                expect_version=request.expect_version or None,
+            )
+            entry.counts.update(
+                added=result.added, removed=result.removed, count=result.count, invalid=result.invalid
+            )
+            return lookup_pb2.ApplyDeltaResponse(
+                version=result.version,
+                previous_version=result.previous_version,
+                added=result.added,
+                removed=result.removed,
+                count=result.count,
+                invalid=result.invalid,
+            )
 
     def Compact(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.CompactRequest, context: grpc.ServicerContext
     ) -> lookup_pb2.CompactResponse:
-        key = None if request.all else (_list_key(request.list) if request.HasField("list") else REGISTER_KEY)
-        compacted = self._store.compact(key)
-        return lookup_pb2.CompactResponse(compacted=[self._info(each) for each in compacted])
+        with self._audited(context, "Compact") as entry:
+            key = None
+            if not request.all:
+                key = self._target(entry, request.list) if request.HasField("list") else REGISTER_KEY
+                entry.key = key
+            authorize(current_principal(), Role.ADMIN)
+            compacted = self._store.compact(key)
+            entry.counts["compacted"] = len(compacted)
+            return lookup_pb2.CompactResponse(compacted=[self._info(each) for each in compacted])
 
     def DropList(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.DropListRequest, context: grpc.ServicerContext
     ) -> lookup_pb2.DropListResponse:
-        return lookup_pb2.DropListResponse(last_version=self._store.drop(_list_key(request.list)))
+        with self._audited(context, "DropList") as entry:
+            key = self._target(entry, request.list)
+            _authorize_list(key)
+            return lookup_pb2.DropListResponse(last_version=self._store.drop(key))
+
+    def GetAuditLog(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.GetAuditLogRequest, context: grpc.ServicerContext
+    ) -> lookup_pb2.AuditLog:
+        authorize(current_principal(), Role.ADMIN)
+        since = timestamp_to_datetime(request.since) if request.HasField("since") else None
+        records, skipped = self._audit.read(limit=request.limit, since=since)
+        return lookup_pb2.AuditLog(records=[audit_record(r) for r in records], skipped_lines=skipped)
+
+    def GetUsage(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.GetUsageRequest, context: grpc.ServicerContext
+    ) -> lookup_pb2.Usage:
+        authorize(current_principal(), Role.ADMIN)
+        return lookup_pb2.Usage(
+            since=datetime_to_timestamp(self._meter.since),
+            rows=[
+                lookup_pb2.UsageRow(
+                    principal=row.principal,
+                    caller=row.caller,
+                    calls=row.calls,
+                    allowed=row.allowed,
+                    blocked=row.blocked,
+                    invalid=row.invalid,
+                )
+                for row in self._meter.rows(request.principal or None)
+            ],
+        )

@@ -20,6 +20,7 @@ from nixlookup.server.numbering import ParsedNumber
 from nixlookup.server.policy import Decision, ListUse, valid_until_for
 from nixlookup.server.store import (
     REGISTER_KEY,
+    AuditRecord,
     ListDescription,
     ListKey,
     PerStateMemo,
@@ -27,9 +28,11 @@ from nixlookup.server.store import (
     VersionRecord,
 )
 from nixlookup.v1 import lookup_pb2
+from nixlookup.v1.vocabulary import ListKind
 
 __all__ = [
     "CheckResponses",
+    "audit_record",
     "check_response",
     "datetime_to_timestamp",
     "described_list_info",
@@ -206,3 +209,21 @@ def register_info(
         server_started_at=datetime_to_timestamp(started_at),
         server_version=server_version,
     )
+
+
+def audit_record(record: AuditRecord) -> lookup_pb2.AuditRecord:
+    """One audit log record on the wire (`list` unset when the action named no list)."""
+    message = lookup_pb2.AuditRecord(
+        time=datetime_to_timestamp(record.time),
+        principal=record.principal,
+        peer=record.peer,
+        operation=record.operation,
+        version_before=record.version_before,
+        version_after=record.version_after,
+        counts=record.counts,
+        outcome=record.outcome,
+        detail=record.detail,
+    )
+    if record.list_kind:
+        message.list.CopyFrom(list_ref((ListKind[record.list_kind], record.caller)))
+    return message

@@ -16,6 +16,11 @@ Theory of operation:
   after grpc has handed the previous one to the transport, and reads the next batch only when it asks the
   request iterator for it; HTTP/2 flow control stops a client that sends faster than that. So a stream
   holds at most about one batch in and one result out in the server, whatever the client does.
+- Who may ask (docs/security.md): the call's principal (`current_principal`, set by the guard) needs
+  role ``check`` and a caller it may act as (`authorize`; a principal with one caller gets it when the
+  request leaves it empty), checked per Check and once per caller on a stream. A caller without lists
+  is answered from the register with `detail` saying so. GetRegisterInfo shows only the lists of the
+  principal's own callers. Every answer is metered per principal and caller (`Meter`: counts only).
 - Errors are raised as `NixlookupError`s and mapped to statuses in one place (`interceptors.RpcGuard`).
 """
 
@@ -33,6 +38,7 @@ from nixlookup.server.errors import InvalidArgumentError
 from nixlookup.server.logs import get_logger
 from nixlookup.server.numbering import ParsedBatch, classify_key, classify_keys, parse_number, parse_numbers
 from nixlookup.server.policy import Policy
+from nixlookup.server.rpc._auth import authorize, current_principal
 from nixlookup.server.rpc._convert import (
     CheckResponses,
     datetime_to_timestamp,
@@ -40,9 +46,11 @@ from nixlookup.server.rpc._convert import (
     pack_bits,
     register_info,
 )
+from nixlookup.server.rpc._metering import Meter
+from nixlookup.server.rpc._principals import Role
 from nixlookup.server.store import ListDescription, PerStateMemo, ServingState, StateHolder
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
-from nixlookup.v1.vocabulary import Purpose
+from nixlookup.v1.vocabulary import Purpose, Verdict
 
 __all__ = ["ListDescriber", "LookupServicer", "ServiceLimits"]
 
@@ -87,6 +95,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         server_version: str = "",
         started_at: datetime | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        meter: Meter | None = None,
     ) -> None:
         self._holder = holder
         self._policy = policy
@@ -95,6 +104,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         self._server_version = server_version
         self._started_at = started_at or _utc_now()
         self._clock = clock
+        self._meter = meter or Meter()
         self._responses = CheckResponses()
         self._result_headers: PerStateMemo[lookup_pb2.CheckBatchResult] = PerStateMemo()
 
@@ -106,19 +116,29 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         if which is None:
             raise InvalidArgumentError("CheckRequest carries no number: set `text` or `e164`")
         purpose = _purpose(request.purpose)
+        principal = current_principal()
+        caller = authorize(principal, Role.CHECK, request.caller)
         state = self._holder.current()
         parsed = parse_number(request.text) if which == "text" else classify_key(request.e164)
-        decision = self._policy.decide_one(
-            state, parsed, caller=request.caller, purpose=purpose, now=self._clock()
-        )
-        caller = request.caller
-        return self._responses.build(
+        decision = self._policy.decide_one(state, parsed, caller=caller, purpose=purpose, now=self._clock())
+        response = self._responses.build(
             state,
             caller,
             parsed,
             decision,
             uses=lambda: self._policy.lists_used(state, caller),
         )
+        if caller and len(response.lists_used) == 1:  # the register alone: say so, never silently
+            response.detail += f"; caller {caller!r} has no lists on this server: only the register answered"
+        verdict = decision.verdict
+        self._meter.count(
+            principal.name,
+            caller,
+            allowed=int(verdict is Verdict.ALLOWED),
+            blocked=int(verdict is Verdict.BLOCKED),
+            invalid=int(verdict is Verdict.INVALID),
+        )
+        return response
 
     # -- CheckStream -------------------------------------------------------------------------------
     def CheckStream(  # noqa: N802 - the name is the RPC's
@@ -126,9 +146,21 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
     ) -> Iterator[lookup_pb2.CheckBatchResult]:
         started = time.perf_counter()
         batches = numbers = blocked = invalid = 0
+        principal = current_principal()
+        callers: dict[str, str] = {}  # as requested -> as authorised (once per caller, not per batch)
         try:
             for batch in request_iterator:
-                result, batch_blocked, batch_invalid = self._answer_batch(batch)
+                caller = callers.get(batch.caller)
+                if caller is None:
+                    caller = callers[batch.caller] = authorize(principal, Role.CHECK, batch.caller)
+                result, batch_blocked, batch_invalid = self._answer_batch(batch, caller)
+                self._meter.count(
+                    principal.name,
+                    caller,
+                    allowed=result.count - batch_blocked - batch_invalid,
+                    blocked=batch_blocked,
+                    invalid=batch_invalid,
+                )
                 batches += 1
                 numbers += result.count
                 blocked += batch_blocked
@@ -145,8 +177,11 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
                 cancelled=not context.is_active(),
             )
 
-    def _answer_batch(self, batch: lookup_pb2.CheckBatch) -> tuple[lookup_pb2.CheckBatchResult, int, int]:
-        """The result for one batch, and how many of its numbers were blocked and invalid."""
+    def _answer_batch(
+        self, batch: lookup_pb2.CheckBatch, caller: str
+    ) -> tuple[lookup_pb2.CheckBatchResult, int, int]:
+        """The result for one batch answered as `caller`, and how many of its numbers were blocked and
+        invalid."""
         packed_bytes = len(batch.e164_le)
         text_count = len(batch.texts)
         if packed_bytes and text_count:
@@ -166,7 +201,6 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
             )
         purpose = _purpose(batch.purpose)
         state = self._holder.current()
-        caller = batch.caller
         result = lookup_pb2.CheckBatchResult()
         result.CopyFrom(self._result_headers.get(state, caller, lambda: self._result_header(state, caller)))
         result.count = count
@@ -206,8 +240,14 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
     def GetRegisterInfo(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.GetRegisterInfoRequest, context: grpc.ServicerContext
     ) -> lookup_pb2.RegisterInfo:
-        return register_info(
+        reply = register_info(
             self._describe_lists(),
             started_at=self._started_at,
             server_version=self._server_version,
         )
+        principal = current_principal()
+        if not principal.any_caller:  # only the lists of the principal's own callers
+            visible = [info for info in reply.lists if principal.sees_lists_of(info.list.caller)]
+            del reply.lists[:]
+            reply.lists.extend(visible)
+        return reply

@@ -3,6 +3,11 @@ deltas, recovery, history, and the one swappable `ServingState` every reader tak
 
 from __future__ import annotations
 
+from nixlookup.server.store._audit import (
+    AUDIT_FILE_NAME,
+    AuditLog,
+    AuditRecord,
+)
 from nixlookup.server.store._history import (
     VersionRecord,
 )
@@ -50,22 +55,29 @@ from nixlookup.server.store._synthetic import (
     write_synthetic_file,
     write_text_register,
 )
+from nixlookup.server.store._types import (
+    ReloadResult,
+)
 from nixlookup.server.store._watch import (
     RegisterSourceWatcher,
 )
 
 __all__ = [
+    "AUDIT_FILE_NAME",
     "DEFAULT_SEED",
     "DEFAULT_SYNTHETIC_SIZE",
     "EARLIEST_REGISTER_DATE",
     "MAX_CLOCK_SKEW",
     "REGISTER_KEY",
+    "AuditLog",
+    "AuditRecord",
     "ListDescription",
     "ListKey",
     "ListKind",
     "ListRepair",
     "PerStateMemo",
     "RegisterSourceWatcher",
+    "ReloadResult",
     "RepairReport",
     "ServingState",
     "StateHolder",

@@ -378,8 +378,10 @@ class Store:
         force: bool = False,
         register_date: datetime | None = None,
         expect_version: str | None = None,
+        source: str | None = None,
     ) -> ReloadResult:
-        """Load `path` as the list's next version: validated off to the side, durable, then one swap."""
+        """Load `path` as the list's next version: validated off to the side, durable, then one swap.
+        `source` names it in the history (default: the path; an upload names the sent file)."""
         self._check_open()
         key = check_list_key(*key)
         started = time.perf_counter()
@@ -388,20 +390,21 @@ class Store:
         )
         try:
             built = self._build(key, request)
+            new = built.index.with_meta(source=source) if source else built.index
             with self.holder.write_lock:
                 current = self.holder.current().list_for(*key)
                 check_against_serving(
                     key,
-                    built.index,
+                    new,
                     current,
                     force=force,
                     expect_version=expect_version,
                     max_count_change_share=self.settings.max_count_change_share,
                 )
                 if current is None or key not in self._lists:
-                    index = self._create_list(key, built.index, event="reload", source=str(path))
+                    index = self._create_list(key, new, event="reload", source=new.meta.source)
                 else:
-                    index = self._commit_reload(key, built.index, str(path))
+                    index = self._commit_reload(key, new, new.meta.source)
                 self._swap(key, index)
         except (FailedPreconditionError, InvalidArgumentError, NotFoundError) as refused:
             _log.warning(
