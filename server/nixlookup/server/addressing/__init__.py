@@ -1,8 +1,33 @@
-"""nixlookup.server.addressing: who a NIX-Adresserat row is, as uint64 keys (text -> key, like numbering).
+"""nixlookup.server.addressing: who a NIX-Adresserat row names, as uint64 keys (text -> key, like numbering).
 
-Offers the personnummer key (`parse_personnummer`, `parse_personnummer_many`).
+- `personnummer`: a written personnummer or samordningsnummer -> its 12-digit key ``YYYYMMDDNNNC``
+  (`parse_personnummer`, `parse_personnummer_many`), or a `PersonnummerProblem`.
+- `names`, `streets`: Swedish names, street lines and postcodes folded to what identifies a person.
+- `keys`: the 64-bit name-address keys (bit 63 set, so never 0 and never a personnummer key): the block
+  key a checked row is looked up by, the register keys a block list stores, the strict exempt key of
+  consent and relationship lists (`name_address_keys`, `register_name_address_keys`), or an
+  `AddressProblem`.
+- `synthetic`: a seeded synthetic register, its CSV file, and variant spellings of its people (the
+  matching oracle).
+
+Batch functions take sequences of strings or `AddressRow` and return numpy uint64 keys and uint8
+problem codes. docs/addresses.md says what counts as the same person, and why.
 """
 
+from nixlookup.server.addressing.keys import (
+    NAME_ADDRESS_KEY_BIT,
+    AddressRow,
+    NameAddressBatch,
+    NormalisedAddressee,
+    RegisterKeyBatch,
+    block_key,
+    exempt_key,
+    name_address_keys,
+    normalise_row,
+    register_keys,
+    register_name_address_keys,
+)
+from nixlookup.server.addressing.names import MAX_NAME_TOKENS, NormalisedName, normalise_name
 from nixlookup.server.addressing.personnummer import (
     MAX_PERSONNUMMER_CHARS,
     PERSONNUMMER_PROBLEM_TEXT,
@@ -12,13 +37,40 @@ from nixlookup.server.addressing.personnummer import (
     parse_personnummer,
     parse_personnummer_many,
 )
+from nixlookup.server.addressing.problems import ADDRESS_PROBLEM_TEXT, AddressProblem
+from nixlookup.server.addressing.streets import (
+    NormalisedStreet,
+    normalise_city,
+    normalise_postcode,
+    normalise_street,
+)
 
 __all__ = [
+    "ADDRESS_PROBLEM_TEXT",
+    "MAX_NAME_TOKENS",
     "MAX_PERSONNUMMER_CHARS",
+    "NAME_ADDRESS_KEY_BIT",
     "PERSONNUMMER_PROBLEM_TEXT",
+    "AddressProblem",
+    "AddressRow",
+    "NameAddressBatch",
+    "NormalisedAddressee",
+    "NormalisedName",
+    "NormalisedStreet",
     "ParsedPersonnummer",
     "PersonnummerBatch",
     "PersonnummerProblem",
+    "RegisterKeyBatch",
+    "block_key",
+    "exempt_key",
+    "name_address_keys",
+    "normalise_city",
+    "normalise_name",
+    "normalise_postcode",
+    "normalise_row",
+    "normalise_street",
     "parse_personnummer",
     "parse_personnummer_many",
+    "register_keys",
+    "register_name_address_keys",
 ]
