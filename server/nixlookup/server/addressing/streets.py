@@ -84,7 +84,7 @@ def normalise_street(text: str) -> NormalisedStreet | AddressProblem:
     if simple is not None:
         name = _simple_street_name(simple.group("name"))
         letter = fold_text(simple.group("letter") or "")
-        if name is not None and len(letter) <= 1:
+        if name is not None and (not letter or (len(letter) == 1 and letter.isalpha())):
             return NormalisedStreet(name, str(int(simple.group("number"))), letter)
     return normalise_street_in_full(text)
 
@@ -93,7 +93,9 @@ def normalise_street(text: str) -> NormalisedStreet | AddressProblem:
 def _simple_street_name(written: str) -> str | None:
     """The street name of a line that is only name, number and letter; None if the name hides more."""
     folded = fold_text(written, keep=_STREET_KEEP)
-    return None if _INSIDE_WORD.search(folded) else _street_name(folded)
+    if _INSIDE_WORD.search(folded) or any("0" <= char <= "9" for char in folded):  # "¼" folds to "1 4"
+        return None
+    return _street_name(folded)
 
 
 def normalise_street_in_full(text: str) -> NormalisedStreet | AddressProblem:
