@@ -18,13 +18,16 @@ from hypothesis import strategies as st
 
 from nixlookup.server.addressing import (
     ADDRESS_PROBLEM_TEXT,
+    EXEMPT_CHANGING_KINDS,
     NAME_ADDRESS_KEY_BIT,
+    REGISTER_ONLY_KINDS,
     AddressProblem,
     AddressRow,
     NormalisedAddressee,
     NormalisedStreet,
     block_key,
     exempt_key,
+    generate_address_register,
     name_address_keys,
     normalise_city,
     normalise_name,
@@ -33,18 +36,13 @@ from nixlookup.server.addressing import (
     normalise_street,
     register_keys,
     register_name_address_keys,
-)
-from nixlookup.server.addressing._fold import _fold_char_by_char, fold_text
-from nixlookup.server.addressing._synthetic_data import GIVEN_NAMES, STREETS, SURNAMES
-from nixlookup.server.addressing._xxh64 import xxh64_of_three_words
-from nixlookup.server.addressing.streets import normalise_street_in_full
-from nixlookup.server.addressing.synthetic import (
-    EXEMPT_CHANGING_KINDS,
-    REGISTER_ONLY_KINDS,
-    generate_address_register,
     register_rows,
     write_variants,
 )
+from nixlookup.server.addressing._fold import _fold_char_by_char, fold_text
+from nixlookup.server.addressing._streets import normalise_street_in_full
+from nixlookup.server.addressing._synthetic_data import GIVEN_NAMES, STREETS, SURNAMES
+from nixlookup.server.addressing._xxh64 import xxh64_of_three_words
 
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -29,7 +29,7 @@ from nixlookup.server.addressing import (
     parse_personnummer,
     parse_personnummer_many,
 )
-from nixlookup.server.numbering import mask_number
+from nixlookup.v1.vocabulary import mask_number
 
 REFERENCE = dt.date(2026, 3, 15)
 EXAMPLES = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -158,7 +158,7 @@ def test_century_inference_follows_the_reference_date() -> None:
 
 
 def test_mask_number_shows_only_the_last_two_digits() -> None:
-    """Logs mention a personnummer through numbering.mask_number: the last two digits, nothing else."""
+    """Logs mention a personnummer through vocabulary.mask_number: the last two digits, nothing else."""
     assert mask_number("811228-9874") == "********74"
     assert mask_number("19811228-9874") == "**********74"
     assert mask_number(198112289874) == "**********74"

@@ -10,22 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from nixlookup.server.addressing import (
+    REGISTER_CSV_HEADER,
     AddressRow,
     PersonnummerProblem,
+    generate_address_register,
     name_address_keys,
     normalise_postcode,
     parse_personnummer,
     parse_personnummer_many,
-)
-from nixlookup.server.addressing._synthetic_data import TOWNS
-from nixlookup.server.addressing.synthetic import (
-    REGISTER_CSV_HEADER,
-    generate_address_register,
     register_columns,
     register_rows,
     write_register_csv,
     write_variants,
 )
+from nixlookup.server.addressing._synthetic_data import TOWNS
 
 REGISTER = generate_address_register(20_000, seed=3)
 

@@ -13,11 +13,11 @@ import random
 import unicodedata
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from nixlookup.server.addressing._keys import AddressRow
 from nixlookup.server.addressing._synthetic_data import GIVEN_NAMES, STREETS, SURNAMES, TOWNS
-from nixlookup.server.addressing.keys import AddressRow
 
 if TYPE_CHECKING:
-    from nixlookup.server.addressing.synthetic import SyntheticAddressRegister
+    from nixlookup.server.addressing._synthetic import SyntheticAddressRegister
 
 __all__ = ["EXEMPT_CHANGING_KINDS", "REGISTER_ONLY_KINDS", "Variant", "write_variant"]
 

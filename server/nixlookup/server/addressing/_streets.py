@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Final, NamedTuple
 
 from nixlookup.server.addressing._fold import fold_text
-from nixlookup.server.addressing.problems import AddressProblem
+from nixlookup.server.addressing._problems import AddressProblem
 
 __all__ = [
     "NormalisedStreet",

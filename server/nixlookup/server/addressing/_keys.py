@@ -55,10 +55,10 @@ import numpy as np
 import xxhash
 from numpy.typing import NDArray
 
+from nixlookup.server.addressing._names import NormalisedName, normalise_name
+from nixlookup.server.addressing._problems import AddressProblem
+from nixlookup.server.addressing._streets import NormalisedStreet, normalise_postcode, normalise_street
 from nixlookup.server.addressing._xxh64 import xxh64_of_three_words
-from nixlookup.server.addressing.names import NormalisedName, normalise_name
-from nixlookup.server.addressing.problems import AddressProblem
-from nixlookup.server.addressing.streets import NormalisedStreet, normalise_postcode, normalise_street
 
 __all__ = [
     "NAME_ADDRESS_KEY_BIT",

@@ -2,7 +2,7 @@
 
 One enum for the whole row (name, street, postcode), because a row has one name-address key and so one
 answer; the first failing field in the order name, street, postcode is the one reported. The personnummer
-has its own codes (`addressing.personnummer.PersonnummerProblem`): a row carries both answers.
+has its own codes (`PersonnummerProblem`): a row carries both answers.
 """
 
 from __future__ import annotations

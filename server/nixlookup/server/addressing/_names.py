@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 from nixlookup.server.addressing._fold import fold_text
-from nixlookup.server.addressing.problems import AddressProblem
+from nixlookup.server.addressing._problems import AddressProblem
 
 __all__ = ["MAX_NAME_TOKENS", "NormalisedName", "normalise_name"]
 

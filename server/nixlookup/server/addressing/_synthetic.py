@@ -35,6 +35,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from nixlookup.server.addressing._keys import AddressRow
 from nixlookup.server.addressing._synthetic_data import GIVEN_NAMES, STREET_WEIGHTS, STREETS, SURNAMES, TOWNS
 from nixlookup.server.addressing._variants import (
     EXEMPT_CHANGING_KINDS,
@@ -42,7 +43,6 @@ from nixlookup.server.addressing._variants import (
     Variant,
     write_variant,
 )
-from nixlookup.server.addressing.keys import AddressRow
 
 __all__ = [
     "DEFAULT_ADDRESS_SEED",

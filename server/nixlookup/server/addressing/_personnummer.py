@@ -29,7 +29,7 @@ The rules, in the order they are applied (the first failing one is the `Problem`
 
 Invalid input is an answer, never an exception: ``key == 0`` and a `Problem` whose `PROBLEM_TEXT` reason
 never contains the number. Logs and errors mention a number only through
-`nixlookup.server.numbering.mask_number` (last two digits).
+`nixlookup.v1.vocabulary.mask_number` (last two digits).
 
 `parse_personnummer` decides one text; `parse_personnummer_many` decides a batch with numpy (no Python
 per row except texts longer than `MAX_PERSONNUMMER_CHARS`, which the scalar path decides) and agrees with
