@@ -201,6 +201,7 @@ ANY_TEXT = st.one_of(
 @EXAMPLES
 @given(st.lists(ANY_TEXT, max_size=40), st.dates(dt.date(1990, 1, 1), dt.date(2090, 12, 31)))
 @example(["x" * 200, "811228-9874" + " " * 40, "8112289874\x00", "19811228-9874"], REFERENCE)
+@example(["8001610016\x00 ", "\x00811228-9874", "811228\x00-9874"], REFERENCE)
 def test_bulk_agrees_with_scalar(texts: list[str], reference: dt.date) -> None:
     """parse_personnummer_many gives exactly parse_personnummer's key and problem, row for row."""
     batch = parse_personnummer_many(texts, reference_date=reference)

@@ -240,9 +240,11 @@ def _parse_chunk(
     rows = np.array(texts if not long_text.any() else _short_rows(texts), dtype=f"<U{MAX_PERSONNUMMER_CHARS}")
     stripped = np.strings.strip(rows)
     length = np.strings.str_len(stripped)
-    # numpy drops trailing NULs (its padding), so rows it shortened go to the scalar path, as do rows
-    # longer than the longest written form (their problem depends on characters the matrix cuts off).
-    scalar_rows = np.flatnonzero(long_text | (np.strings.str_len(rows) != lengths) | (length > _FORM_CHARS))
+    # numpy treats NUL as padding (it drops trailing ones, and stripping can make an inner one trailing),
+    # so rows holding a NUL go to the scalar path, as do rows longer than the longest written form (their
+    # problem depends on characters the matrix cuts off).
+    nonzero = np.count_nonzero(rows.view(np.uint32).reshape(count, MAX_PERSONNUMMER_CHARS), axis=1)
+    scalar_rows = np.flatnonzero(long_text | (nonzero != lengths) | (length > _FORM_CHARS))
     code_points = stripped.astype(f"<U{_FORM_CHARS}").view(np.uint32).reshape(count, _FORM_CHARS)
     chars = np.minimum(code_points, 255).astype(np.uint8)
     problem = np.zeros(count, dtype=np.uint8)
