@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from typing import Any
 
 from nixlookup.bench.timing import best_of
@@ -50,18 +51,16 @@ def measure(size: int = 1_000_000, *, seed: int = 15, repeat: int = 3) -> dict[s
         ("variants", messy, messy_personnummer),
     ):
         timings = {
-            "name_address_keys": best_of(
-                lambda rows=rows: name_address_keys(rows), repeats=repeat, max_seconds=60
-            ),
+            "name_address_keys": best_of(partial(name_address_keys, rows), repeats=repeat, max_seconds=60),
             "register_name_address_keys": best_of(
-                lambda rows=rows: register_name_address_keys(rows), repeats=repeat, max_seconds=60
+                partial(register_name_address_keys, rows), repeats=repeat, max_seconds=60
             ),
             "parse_personnummer_many": best_of(
-                lambda texts=personnummer: parse_personnummer_many(texts, reference_date=reference_date),
+                partial(parse_personnummer_many, personnummer, reference_date=reference_date),
                 repeats=repeat,
                 max_seconds=60,
             ),
-            "python_floor": best_of(lambda rows=rows: _python_floor(rows), repeats=repeat, max_seconds=60),
+            "python_floor": best_of(partial(_python_floor, rows), repeats=repeat, max_seconds=60),
         }
         figures[label] = {
             name: {
