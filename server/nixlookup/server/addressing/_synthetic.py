@@ -36,7 +36,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.server.addressing._keys import AddressRow
-from nixlookup.server.addressing._synthetic_data import GIVEN_NAMES, STREET_WEIGHTS, STREETS, SURNAMES, TOWNS
+from nixlookup.server.addressing._synthetic_data import (
+    FEMALE_GIVEN_NAMES,
+    GIVEN_NAMES,
+    MALE_GIVEN_NAMES,
+    STREET_WEIGHTS,
+    STREETS,
+    SURNAMES,
+    TOWNS,
+)
 from nixlookup.server.addressing._variants import (
     EXEMPT_CHANGING_KINDS,
     REGISTER_ONLY_KINDS,
@@ -78,7 +86,7 @@ class SyntheticAddressRegister:
     """People as columns of indices (see module doc); texts come from `register_columns`."""
 
     personnummer: NDArray[np.uint64]  # YYYYMMDDNNNC
-    given: NDArray[np.int16]  # (n, 3) indices into GIVEN_NAMES, -1 = no such given name
+    given: NDArray[np.int16]  # (n, 3) indices into GIVEN_NAMES (of the person's sex), -1 = no such name
     surnames: NDArray[np.int16]  # (n, 2) indices into SURNAMES, -1 = single surname
     hyphenated: NDArray[np.bool_]  # a double surname written with a hyphen
     street: NDArray[np.int32]  # index into STREETS
@@ -104,10 +112,8 @@ def generate_address_register(
 ) -> SyntheticAddressRegister:
     """`size` synthetic people (any size to 10M and beyond); the same arguments give the same register."""
     rng = np.random.default_rng(seed)
-    given_count = rng.choice(np.array([1, 2, 3]), size=size, p=[0.25, 0.6, 0.15])
-    given = rng.choice(len(GIVEN_NAMES), size=(size, 3), p=_zipf_weights(len(GIVEN_NAMES))).astype(np.int16)
-    given[given_count < 2, 1] = -1
-    given[given_count < 3, 2] = -1
+    personnummer = _unique_personnummer(rng, size, reference_date)
+    given = _given_names(rng, personnummer)
     surnames = rng.choice(len(SURNAMES), size=(size, 2), p=_zipf_weights(len(SURNAMES))).astype(np.int16)
     surnames[rng.random(size) >= _DOUBLE_SURNAME_SHARE, 1] = -1
     town_weights = np.array([weight for _, _, weight in TOWNS], dtype=np.float64)
@@ -117,7 +123,7 @@ def generate_address_register(
     prefix = prefix_table.reshape(len(TOWNS), 32)[town, rng.integers(0, 1 << 20, size) % prefix_count[town]]
     letters = rng.integers(ord("A"), ord("D") + 1, size=size, dtype=np.uint8)
     return SyntheticAddressRegister(
-        personnummer=_unique_personnummer(rng, size, reference_date),
+        personnummer=personnummer,
         given=given,
         surnames=surnames,
         hyphenated=rng.random(size) < 0.6,
@@ -131,6 +137,21 @@ def generate_address_register(
         care_of=_care_of_hosts(rng, size),
         reference_date=reference_date,
     )
+
+
+def _given_names(rng: np.random.Generator, personnummer: NDArray[np.uint64]) -> NDArray[np.int16]:
+    """One to three given names per person, from the list of the sex the birth serial records (odd: male)."""
+    size = len(personnummer)
+    female = rng.choice(len(FEMALE_GIVEN_NAMES), size=(size, 3), p=_zipf_weights(len(FEMALE_GIVEN_NAMES)))
+    male = len(FEMALE_GIVEN_NAMES) + rng.choice(
+        len(MALE_GIVEN_NAMES), size=(size, 3), p=_zipf_weights(len(MALE_GIVEN_NAMES))
+    )
+    is_male = (personnummer // np.uint64(10) % np.uint64(2)).astype(np.bool_)
+    given = np.where(is_male[:, None], male, female).astype(np.int16)  # indices into GIVEN_NAMES
+    count = rng.choice(np.array([1, 2, 3]), size=size, p=[0.25, 0.6, 0.15])
+    given[count < 2, 1] = -1
+    given[count < 3, 2] = -1
+    return given
 
 
 def _care_of_hosts(rng: np.random.Generator, size: int) -> NDArray[np.int16]:
@@ -178,8 +199,9 @@ def _texts(words: Sequence[str]) -> NDArray[Any]:
     return np.array(words, dtype=_TEXT)
 
 
-def register_columns(register: SyntheticAddressRegister, start: int = 0, stop: int | None = None
-                     ) -> dict[str, NDArray[Any]]:  # fmt: skip
+def register_columns(
+    register: SyntheticAddressRegister, start: int = 0, stop: int | None = None
+) -> dict[str, NDArray[Any]]:
     """The register's rows ``start:stop`` as text columns named like `REGISTER_CSV_HEADER`."""
     part = slice(start, len(register) if stop is None else stop)
     given_words, surname_words = _texts(GIVEN_NAMES), _texts(SURNAMES)
@@ -191,8 +213,11 @@ def register_columns(register: SyntheticAddressRegister, start: int = 0, stop: i
         )
     surnames = register.surnames[part]
     joiner = np.where(register.hyphenated[part], "-", " ").astype(_TEXT)
-    surname_text = np.where(surnames[:, 1] >= 0, surname_words[surnames[:, 0]] + joiner
-                            + surname_words[surnames[:, 1]], surname_words[surnames[:, 0]])  # fmt: skip
+    surname_text = np.where(
+        surnames[:, 1] >= 0,
+        surname_words[surnames[:, 0]] + joiner + surname_words[surnames[:, 1]],
+        surname_words[surnames[:, 0]],
+    )
     letter = register.letter[part]
     letter_text = np.where(letter > 0, " " + letter.view("S1").astype(_TEXT), "")
     postcode = register.postcode[part]

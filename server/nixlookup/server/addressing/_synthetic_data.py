@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "FEMALE_GIVEN_NAMES",
     "GIVEN_NAMES",
+    "MALE_GIVEN_NAMES",
     "STREETS",
     "STREETS_WHOLE",
     "STREET_STEMS",
@@ -20,16 +22,21 @@ __all__ = [
     "TOWNS",
 ]
 
-GIVEN_NAMES: Final = (
+FEMALE_GIVEN_NAMES: Final = (
     "Anna", "Eva", "Maria", "Karin", "Sara", "Kristina", "Lena", "Emma", "Kerstin", "Marie",
     "Malin", "Ingrid", "Jenny", "Hanna", "Linnéa", "Elin", "Ida", "Birgitta", "Sofia", "Annika",
     "Ulla", "Susanne", "Inger", "Elsa", "Julia", "Åsa", "Märta", "Agnes", "Astrid", "Ebba",
     "Anna-Karin", "Eva-Lena", "Ann-Marie", "Marie-Louise", "Émilie", "Zeynep", "Fatima", "Amira",
+)  # fmt: skip
+
+MALE_GIVEN_NAMES: Final = (
     "Lars", "Mikael", "Anders", "Johan", "Erik", "Per", "Karl", "Peter", "Thomas", "Jan",
     "Daniel", "Fredrik", "Hans", "Andreas", "Stefan", "Mohammed", "Magnus", "Mats", "Bengt", "Nils",
     "Björn", "Göran", "Håkan", "Sören", "Mårten", "Jörgen", "Örjan", "Ali", "Ahmed", "André",
     "Lars-Erik", "Karl-Johan", "Per-Olof", "Jan-Åke", "Carl", "Oscar", "William", "Liam", "Hugo", "Olle",
 )  # fmt: skip
+
+GIVEN_NAMES: Final = FEMALE_GIVEN_NAMES + MALE_GIVEN_NAMES
 
 SURNAMES: Final = (
     "Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsson", "Persson",
