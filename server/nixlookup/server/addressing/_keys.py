@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A row names a person by name, street and postcode (`AddressRow`; the postal town and ``c/o`` line are
-carried but not keyed, see `streets`). `normalise_row` reduces it to a `NormalisedAddressee`, or the
+carried but not keyed, see `_streets`). `normalise_row` reduces it to a `NormalisedAddressee`, or the
 first `AddressProblem` in the order name, street, postcode. Each key is
 
     XXH64(le64(XXH64(name fields)) + le64(XXH64(street fields)) + le64(postcode), seed) | 2^63

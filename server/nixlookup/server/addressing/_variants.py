@@ -1,4 +1,4 @@
-"""How another list writes a synthetic person: the transformations behind `synthetic.write_variants`.
+"""How another list writes a synthetic person: the transformations behind `write_variants`.
 
 Each variant picks one to four groups of transformations (case, name order, given names, surnames,
 diacritics, street form, house letter, what is inside the house, c/o, postcode form, whitespace) and one
