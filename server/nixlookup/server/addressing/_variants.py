@@ -62,7 +62,8 @@ def _without_diacritics(text: str) -> str:
     return "".join(char for char in unicodedata.normalize("NFD", text) if not unicodedata.combining(char))
 
 
-def _applicable(kind: str, givens: list[str], surnames: list[str], letter: str, street: str) -> bool:
+def _inapplicable(givens: list[str], surnames: list[str], letter: str, street: str) -> set[str]:
+    """The kinds this person offers nothing to (one given name cannot lose its others, ...)."""
     needs = {
         "first_given_only": len(givens) > 1,
         "second_given_only": len(givens) > 1,
@@ -74,7 +75,7 @@ def _applicable(kind: str, givens: list[str], surnames: list[str], letter: str, 
         "no_letter": bool(letter),
         "street_abbreviation": any(full in street for full, _ in _ABBREVIATIONS),
     }
-    return needs.get(kind, True)
+    return {kind for kind, applies in needs.items() if not applies}
 
 
 def write_variant(register: SyntheticAddressRegister, person: int, rng: random.Random) -> Variant:
@@ -83,9 +84,8 @@ def write_variant(register: SyntheticAddressRegister, person: int, rng: random.R
     surnames = [SURNAMES[index] for index in register.surnames[person].tolist() if index >= 0]
     letter = chr(int(register.letter[person])) if register.letter[person] else ""
     street = STREETS[int(register.street[person])]
-    groups = [
-        [kind for kind in group if _applicable(kind, givens, surnames, letter, street)] for group in _GROUPS
-    ]
+    inapplicable = _inapplicable(givens, surnames, letter, street)
+    groups = [[kind for kind in group if kind not in inapplicable] for group in _GROUPS]
     chosen = rng.sample([group for group in groups if group], rng.randint(1, 4))
     kinds = {rng.choice(group) for group in chosen}
     hyphenated = bool(register.hyphenated[person]) != ("surname_hyphen_toggle" in kinds)
