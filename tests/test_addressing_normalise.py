@@ -21,6 +21,7 @@ from nixlookup.server.addressing import (
     EXEMPT_CHANGING_KINDS,
     NAME_ADDRESS_KEY_BIT,
     REGISTER_ONLY_KINDS,
+    AddressKeyCache,
     AddressProblem,
     AddressRow,
     NormalisedAddressee,
@@ -459,3 +460,22 @@ def test_distinct_people_do_not_collide() -> None:
 def test_fast_path_corner_cases(text: str) -> None:
     """Signs that fold into digits or several letters take the full path and agree with it."""
     assert normalise_street(text) == normalise_street_in_full(text)
+
+
+@EXAMPLES
+@given(st.lists(ROWS, min_size=1, max_size=4), st.integers(1, 40))
+def test_a_cache_across_batches_changes_no_answer(batches: list[list[AddressRow]], max_texts: int) -> None:
+    """Batches keyed through one AddressKeyCache (trimmed often) answer exactly as without one."""
+    cache = AddressKeyCache(max_texts=max_texts)
+    for rows in batches:
+        cached, fresh = name_address_keys(rows, cache), name_address_keys(rows)
+        assert cached.block_keys.tolist() == fresh.block_keys.tolist()
+        assert cached.exempt_keys.tolist() == fresh.exempt_keys.tolist()
+        assert cached.problems.tolist() == fresh.problems.tolist()
+        assert (
+            register_name_address_keys(rows, cache).keys.tolist()
+            == register_name_address_keys(rows).keys.tolist()
+        )
+        assert max(len(cache.names), len(cache.streets), len(cache.folded_words)) <= max(
+            max_texts, len(rows) * 8
+        )

@@ -15,7 +15,9 @@ problem codes. docs/addresses.md says what counts as the same person, and why.
 """
 
 from nixlookup.server.addressing._keys import (
+    DEFAULT_CACHE_TEXTS,
     NAME_ADDRESS_KEY_BIT,
+    AddressKeyCache,
     AddressRow,
     NameAddressBatch,
     NormalisedAddressee,
@@ -62,6 +64,7 @@ from nixlookup.server.addressing._synthetic import (
 __all__ = [
     "ADDRESS_PROBLEM_TEXT",
     "DEFAULT_ADDRESS_SEED",
+    "DEFAULT_CACHE_TEXTS",
     "DEFAULT_REFERENCE_DATE",
     "EXEMPT_CHANGING_KINDS",
     "MAX_NAME_TOKENS",
@@ -70,6 +73,7 @@ __all__ = [
     "PERSONNUMMER_PROBLEM_TEXT",
     "REGISTER_CSV_HEADER",
     "REGISTER_ONLY_KINDS",
+    "AddressKeyCache",
     "AddressProblem",
     "AddressRow",
     "NameAddressBatch",
