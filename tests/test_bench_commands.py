@@ -28,7 +28,7 @@ def test_rpc_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     """rpc reports unary QPS/p50/p99 at 1/8/32, bulk bytes and texts at 1k/10k/100k, CPU, ratios, lists."""
     figures = _run(
         ["rpc", "--size", "20000", "--calls", "150", "--repeats", "1", "--bulk-numbers", "30000",
-         "--text-numbers", "10000"], tmp_path, capsys,
+         "--text-numbers", "10000", "--client-numbers", "20000", "--wash-rows", "5000"], tmp_path, capsys,
     )  # fmt: skip
     for level in (1, 8, 32):
         for prefix in ("", "reference_"):
@@ -44,6 +44,10 @@ def test_rpc_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
             assert figures[f"bulk_{mode}_{batch}_numbers_per_s"] > 0
     assert figures["caller_lists_correct"] is True
     assert figures["caller_lists_vs_plain"] > 0
+    for path in ("raw_bytes", "batches", "many", "raw_texts", "wash"):
+        assert figures[f"client_{path}_correct"] is True, path
+    for versus in ("client_check_batches_vs_raw", "client_check_many_vs_raw", "client_wash_vs_raw_texts"):
+        assert figures[versus] > 0
 
 
 def test_reload_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

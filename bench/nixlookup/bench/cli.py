@@ -70,6 +70,8 @@ def _run_rpc(args: argparse.Namespace) -> Report:
             bulk_numbers=args.bulk_numbers,
             text_numbers=args.text_numbers,
             security=args.security,
+            client_numbers=args.client_numbers,
+            wash_rows=args.wash_rows,
         ),
         workdir=args.workdir,
     )
@@ -149,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also a server with TLS + a bearer token, as a ratio to plaintext (default: on)",
     )
     rpc.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
+    rpc.add_argument(
+        "--client-numbers", type=int, default=300_000,
+        help="numbers per Client.check_batches / check_many run (0 skips the Python-client rows)",
+    )  # fmt: skip
+    rpc.add_argument(
+        "--wash-rows", type=parse_size, default=100_000, help="rows of the CSV the client washes"
+    )
 
     reload = command(
         "reload", "Check latency during reloads, snapshot reload time, delta apply rate", _run_reload

@@ -11,9 +11,9 @@ could not be reached (the message says what to do), 2 a usage or local file erro
 Adding commands from another module (the hook): list the module's registration function in `PLUGINS`
 below. It is called as ``register(subparsers)`` with the top-level argparse subparsers object; each
 command it adds sets ``func`` (via ``set_defaults``) to a callable taking the parsed `argparse.Namespace`
-and returning the exit status. The global ``--target`` reaches plugin commands as ``args.target``; for
-plugins that read their own ``--server`` option (dest ``*_server``), `main` fills it from ``--target``
-when it was not given. A plugin module that fails to import is reported, not fatal to the other commands.
+and returning the exit status. ``--target`` and ``--timeout`` (top level or the command's own, see
+`_cli_common.add_server_options`) reach it as ``args.target`` / ``args.timeout``. A plugin module that
+fails to import is reported, not fatal to the other commands.
 """
 
 from __future__ import annotations
@@ -21,17 +21,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nixlookup.client._cli_common import (
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    Handler,
+    add_server_options,
+    target_of,
+    timeout_of,
+)
+from nixlookup.client.defaults import DEFAULT_BATCH_SIZE, DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import CheckResult, ListInfo, RegisterInfo
-from nixlookup.client.security import add_security_arguments, security_from_args
-from nixlookup.client.sync import DEFAULT_BATCH_SIZE, DEFAULT_TARGET, DEFAULT_TIMEOUT, Client
+from nixlookup.client.sync import Client
 from nixlookup.client.wash import WashError, WashSummary, print_progress, wash
 from nixlookup.v1.vocabulary import LineType, Purpose, Verdict
 
@@ -43,8 +50,6 @@ PLUGINS: tuple[str, ...] = (
 )
 """``module:function`` registering more subcommands (see the module doc)."""
 
-Handler = Callable[[argparse.Namespace], int]
-
 
 def _purpose(text: str) -> Purpose:
     try:
@@ -53,26 +58,10 @@ def _purpose(text: str) -> Purpose:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
-    """--target and --timeout: at top level with their defaults, on each command without (so a value
-    given before the command name is not overwritten by the command's default)."""
+def _command_options() -> argparse.ArgumentParser:
+    """--target and --timeout for each command (without defaults: see `add_server_options`)."""
     common = argparse.ArgumentParser(add_help=False)
-    target_default: Any = (
-        (os.environ.get("NIXLOOKUP_TARGET") or DEFAULT_TARGET) if top_level else argparse.SUPPRESS
-    )
-    timeout_default: Any = None if top_level else argparse.SUPPRESS
-    common.add_argument(
-        "--target",
-        default=target_default,
-        help=f"server address HOST:PORT [env NIXLOOKUP_TARGET; default {DEFAULT_TARGET}]",
-    )
-    common.add_argument(
-        "--timeout",
-        type=float,
-        default=timeout_default,
-        help=f"deadline in seconds for one call [default {DEFAULT_TIMEOUT:g}; a wash's stream: 3600]",
-    )
-    add_security_arguments(common, top_level=top_level)
+    add_server_options(common)
     return common
 
 
@@ -92,10 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nixlookup",
         description="Check phone numbers against the NIX-Telefon register served by nixlookup-server.",
-        parents=[_common_options(top_level=True)],
     )
+    add_server_options(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common_options(top_level=False)
+    common = _command_options()
 
     check = commands.add_parser("check", parents=[common], help="check numbers, one line per number")
     check.add_argument("numbers", nargs="+", metavar="NUMBER", help="numbers as written (quote spaces)")
@@ -133,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands ---------------------------------------------------------------------------------------------
 def _client(args: argparse.Namespace) -> Client:
-    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
-    return Client(args.target, timeout=timeout, security=security_from_args(args))
+    return Client(
+        target_of(args),
+        timeout=timeout_of(args, DEFAULT_TIMEOUT),
+        stream_timeout=timeout_of(args, DEFAULT_STREAM_TIMEOUT),
+    )
 
 
 def _date(moment: datetime | None) -> str:
@@ -191,10 +183,10 @@ def _run_wash(args: argparse.Namespace) -> int:
 
     if not args.input.is_file():
         print(f"nixlookup wash: {args.input} does not exist or is not a file", file=sys.stderr)
-        return 2
-    collector = ProofCollector(caller=args.caller, purpose=int(args.purpose), server=args.target)
+        return EXIT_USAGE
+    collector = ProofCollector(caller=args.caller, purpose=int(args.purpose), server=target_of(args))
     show_progress = sys.stderr.isatty() and not args.no_progress
-    with Client(args.target) as client:
+    with _client(args) as client:
         summary = wash(
             client,
             args.input,
@@ -206,7 +198,6 @@ def _run_wash(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             observers=() if args.no_proof else (collector.observe,),
             progress=print_progress() if show_progress else None,
-            timeout=args.timeout,  # None: the client's stream default
         )
     if show_progress:
         print(file=sys.stderr)
@@ -221,7 +212,7 @@ def _run_wash(args: argparse.Namespace) -> int:
 
 
 def _list_line(info: ListInfo) -> str:
-    name = "register" if not info.caller else f"{info.kind.name.lower().replace('_', '-')} of {info.caller}"
+    name = "register" if not info.caller else f"{info.kind.slug} of {info.caller}"
     synthetic = "  SYNTHETIC (made-up numbers, not the NIX register)" if info.synthetic else ""
     return (
         f"{name}: version {info.version}, {info.count:,} numbers, register date {_date(info.register_date)}, "
@@ -271,35 +262,24 @@ def _run_info(args: argparse.Namespace) -> int:
     for item in info.lists:
         print(_list_line(item))
     started = info.server_started_at.isoformat(timespec="seconds") if info.server_started_at else "-"
-    print(f"server: nixlookup {info.server_version}, started {started}, at {args.target}")
+    print(f"server: nixlookup {info.server_version}, started {started}, at {target_of(args)}")
     return 0
 
 
 # -- entry point ------------------------------------------------------------------------------------------
-def _bridge_plugin_target(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    """Plugins with their own ``--server`` option (dest ``*_server``) get ``--target`` when it was given."""
-    explicit = any(arg == "--target" or arg.startswith("--target=") for arg in argv)
-    if not (explicit or os.environ.get("NIXLOOKUP_TARGET")):
-        return
-    for name, value in vars(args).items():
-        if name.endswith("_server") and value is None:
-            setattr(args, name, args.target)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nixlookup``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(arguments)
-    _bridge_plugin_target(args, arguments)
     handler: Handler = args.func
     try:
         return handler(args)
     except NixlookupClientError as error:
         print(f"nixlookup {args.command}: {error}", file=sys.stderr)
-        return 1
-    except (WashError, OSError, ValueError) as error:  # ValueError: an unreadable --token-file, --ca ...
+        return EXIT_REFUSED
+    except (WashError, OSError) as error:
         print(f"nixlookup {args.command}: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"nixlookup {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -25,7 +25,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from nixlookup.v1 import lookup_pb2
-from nixlookup.v1.vocabulary import ListKind
+from nixlookup.v1.vocabulary import ListKind, Reason
 
 __all__ = [
     "PROOF_FORMAT",
@@ -262,10 +262,6 @@ class ProofCollector:
                 continue
             self._list_entry(kind, used.list.caller, used.version, loaded_at)["rows"] += count
 
-    def observe_all(self, results: Iterable[lookup_pb2.CheckBatchResult]) -> None:
-        for result in results:
-            self.observe(result)
-
     def _list_entry(self, kind: str, caller: str, version: str, loaded_at: str) -> dict[str, Any]:
         key = (kind, caller, version)
         if key not in self._lists:
@@ -301,10 +297,9 @@ class ProofCollector:
 
 def _reason_name(value: int) -> str:
     try:
-        name: str = lookup_pb2.Reason.Name(lookup_pb2.Reason.ValueType(value))
-    except ValueError:
+        return Reason(value).name
+    except ValueError:  # a reason newer than this client
         return f"REASON_{value}"
-    return name
 
 
 def proof_path_for(output_path: Path) -> Path:
