@@ -8,7 +8,10 @@
   takes one. ``--kind`` is kept as a deprecated alias on ``nixlookup lists`` only: earlier docs/rules.md
   documented it there.
 - Exit status (docs/client.md): 0 done, 1 the server refused or could not be reached, 2 a usage or local
-  file error. `guarded` maps a handler's exceptions to those, one line on stderr, never a traceback.
+  file error, 3 done but a number was BLOCKED and ``--fail-on-blocked`` was given. `guarded` maps a
+  handler's exceptions to those, one line on stderr, never a traceback.
+- `add_caller_purpose` and `describe_lists` are how check and wash take a caller and say which of its
+  lists answered (a mistyped ``--caller`` shows as "no lists", not as silently fewer blocks).
 """
 
 from __future__ import annotations
@@ -18,17 +21,24 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nixlookup.client.admin import list_name, list_ref
 from nixlookup.client.defaults import DEFAULT_TARGET, TARGET_ENV, resolve_target
 from nixlookup.client.errors import NixlookupClientError
+from nixlookup.client.results import ListVersion
+from nixlookup.v1.vocabulary import Purpose
 
 __all__ = [
+    "EXIT_BLOCKED",
     "EXIT_OK",
     "EXIT_REFUSED",
     "EXIT_USAGE",
+    "SYNTHETIC_NOTE",
     "Handler",
     "UsageError",
+    "add_caller_purpose",
     "add_list_kind",
     "add_server_options",
+    "describe_lists",
     "guarded",
     "target_of",
     "timeout_of",
@@ -39,6 +49,9 @@ EXIT_REFUSED = 1
 """The server refused the request or could not be reached (the message says what to do)."""
 EXIT_USAGE = 2
 """A usage mistake or a local file that cannot be read or written."""
+EXIT_BLOCKED = 3
+"""Done, every answer given, but a number was BLOCKED and --fail-on-blocked was asked for."""
+SYNTHETIC_NOTE = "SYNTHETIC register (made-up numbers, not the NIX register): not for real calls"
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -74,6 +87,34 @@ def timeout_of(args: argparse.Namespace, default: float) -> float:
     """--timeout when given, else the command's `default`."""
     timeout = getattr(args, "timeout", None)
     return float(timeout) if timeout is not None else default
+
+
+def _purpose(text: str) -> Purpose:
+    try:
+        return Purpose.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_caller_purpose(parser: argparse.ArgumentParser) -> None:
+    """--caller and --purpose, as check and wash take them."""
+    parser.add_argument("--caller", default="", help="company id selecting its own lists (default: none)")
+    parser.add_argument(
+        "--purpose",
+        type=_purpose,
+        default=Purpose.SALES,
+        help=", ".join(member.slug for member in Purpose) + " (default: sales)",
+    )
+
+
+def describe_lists(caller: str, used: Sequence[ListVersion]) -> str:
+    """Which of the caller's lists answered, or that it has none (a mistyped --caller shows here)."""
+    if not caller:
+        return "no caller: the register only"
+    mine = [item for item in used if item.caller == caller]
+    if not mine:
+        return f"caller {caller!r} has no lists on this server: the register only (is the name right?)"
+    return ", ".join(f"{list_name(list_ref(item.kind, item.caller))} {item.version}" for item in mine)
 
 
 class _DeprecatedAlias(argparse.Action):

@@ -241,7 +241,12 @@ def _run_verify_proof(args: argparse.Namespace) -> int:
         print(f"nixlookup verify-proof: {error}", file=sys.stderr)
         return 2
     for check in checks:
-        print(("OK       " if check.ok else "MISMATCH ") + check.message)
+        print(("WARNING  " if check.warning else "OK       " if check.ok else "MISMATCH ") + check.message)
+    if record.synthetic_register:
+        print(
+            "WARNING  the register it was washed against was SYNTHETIC (made-up numbers, not the NIX "
+            "register): this proof shows no real check"
+        )
     if all(check.ok for check in checks):
         print(
             f"proof holds: {record.rows_total} rows checked for {record.caller or '(no caller)'} "
