@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import RegisterFile, ServerFactory
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import AdminClient
 from nixlookup.client.cli import main
 
