@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -301,15 +302,42 @@ def test_client_enums_equal_the_wire_enums(client_enum: type, wire_enum: object,
     assert ours == wire
 
 
+_CLIENT_MODULES = [
+    f"nixlookup.client.{path.stem}"
+    for path in sorted((Path(__file__).parent.parent / "client" / "nixlookup" / "client").glob("*.py"))
+    if path.stem not in ("__init__", "pandas")  # pandas: an optional extra of its own
+]
+_BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r} or name.startswith("nixlookup.server"):
+            raise ImportError(f"server-only module {{name}} imported by the client")
+sys.meta_path.insert(0, Block())
+"""
+
+
 def test_the_client_imports_without_the_server() -> None:
-    """Importing the client (and its CLI) loads nothing from nixlookup.server."""
-    code = (
-        "import sys, json; import nixlookup.client, nixlookup.client.cli, nixlookup.client.wash;"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nixlookup'))))"
+    """Every client module imports with the server's packages (and nixlookup.server) made unimportable:
+    what `pip install nixlookup` without extras must run on."""
+    blocked = {
+        "pyroaring",
+        "numba",
+        "llvmlite",
+        "phonenumbers",
+        "structlog",
+        "grpc_health",
+        "grpc_reflection",
+    }
+    code = _BLOCKER.format(blocked=sorted(blocked)) + (
+        "import importlib, json\n"
+        f"for name in {_CLIENT_MODULES!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nixlookup'))))\n"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     modules = json.loads(output)
-    assert "nixlookup.client.sync" in modules
+    assert "nixlookup.client.cli_wash" in modules
+    assert len(_CLIENT_MODULES) >= 15  # the glob found the client's modules
     assert [name for name in modules if name.startswith("nixlookup.server")] == []
 
 
