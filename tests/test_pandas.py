@@ -57,9 +57,7 @@ def test_a_series_of_texts_comes_back_as_typed_answers_in_order(
     assert str(answers["mobile_flag"].dtype) == "boolean"
     assert answers.loc[answers.index[901], "line_type"] == "FIXED"
     allowed = answers["verdict"] == "ALLOWED"
-    assert (
-        answers.loc[allowed, "mobile_flag"].sum() == allowed.sum() - 1
-    )  # all mobiles but 08-
+    assert answers.loc[allowed, "mobile_flag"].sum() == allowed.sum() - 1  # all mobiles but 08-
 
 
 def test_an_integer_series_goes_as_packed_keys_with_the_caller_purpose(

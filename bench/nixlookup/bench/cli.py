@@ -19,6 +19,7 @@ import grpc
 
 from nixlookup.bench.procs import ProcessStartError, install_signal_handlers, stop_all
 from nixlookup.bench.report import Report, render_markdown, write_report
+from nixlookup.client.proof import tool_version
 
 __all__ = ["build_parser", "main", "parse_size"]
 
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nixlookup-bench",
         description="Benchmarks of nixlookup, with references measured in the same run.",
     )
+    parser.add_argument("--version", action="version", version=f"nixlookup-bench {tool_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Callable[[argparse.Namespace], Report]] = {}
 
@@ -231,5 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"nixlookup-bench: wrote {written.json_path} and {written.markdown_path}", file=sys.stderr)
     for path in written.plot_paths:
         print(f"nixlookup-bench: wrote {path}", file=sys.stderr)
+    if args.plot and not report.plots:
+        print(f"nixlookup-bench {args.command}: --plot: this command has nothing to draw (rpc, compare and "
+              "scale draw charts)", file=sys.stderr)  # fmt: skip
     failed = report.figures.get("guard_failed")
     return 1 if failed else 0
