@@ -155,7 +155,7 @@ def test_answers_from_a_synthetic_register_are_marked_everywhere(
     output = tmp_path / "out.csv"
     code, out, err = _run(capsys, *target, "wash", str(source), "-o", str(output))
     assert code == 0
-    assert "(SYNTHETIC register" in out.splitlines()[0]
+    assert "(SYNTHETIC: made-up numbers" in out.splitlines()[0]
     proof = json.loads((tmp_path / "out.csv.proof.json").read_text(encoding="utf-8"))
     assert proof["synthetic_register"] is True
     code, out, _ = _run(capsys, "verify-proof", str(tmp_path / "out.csv.proof.json"))

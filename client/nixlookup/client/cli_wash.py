@@ -39,7 +39,12 @@ __all__ = ["add_wash_parser", "summary_line"]
 def summary_line(summary: WashSummary) -> str:
     """The one-line account of a wash the command prints."""
     versions = ", ".join(
-        version + (f" ({SYNTHETIC_NOTE})" if version in summary.synthetic_versions else "")
+        version
+        + (
+            " (SYNTHETIC: made-up numbers, not the NIX register)"
+            if version in summary.synthetic_versions
+            else ""
+        )
         for version in summary.register_versions
     )
     return (
