@@ -19,6 +19,7 @@ import grpc
 
 from nixlookup.bench.procs import ProcessStartError, install_signal_handlers, stop_all
 from nixlookup.bench.report import Report, render_markdown, write_report
+from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.proof import tool_version
 
 __all__ = ["build_parser", "main", "parse_size"]
@@ -214,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ProcessStartError, TimeoutError, FileNotFoundError) as error:
         print(f"nixlookup-bench {args.command}: could not run: {error}", file=sys.stderr)
         return 2
-    except grpc.RpcError as error:
+    except (grpc.RpcError, NixlookupClientError) as error:
         print(f"nixlookup-bench {args.command}: a call failed: {error}", file=sys.stderr)
         return 2
     except AssertionError as error:

@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, drive_calls, latency_stats
-from nixlookup.client.security import ChannelSecurity
 from nixlookup.client import channel_options
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = [

@@ -1,7 +1,8 @@
 """`BaseClient`: what `Client` and `AsyncClient` share, so only their I/O differs (httpx's pattern).
 
 Held once, here: the configuration (target, deadlines, batch size, batches in flight, retry policy), the
-channel options (message limits and the retry service config), how a request is built from a number,
+security (`ChannelSecurity`: TLS credentials for the channel, the bearer token as per-call `metadata`),
+the channel options (message limits and the retry service config), how a request is built from a number,
 caller and purpose, how a deadline is chosen, how a bulk input is cut into batches and how a failure
 becomes a typed error. `Client` opens a `grpc.Channel`, `AsyncClient` a `grpc.aio.Channel`; each then
 only calls, awaits and loops. `AdminClient` reuses the same configuration and channel options.
@@ -10,6 +11,8 @@ only calls, awaits and loops. `AdminClient` reuses the same configuration and ch
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import grpc
 
@@ -24,6 +27,7 @@ from nixlookup.client.defaults import (
     resolve_target,
 )
 from nixlookup.client.errors import NixlookupClientError, from_rpc_error
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2
 from nixlookup.v1.vocabulary import Purpose
 
@@ -73,7 +77,11 @@ class BaseClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         credentials: grpc.ChannelCredentials | None = None,
         options: ChannelOptions = (),
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
     ) -> None:
+        """`token`: sent as ``authorization: Bearer`` with every call; `security`: a token and TLS/mTLS
+        settings together (`ChannelSecurity`); `credentials`: grpc channel credentials of your own."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if batch_size < 1:
@@ -84,12 +92,26 @@ class BaseClient:
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
         self.retry = retry
-        self.credentials = credentials
+        chosen = security or ChannelSecurity()
+        if token is not None:
+            chosen = replace(chosen, token=token)
+        self.metadata = chosen.metadata
+        """What every call carries (the bearer token), or None."""
+        self.credentials = credentials or chosen.channel_credentials()
+        """The channel's TLS credentials; None: plaintext."""
         self.channel_options = channel_options(retry, options)
 
     # -- requests ----------------------------------------------------------------------------------
     def _unary_deadline(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout
+
+    def _unary(self, timeout: float | None) -> dict[str, Any]:
+        """The keyword arguments of one unary call: its deadline and the token."""
+        return {"timeout": self._unary_deadline(timeout), "metadata": self.metadata}
+
+    def _stream(self, timeout: float | None) -> dict[str, Any]:
+        """The keyword arguments of one bulk stream: its deadline and the token."""
+        return {"timeout": self._stream_deadline(timeout), "metadata": self.metadata}
 
     def _stream_deadline(self, timeout: float | None) -> float:
         return self.stream_timeout if timeout is None else timeout

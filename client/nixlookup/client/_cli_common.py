@@ -3,7 +3,9 @@
 - ``--target HOST:PORT`` and ``--timeout SECONDS`` exist at the top level (``nixlookup --target X check``)
   and on every command (``nixlookup check --target X``); a command's copy has no default, so a value given
   before the command name is kept. The target resolves flag -> ``$NIXLOOKUP_TARGET`` -> 127.0.0.1:50051
-  (`nixlookup.client.defaults.resolve_target`); each command picks its own default deadline.
+  (`nixlookup.client.defaults.resolve_target`); each command picks its own default deadline. The
+  security options (``--token-file``/``$NIXLOOKUP_TOKEN``, ``--ca``, ``--cert``, ``--key``, ``--tls``:
+  `nixlookup.client.security`, docs/security.md) come with them, the same way.
 - ``--list-kind`` names a list (``register``, ``opt-out``, ``relationship``, ``consent``) wherever a command
   takes one. ``--kind`` is kept as a deprecated alias on ``nixlookup lists`` only: earlier docs/rules.md
   documented it there.
@@ -21,10 +23,19 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nixlookup.client.admin import list_name, list_ref
-from nixlookup.client.defaults import DEFAULT_TARGET, TARGET_ENV, resolve_target
+from nixlookup.client.admin import AdminClient, list_name, list_ref
+from nixlookup.client.defaults import (
+    DEFAULT_ADMIN_TIMEOUT,
+    DEFAULT_STREAM_TIMEOUT,
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    TARGET_ENV,
+    resolve_target,
+)
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import ListVersion
+from nixlookup.client.security import ChannelSecurity, add_security_arguments, security_from_args
+from nixlookup.client.sync import Client
 from nixlookup.v1.vocabulary import Purpose
 
 __all__ = [
@@ -38,8 +49,11 @@ __all__ = [
     "add_caller_purpose",
     "add_list_kind",
     "add_server_options",
+    "admin_of",
+    "client_of",
     "describe_lists",
     "guarded",
+    "security_of",
     "target_of",
     "timeout_of",
 ]
@@ -61,7 +75,8 @@ class UsageError(ValueError):
 
 
 def add_server_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
-    """--target and --timeout (see the module doc); `top_level` gives them their None defaults."""
+    """--target, --timeout and the security options (see the module doc); `top_level` gives them their
+    defaults."""
     default: Any = None if top_level else argparse.SUPPRESS
     parser.add_argument(
         "--target",
@@ -76,11 +91,34 @@ def add_server_options(parser: argparse.ArgumentParser, *, top_level: bool = Fal
         metavar="SECONDS",
         help="deadline of one call (check/info 5 s, a wash's stream 3600 s, admin and lists 120 s)",
     )
+    add_security_arguments(parser, top_level=top_level)
 
 
 def target_of(args: argparse.Namespace) -> str:
     """The server the command talks to: --target, else $NIXLOOKUP_TARGET, else the default."""
     return resolve_target(getattr(args, "target", None))
+
+
+def security_of(args: argparse.Namespace) -> ChannelSecurity:
+    """The token and TLS settings the command line and environment ask for."""
+    return security_from_args(args)
+
+
+def client_of(args: argparse.Namespace) -> Client:
+    """The Lookup client a command's options describe (unary and stream deadlines: --timeout or defaults)."""
+    return Client(
+        target_of(args),
+        timeout=timeout_of(args, DEFAULT_TIMEOUT),
+        stream_timeout=timeout_of(args, DEFAULT_STREAM_TIMEOUT),
+        security=security_of(args),
+    )
+
+
+def admin_of(args: argparse.Namespace) -> AdminClient:
+    """The Admin client a command's options describe."""
+    return AdminClient(
+        target_of(args), timeout=timeout_of(args, DEFAULT_ADMIN_TIMEOUT), security=security_of(args)
+    )
 
 
 def timeout_of(args: argparse.Namespace, default: float) -> float:

@@ -8,12 +8,15 @@
   own when its answer arrives); only the first carries `expect_version`.
 - Lists are named by `ListKind`, its value or its slug (``"register"``, ``"opt-out"``, ``"relationship"``,
   ``"consent"``: the CLI's ``--list-kind`` values), plus the owning caller ("" for the register).
+- `upload` sends a file from this machine (client streaming, `UPLOAD_CHUNK_BYTES` per message) where a
+  server reads no paths; `audit_log` and `usage` need the admin role.
+- The token (per-call metadata) and TLS come from `ChannelSecurity`, as for `Client`.
 - `nixlookup admin ...`, `nixlookup lists ...` and the benchmarks go through this class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -26,10 +29,14 @@ from numpy.typing import NDArray
 from nixlookup.client._base import BaseClient, ChannelOptions
 from nixlookup.client.defaults import DEFAULT_ADMIN_TIMEOUT, DEFAULT_DELTA_CHUNK
 from nixlookup.client.results import RegisterInfo
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import ListKind
 
-__all__ = ["CALLER_LIST_KINDS", "AdminClient", "list_name", "list_ref"]
+__all__ = ["CALLER_LIST_KINDS", "UPLOAD_CHUNK_BYTES", "AdminClient", "list_name", "list_ref"]
+
+UPLOAD_CHUNK_BYTES = 1 << 20
+"""1 MiB per UploadRequest: well under the server's --max-message-bytes (8 MiB by default)."""
 
 CALLER_LIST_KINDS = tuple(kind for kind in ListKind if kind is not ListKind.REGISTER)
 """The lists a caller owns; each belongs to one caller, the register to none."""
@@ -55,6 +62,37 @@ def list_name(ref: lookup_pb2.ListRef) -> str:
     return slug if not ref.caller else f"{slug}/{ref.caller}"
 
 
+def _timestamp(moment: datetime) -> Timestamp:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return Timestamp(seconds=int(aware.timestamp()))
+
+
+def _reload_request(
+    path: str,
+    *,
+    kind: ListKind | int | str,
+    caller: str,
+    fmt: str,
+    column: str,
+    until_column: str,
+    force: bool,
+    register_date: datetime | None,
+    expect_version: str,
+) -> lookup_pb2.ReloadRequest:
+    request = lookup_pb2.ReloadRequest(
+        list=list_ref(kind, caller),
+        path=path,
+        format=fmt,
+        column=column,
+        until_column=until_column,
+        force=force,
+        expect_version=expect_version,
+    )
+    if register_date is not None:
+        request.register_date.CopyFrom(_timestamp(register_date))
+    return request
+
+
 def _packed(keys: NDArray[np.uint64] | None) -> bytes:
     return b"" if keys is None else np.asarray(keys, dtype=np.uint64).astype("<u8").tobytes()
 
@@ -73,11 +111,15 @@ class AdminClient(BaseClient):
         timeout: float = DEFAULT_ADMIN_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
         options: ChannelOptions = (),
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
     ) -> None:
-        super().__init__(target, timeout=timeout, credentials=credentials, options=options)
+        super().__init__(
+            target, timeout=timeout, credentials=credentials, options=options, token=token, security=security
+        )
         self._channel = (
-            grpc.secure_channel(self.target, credentials, options=self.channel_options)
-            if credentials is not None
+            grpc.secure_channel(self.target, self.credentials, options=self.channel_options)
+            if self.credentials is not None
             else grpc.insecure_channel(self.target, options=self.channel_options)
         )
         self._admin = lookup_pb2_grpc.AdminStub(self._channel)
@@ -97,9 +139,7 @@ class AdminClient(BaseClient):
     def register_info(self, *, timeout: float | None = None) -> RegisterInfo:
         """What the server serves (GetRegisterInfo, on the Lookup service)."""
         try:
-            reply = self._lookup.GetRegisterInfo(
-                lookup_pb2.GetRegisterInfoRequest(), timeout=self._unary_deadline(timeout)
-            )
+            reply = self._lookup.GetRegisterInfo(lookup_pb2.GetRegisterInfoRequest(), **self._unary(timeout))
         except grpc.RpcError as error:
             raise self._error(error, "GetRegisterInfo") from None
         return RegisterInfo.from_proto(reply)
@@ -119,22 +159,13 @@ class AdminClient(BaseClient):
         timeout: float | None = None,
     ) -> lookup_pb2.ReloadResponse:
         """Have the server load a new version of one list from `path` (a file the server can read)."""
-        request = lookup_pb2.ReloadRequest(
-            list=list_ref(kind, caller),
-            path=str(Path(path).resolve()),
-            format=fmt,
-            column=column,
-            until_column=until_column,
-            force=force,
+        request = _reload_request(
+            str(Path(path).resolve()), kind=kind, caller=caller, fmt=fmt, column=column,
+            until_column=until_column, force=force, register_date=register_date,
             expect_version=expect_version,
-        )
-        if register_date is not None:
-            moment = register_date if register_date.tzinfo else register_date.replace(tzinfo=UTC)
-            request.register_date.CopyFrom(Timestamp(seconds=int(moment.timestamp())))
+        )  # fmt: skip
         try:
-            reply: lookup_pb2.ReloadResponse = self._admin.Reload(
-                request, timeout=self._unary_deadline(timeout)
-            )
+            reply: lookup_pb2.ReloadResponse = self._admin.Reload(request, **self._unary(timeout))
         except grpc.RpcError as error:
             raise self._error(error, "Reload") from None
         return reply
@@ -186,7 +217,7 @@ class AdminClient(BaseClient):
             if per_add is not None and per_add[window].size:
                 request.add_until_days_le = per_add[window].astype("<u4").tobytes()
             try:
-                replies.append(self._admin.ApplyDelta(request, timeout=self._unary_deadline(timeout)))
+                replies.append(self._admin.ApplyDelta(request, **self._unary(timeout)))
             except grpc.RpcError as error:
                 raise self._error(error, "ApplyDelta") from None
         return replies
@@ -200,7 +231,7 @@ class AdminClient(BaseClient):
         if not every_list:
             request.list.CopyFrom(list_ref(kind, caller))
         try:
-            reply = self._admin.Compact(request, timeout=self._unary_deadline(timeout))
+            reply = self._admin.Compact(request, **self._unary(timeout))
         except grpc.RpcError as error:
             raise self._error(error, "Compact") from None
         return list(reply.compacted)
@@ -209,7 +240,64 @@ class AdminClient(BaseClient):
         """Drop a caller's list entirely; its last version."""
         request = lookup_pb2.DropListRequest(list=list_ref(kind, caller))
         try:
-            reply = self._admin.DropList(request, timeout=self._unary_deadline(timeout))
+            reply = self._admin.DropList(request, **self._unary(timeout))
         except grpc.RpcError as error:
             raise self._error(error, "DropList") from None
         return str(reply.last_version)
+
+    def upload(
+        self,
+        path: Path | str,
+        *,
+        kind: ListKind | int | str = ListKind.REGISTER,
+        caller: str = "",
+        fmt: str = "",
+        column: str = "",
+        until_column: str = "",
+        force: bool = False,
+        expect_version: str = "",
+        timeout: float | None = None,
+    ) -> lookup_pb2.ReloadResponse:
+        """Send the file at `path` (on this machine) and have the server load it as a new version."""
+        source = Path(path)
+        if not source.is_file():
+            raise ValueError(f"{source}: no such file")
+        options = _reload_request(
+            source.name, kind=kind, caller=caller, fmt=fmt, column=column, until_column=until_column,
+            force=force, register_date=None, expect_version=expect_version,
+        )  # fmt: skip
+
+        def requests() -> Iterator[lookup_pb2.UploadRequest]:
+            yield lookup_pb2.UploadRequest(reload=options)
+            with source.open("rb") as handle:
+                while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+                    yield lookup_pb2.UploadRequest(data=chunk)
+
+        try:
+            reply: lookup_pb2.ReloadResponse = self._admin.Upload(requests(), **self._unary(timeout))
+        except grpc.RpcError as error:
+            raise self._error(error, "Upload") from None
+        return reply
+
+    def audit_log(
+        self, *, limit: int = 50, since: datetime | None = None, timeout: float | None = None
+    ) -> lookup_pb2.AuditLog:
+        """The newest `limit` audit records (0: all), at or after `since` (role admin)."""
+        request = lookup_pb2.GetAuditLogRequest(limit=limit)
+        if since is not None:
+            request.since.CopyFrom(_timestamp(since))
+        try:
+            log: lookup_pb2.AuditLog = self._admin.GetAuditLog(request, **self._unary(timeout))
+        except grpc.RpcError as error:
+            raise self._error(error, "GetAuditLog") from None
+        return log
+
+    def usage(self, *, principal: str = "", timeout: float | None = None) -> lookup_pb2.Usage:
+        """Numbers checked per principal and caller since the server started (role admin)."""
+        try:
+            usage: lookup_pb2.Usage = self._admin.GetUsage(
+                lookup_pb2.GetUsageRequest(principal=principal), **self._unary(timeout)
+            )
+        except grpc.RpcError as error:
+            raise self._error(error, "GetUsage") from None
+        return usage

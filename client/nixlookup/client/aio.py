@@ -30,6 +30,7 @@ from nixlookup.client.defaults import (
 )
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import Purpose
 
@@ -147,6 +148,8 @@ class AsyncClient(BaseClient):
         retry: RetryPolicy = DEFAULT_RETRY,
         credentials: grpc.ChannelCredentials | None = None,
         options: ChannelOptions = (),
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
     ) -> None:
         super().__init__(
             target,
@@ -157,10 +160,12 @@ class AsyncClient(BaseClient):
             retry=retry,
             credentials=credentials,
             options=options,
+            token=token,
+            security=security,
         )
         self._channel = (
-            grpc.aio.secure_channel(self.target, credentials, options=self.channel_options)
-            if credentials is not None
+            grpc.aio.secure_channel(self.target, self.credentials, options=self.channel_options)
+            if self.credentials is not None
             else grpc.aio.insecure_channel(self.target, options=self.channel_options)
         )
         self._stub = lookup_pb2_grpc.LookupStub(self._channel)
@@ -187,7 +192,7 @@ class AsyncClient(BaseClient):
         """May `number` be called by `caller` for `purpose`? A str is parsed as written, an int is a key."""
         request = check_request(number, caller, purpose)
         try:
-            response = await self._stub.Check(request, timeout=self._unary_deadline(timeout))
+            response = await self._stub.Check(request, **self._unary(timeout))
         except grpc.RpcError as error:
             raise self._error(error, "Check") from None
         return CheckResult.from_proto(response)
@@ -196,7 +201,7 @@ class AsyncClient(BaseClient):
         """The register's and the callers' lists' versions, counts, dates and history."""
         request = lookup_pb2.GetRegisterInfoRequest()
         try:
-            response = await self._stub.GetRegisterInfo(request, timeout=self._unary_deadline(timeout))
+            response = await self._stub.GetRegisterInfo(request, **self._unary(timeout))
         except grpc.RpcError as error:
             raise self._error(error, "GetRegisterInfo") from None
         return RegisterInfo.from_proto(response)
@@ -220,10 +225,9 @@ class AsyncClient(BaseClient):
             want_details=want_details,
         )
         stream = _AsyncStream(source, self.max_in_flight)
-        deadline = self._stream_deadline(timeout)
         resume = self._resume()
         while True:
-            call: Any = self._stub.CheckStream(timeout=deadline)  # type: ignore[call-arg]
+            call: Any = self._stub.CheckStream(**self._stream(timeout))
             try:
                 async for message, prepared in stream.attempt(call):
                     resume.answered()

@@ -33,16 +33,14 @@ from nixlookup.client._cli_common import (
     EXIT_USAGE,
     Handler,
     add_server_options,
+    client_of,
     target_of,
-    timeout_of,
 )
 from nixlookup.client.cli_check import add_check_parser
 from nixlookup.client.cli_wash import add_wash_parser
-from nixlookup.client.defaults import DEFAULT_TIMEOUT
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.proof import tool_version
 from nixlookup.client.results import ListInfo, RegisterInfo
-from nixlookup.client.sync import Client
 
 __all__ = ["PLUGINS", "build_parser", "main"]
 
@@ -132,7 +130,7 @@ def _info_json(info: RegisterInfo) -> dict[str, Any]:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    with Client(target_of(args), timeout=timeout_of(args, DEFAULT_TIMEOUT)) as client:
+    with client_of(args) as client:
         info = client.register_info()
     if args.json:
         print(json.dumps(_info_json(info), indent=2, ensure_ascii=False))

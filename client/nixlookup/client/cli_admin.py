@@ -5,13 +5,18 @@
     nixlookup admin apply-delta --add new.txt --remove cancelled.txt [--expect-version V]
     nixlookup admin compact [--all | --list-kind KIND --caller C]
     nixlookup admin history [--list-kind KIND --caller C]
+    nixlookup admin upload FILE [--list-kind KIND --caller C] [--force]   (send the file's bytes)
+    nixlookup admin audit [--limit N] [--since DATE]                      (role admin)
+    nixlookup admin usage [--principal P]                                 (role admin)
     nixlookup admin lists ...            (the callers' lists: see `nixlookup lists --help`)
 
 `reload` asks the server to read PATH (a file on the server, passed as an absolute path): it is validated
 there (bad lines, truncation, checksum, count drop) and refused with the reason while the old version keeps
 serving. `apply-delta` reads numbers as written from text or CSV files and sends them; the server answers
-once the delta is durable. Every call goes through `AdminClient`. Exit status: 0 done, 1 refused by the
-server, 2 usage or local file error. Numbers never appear in the output.
+once the delta is durable. `upload` sends a file from this machine instead (a server with an auth file
+reads no paths unless it has --reload-root). Every command takes ``--token-file``/``$NIXLOOKUP_TOKEN``
+and ``--ca``/``--cert``/``--key`` (docs/security.md). Every call goes through `AdminClient`. Exit status:
+0 done, 1 refused by the server, 2 usage or local file error. Numbers never appear in the output.
 
 `register_admin_commands(subparsers)` adds the `admin` group to the `nixlookup` parser.
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +35,17 @@ from nixlookup.client._cli_common import (
     UsageError,
     add_list_kind,
     add_server_options,
+    admin_of,
     guarded,
-    target_of,
-    timeout_of,
 )
-from nixlookup.client.admin import AdminClient, list_name, list_ref
+from nixlookup.client.admin import list_name, list_ref
 from nixlookup.client.cli_lists import add_lists_parser, read_numbers, until_day
-from nixlookup.client.defaults import DEFAULT_ADMIN_TIMEOUT, DEFAULT_DELTA_CHUNK
+from nixlookup.client.defaults import DEFAULT_DELTA_CHUNK
 from nixlookup.client.results import ListInfo
 from nixlookup.v1 import lookup_pb2
 from nixlookup.v1.vocabulary import ListKind
 
 __all__ = ["main", "register_admin_commands"]
-
-
-def _admin(args: argparse.Namespace) -> AdminClient:
-    return AdminClient(target_of(args), timeout=timeout_of(args, DEFAULT_ADMIN_TIMEOUT))
 
 
 def _checked_ref(args: argparse.Namespace) -> lookup_pb2.ListRef:
@@ -65,7 +65,7 @@ def _print_info(info: lookup_pb2.ListInfo) -> None:
 def _run_reload(args: argparse.Namespace) -> int:
     _checked_ref(args)
     register_date = datetime.fromisoformat(args.register_date) if args.register_date else None
-    with _admin(args) as admin:
+    with admin_of(args) as admin:
         reply = admin.reload(
             Path(args.path),
             kind=args.list_kind,
@@ -95,7 +95,7 @@ def _run_apply_delta(args: argparse.Namespace) -> int:
     if max(len(adds), len(removes)) > chunk:
         deltas = -(-max(len(adds), len(removes)) // chunk)
         print(f"{len(adds) + len(removes):,} numbers: sending {deltas} deltas of up to {chunk:,} each")
-    with _admin(args) as admin:
+    with admin_of(args) as admin:
         replies = admin.apply_delta(
             kind=args.list_kind,
             caller=args.caller or "",
@@ -117,7 +117,7 @@ def _run_apply_delta(args: argparse.Namespace) -> int:
 def _run_compact(args: argparse.Namespace) -> int:
     if not args.all:
         _checked_ref(args)
-    with _admin(args) as admin:
+    with admin_of(args) as admin:
         compacted = admin.compact(kind=args.list_kind, caller=args.caller or "", every_list=args.all)
     if not compacted:
         print("nothing to compact: no journalled deltas")
@@ -133,9 +133,68 @@ def _history_line(info: ListInfo) -> str:
     return f"{name}: version {info.version}, {info.count:,} numbers, source {info.source}{synthetic}"
 
 
+def _run_upload(args: argparse.Namespace) -> int:
+    _checked_ref(args)
+    with admin_of(args) as admin:
+        reply = admin.upload(
+            Path(args.path),
+            kind=args.list_kind,
+            caller=args.caller or "",
+            fmt=args.format or "",
+            column=args.column or "",
+            until_column=args.until_column or "",
+            force=args.force,
+            expect_version=args.expect_version or "",
+        )
+    _print_info(reply.info)
+    print(
+        f"  replaced {reply.previous_version or '(new list)'}; {reply.bad_lines} bad lines skipped; "
+        f"{reply.load_seconds:.3f} s"
+    )
+    return 0
+
+
+def _seconds_iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    since = datetime.fromisoformat(args.since) if args.since else None
+    with admin_of(args) as admin:
+        log = admin.audit_log(limit=args.limit, since=since)
+    for record in log.records:
+        target = list_name(record.list) if record.HasField("list") else "-"
+        counts = " ".join(f"{name}={value}" for name, value in sorted(record.counts.items()))
+        versions = f"{record.version_before or '-'} -> {record.version_after or '-'}"
+        print(
+            f"{_seconds_iso(record.time.seconds)}  {record.principal:<16} {record.operation:<10} "
+            f"{target:<22} {record.outcome:<18} {versions}  {counts}  {record.peer}"
+            + (f"  {record.detail}" if record.detail else "")
+        )
+    if log.skipped_lines:
+        print(f"({log.skipped_lines} torn lines skipped)", file=sys.stderr)
+    return 0
+
+
+def _run_usage(args: argparse.Namespace) -> int:
+    with admin_of(args) as admin:
+        usage = admin.usage(principal=args.principal or "")
+    print(
+        f"numbers checked since {_seconds_iso(usage.since.seconds)} (the server's start), "
+        "by principal and caller:"
+    )
+    print(f"{'principal':<20} {'caller':<16} {'calls':>10} {'allowed':>14} {'blocked':>14} {'invalid':>12}")
+    for row in usage.rows:
+        print(
+            f"{row.principal:<20} {row.caller or '-':<16} {row.calls:>10,} {row.allowed:>14,} "
+            f"{row.blocked:>14,} {row.invalid:>12,}"
+        )
+    return 0
+
+
 def _run_history(args: argparse.Namespace) -> int:
     ref = _checked_ref(args)
-    with _admin(args) as admin:
+    with admin_of(args) as admin:
         info = admin.register_info()
     every = [info.register, *info.lists]
     chosen = [item for item in every if int(item.kind) == int(ref.kind) and item.caller == ref.caller]
@@ -194,6 +253,27 @@ def register_admin_commands(subparsers: Any) -> argparse.ArgumentParser:
     _common(compact)
     compact.add_argument("--all", action="store_true", help="every list with journalled deltas")
     compact.set_defaults(func=_guarded(_run_compact))
+
+    upload = commands.add_parser("upload", help="send a register or list file to the server and load it")
+    _common(upload)
+    upload.add_argument("path", help="text, CSV or snapshot file on this machine")
+    upload.add_argument("--force", action="store_true", help="accept a count drop beyond the server's limit")
+    upload.add_argument("--format", choices=["text", "csv", "snapshot"], help="default: by content")
+    upload.add_argument("--column", help="CSV column holding the numbers (default: the first)")
+    upload.add_argument("--until-column", help="CSV column with each entry's end date (dated lists)")
+    upload.add_argument("--expect-version", help="refuse unless this is the serving version")
+    upload.set_defaults(func=_guarded(_run_upload))
+
+    audit = commands.add_parser("audit", help="the audit log: every Admin action (role admin)")
+    _common(audit)
+    audit.add_argument("--limit", type=int, default=50, help="newest N records (0 = all; default 50)")
+    audit.add_argument("--since", help="records at or after this time, YYYY-MM-DD[THH:MM]")
+    audit.set_defaults(func=_guarded(_run_audit))
+
+    usage = commands.add_parser("usage", help="numbers checked per principal and caller (role admin)")
+    _common(usage)
+    usage.add_argument("--principal", help="only this principal")
+    usage.set_defaults(func=_guarded(_run_usage))
 
     history = commands.add_parser("history", help="a list's serving version and its version history")
     _common(history)

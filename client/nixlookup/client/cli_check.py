@@ -25,14 +25,11 @@ from nixlookup.client._cli_common import (
     SYNTHETIC_NOTE,
     UsageError,
     add_caller_purpose,
+    client_of,
     describe_lists,
-    target_of,
-    timeout_of,
 )
 from nixlookup.client._files import STDIO
-from nixlookup.client.defaults import DEFAULT_TIMEOUT
 from nixlookup.client.results import CheckResult, ListVersion
-from nixlookup.client.sync import Client
 from nixlookup.v1.vocabulary import LineType, Verdict
 
 __all__ = ["add_check_parser"]
@@ -105,7 +102,7 @@ def _numbers(args: argparse.Namespace) -> list[str]:
 def _run_check(args: argparse.Namespace) -> int:
     numbers = _numbers(args)
     answers: list[tuple[str, CheckResult, bool]] = []
-    with Client(target_of(args), timeout=timeout_of(args, DEFAULT_TIMEOUT)) as client:
+    with client_of(args) as client:
         register = client.register_info().register
         synthetic = {register.version: register.synthetic}
         for number in numbers:

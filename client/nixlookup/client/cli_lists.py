@@ -36,12 +36,11 @@ from nixlookup.client._cli_common import (
     UsageError,
     add_list_kind,
     add_server_options,
+    admin_of,
     guarded,
-    target_of,
-    timeout_of,
 )
-from nixlookup.client.admin import CALLER_LIST_KINDS, AdminClient, list_name, list_ref
-from nixlookup.client.defaults import DEFAULT_ADMIN_TIMEOUT, DEFAULT_DELTA_CHUNK
+from nixlookup.client.admin import CALLER_LIST_KINDS, list_name, list_ref
+from nixlookup.client.defaults import DEFAULT_DELTA_CHUNK
 from nixlookup.client.proof import ProofError, verify_proof
 
 __all__ = [
@@ -108,10 +107,6 @@ def _numbers_from_args(args: argparse.Namespace) -> list[str]:
     return [str(number) for number in args.numbers]
 
 
-def _admin(args: argparse.Namespace) -> AdminClient:
-    return AdminClient(target_of(args), timeout=timeout_of(args, DEFAULT_ADMIN_TIMEOUT))
-
-
 def _run_add_or_remove(args: argparse.Namespace) -> int:
     kind, caller = _kind_and_caller(args)
     adding = args.command_name == "add"
@@ -121,7 +116,7 @@ def _run_add_or_remove(args: argparse.Namespace) -> int:
         raise UsageError("an opt-out has no end date; --until applies to relationship and consent lists")
     numbers = _numbers_from_args(args)
     end_day = until_day(args.until) if args.until else 0
-    with _admin(args) as admin:
+    with admin_of(args) as admin:
         replies = admin.apply_delta(
             kind=kind,
             caller=caller,
@@ -147,7 +142,7 @@ def _run_replace(args: argparse.Namespace) -> int:
     path = Path(args.file).resolve()
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
-    with _admin(args) as admin:
+    with admin_of(args) as admin:
         reply = admin.reload(
             path,
             kind=kind,
@@ -167,14 +162,14 @@ def _run_replace(args: argparse.Namespace) -> int:
 
 def _run_drop(args: argparse.Namespace) -> int:
     kind, caller = _kind_and_caller(args)
-    with _admin(args) as admin:
+    with admin_of(args) as admin:
         last = admin.drop(kind=kind, caller=caller)
     print(f"{list_name(list_ref(kind, caller))}: dropped (last version {last or '-'})")
     return 0
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    with _admin(args) as admin:
+    with admin_of(args) as admin:
         info = admin.register_info()
     shown = [item for item in info.lists if not args.caller or item.caller == args.caller]
     if not shown:

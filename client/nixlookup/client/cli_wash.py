@@ -23,14 +23,13 @@ from nixlookup.client._cli_common import (
     EXIT_OK,
     SYNTHETIC_NOTE,
     add_caller_purpose,
+    client_of,
     describe_lists,
     target_of,
-    timeout_of,
 )
 from nixlookup.client._files import STDIO
-from nixlookup.client.defaults import DEFAULT_BATCH_SIZE, DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
+from nixlookup.client.defaults import DEFAULT_BATCH_SIZE
 from nixlookup.client.proof import FileDigest, ProofCollector, proof_path_for, write_proof
-from nixlookup.client.sync import Client
 from nixlookup.client.wash import OUTPUT_FORMATS, ProgressCallback, WashError, WashSummary, wash
 
 __all__ = ["add_wash_parser", "summary_line"]
@@ -97,11 +96,7 @@ def _run_wash(args: argparse.Namespace) -> int:
         raise WashError(f"{args.input} does not exist or is not a file")
     proof_path = args.proof or (None if to_stdout else proof_path_for(args.output))
     collector = ProofCollector(caller=args.caller, purpose=int(args.purpose), server=target_of(args))
-    client = Client(
-        target_of(args),
-        timeout=timeout_of(args, DEFAULT_TIMEOUT),
-        stream_timeout=timeout_of(args, DEFAULT_STREAM_TIMEOUT),
-    )
+    client = client_of(args)
     with client, _progress_bar(sys.stderr.isatty() and not args.no_progress) as progress:
         summary = wash(
             client,

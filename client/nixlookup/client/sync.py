@@ -38,6 +38,7 @@ from nixlookup.client.defaults import (
 )
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import Purpose
 
@@ -128,6 +129,8 @@ class Client(BaseClient):
         retry: RetryPolicy = DEFAULT_RETRY,
         credentials: grpc.ChannelCredentials | None = None,
         options: ChannelOptions = (),
+        token: str | None = None,
+        security: ChannelSecurity | None = None,
     ) -> None:
         super().__init__(
             target,
@@ -138,10 +141,12 @@ class Client(BaseClient):
             retry=retry,
             credentials=credentials,
             options=options,
+            token=token,
+            security=security,
         )
         self._channel = (
-            grpc.secure_channel(self.target, credentials, options=self.channel_options)
-            if credentials is not None
+            grpc.secure_channel(self.target, self.credentials, options=self.channel_options)
+            if self.credentials is not None
             else grpc.insecure_channel(self.target, options=self.channel_options)
         )
         self._stub = lookup_pb2_grpc.LookupStub(self._channel)
@@ -170,7 +175,7 @@ class Client(BaseClient):
         """May `number` be called by `caller` for `purpose`? A str is parsed as written, an int is a key."""
         request = check_request(number, caller, purpose)
         try:
-            response = self._stub.Check(request, timeout=self._unary_deadline(timeout))
+            response = self._stub.Check(request, **self._unary(timeout))
         except grpc.RpcError as error:
             raise self._error(error, "Check") from None
         return CheckResult.from_proto(response)
@@ -179,7 +184,7 @@ class Client(BaseClient):
         """The register's and the callers' lists' versions, counts, dates and history."""
         request = lookup_pb2.GetRegisterInfoRequest()
         try:
-            response = self._stub.GetRegisterInfo(request, timeout=self._unary_deadline(timeout))
+            response = self._stub.GetRegisterInfo(request, **self._unary(timeout))
         except grpc.RpcError as error:
             raise self._error(error, "GetRegisterInfo") from None
         return RegisterInfo.from_proto(response)
@@ -200,10 +205,9 @@ class Client(BaseClient):
             numbers, caller=caller, purpose=purpose, want_details=want_details, batch_size=batch_size
         )
         state = _StreamState(batches, self.max_in_flight)
-        deadline = self._stream_deadline(timeout)
         resume = self._resume()
         while True:
-            responses = self._stub.CheckStream(state.requests(state.generation), timeout=deadline)
+            responses = self._stub.CheckStream(state.requests(state.generation), **self._stream(timeout))
             try:
                 for message in responses:
                     prepared = state.answered(message)
