@@ -131,7 +131,7 @@ def test_admin_cli_apply_delta_compact_history_reload(
     adds.write_text("".join(f"0{int(key) - 46_000_000_000}\n" for key in fresh))
     removes = tmp_path / "removes.txt"
     removes.write_text(f"+{int(register_a.keys[0])}\n")
-    server = ["--server", admin_server.target]
+    server = ["--target", admin_server.target]
     assert (
         cli_admin.main(["admin", "apply-delta", *server, "--add", str(adds), "--remove", str(removes)]) == 0
     )

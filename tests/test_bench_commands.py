@@ -4,6 +4,8 @@ issues ask for in the JSON, answers checked, and no process left behind."""
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ def test_rpc_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     """rpc reports unary QPS/p50/p99 at 1/8/32, bulk bytes and texts at 1k/10k/100k, CPU, ratios, lists."""
     figures = _run(
         ["rpc", "--size", "20000", "--calls", "150", "--repeats", "1", "--bulk-numbers", "30000",
-         "--text-numbers", "10000"], tmp_path, capsys,
+         "--text-numbers", "10000", "--client-numbers", "20000", "--wash-rows", "5000", "--plot"],
+        tmp_path, capsys,
     )  # fmt: skip
     for level in (1, 8, 32):
         for prefix in ("", "reference_"):
@@ -44,6 +47,18 @@ def test_rpc_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
             assert figures[f"bulk_{mode}_{batch}_numbers_per_s"] > 0
     assert figures["caller_lists_correct"] is True
     assert figures["caller_lists_vs_plain"] > 0
+    for path in ("raw_bytes", "batches", "many", "raw_texts", "wash"):
+        assert figures[f"client_{path}_correct"] is True, path
+    for versus in ("client_check_batches_vs_raw", "client_check_many_vs_raw", "client_wash_vs_raw_texts"):
+        assert figures[versus] > 0
+    charts = sorted((tmp_path / "out").glob("rpc-*.png"))
+    assert len(charts) == 2
+    for chart in charts:  # the PNG's Description text chunk names machine, date and register size
+        data = chart.read_bytes()
+        assert data.startswith(b"\x89PNG")
+        assert b"register of 20,000 numbers" in data
+        assert f"{os.cpu_count()} cores".encode() in data
+        assert datetime.now(UTC).strftime("%Y-%m-%d").encode() in data
 
 
 def test_reload_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

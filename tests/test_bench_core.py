@@ -32,10 +32,21 @@ def test_core_tiny_run_reports_every_required_figure(
 ) -> None:
     """`core --size 20000 --json` prints one JSON object with all figures the issue asks for, and files."""
     out = tmp_path / "results"
-    args = ["--size", "20000", "--queries", "20000", "--repeats", "2", "--json"]
+    args = ["--size", "20000", "--queries", "20000", "--repeats", "2", "--json", "--plot"]
     code = main(["core", *args, "--out", str(out), "--workdir", str(tmp_path)])
     assert code == 0
-    data = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert "--plot: this command has nothing to draw" in captured.err
+    data = json.loads(captured.out)
+    (table,) = data["tables"]
+    verdicts = {row[0].strip(): row[4] for row in table["rows"]}
+    assert verdicts["dense bitset floor"] == "-"
+    budgeted = [verdict for name, verdict in verdicts.items() if verdict != "-"]
+    assert len(budgeted) >= 8
+    assert set(budgeted) <= {"ok", "over budget"}
+    assert data["figures"]["over_budget"] == [
+        name for name, verdict in verdicts.items() if verdict == "over budget"
+    ]
     figures = data["figures"]
     missing = [key for key in REQUIRED if figures.get(key) is None]
     assert not missing, missing
@@ -69,3 +80,28 @@ def test_references_answer_like_a_set() -> None:
     assert floor.false_positives(workload.queries, workload.expected_blocked) == int(
         np.count_nonzero(answers & ~workload.expected_blocked)
     )
+
+
+def test_budget_verdicts_scale_with_the_register_and_read_both_ways() -> None:
+    """A time budget stated at 1.5M numbers scales with the size; ">=" budgets are floors."""
+    from nixlookup.bench.core import Budget
+
+    load = Budget("<=", 0.3, "<= 0.3 at 1.5M", per_size=True)
+    assert load.verdict(0.5, 3_000_000) == "ok"
+    assert load.verdict(0.5, 1_500_000) == "over budget"
+    assert load.verdict(None, 1_500_000) == "not measured"
+    speedup = Budget(">=", 10, ">= 10")
+    assert (speedup.verdict(12.0, 20_000), speedup.verdict(9.0, 20_000)) == ("ok", "over budget")
+
+
+def test_both_commands_say_their_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """`nixlookup --version` and `nixlookup-bench --version` print the installed version and exit 0."""
+    from importlib import metadata
+
+    from nixlookup.client.cli import main as nixlookup_main
+
+    for entry, name in ((main, "nixlookup-bench"), (nixlookup_main, "nixlookup")):
+        with pytest.raises(SystemExit) as exited:
+            entry(["--version"])
+        assert exited.value.code == 0
+        assert capsys.readouterr().out.strip() == f"{name} {metadata.version('nixlookup')}"

@@ -90,7 +90,7 @@ def test_an_unreachable_server_exits_1_saying_what_to_do() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         target = f"127.0.0.1:{probe.getsockname()[1]}"
-    result = _nixlookup("check", "070-123 45 67", "--target", target, "--timeout", "1")
+    result = _nixlookup("check", "070-123 45 67", "--target", target)  # retries end within the deadline
     assert result.returncode == 1
     assert "UNAVAILABLE" in result.stderr
     assert target in result.stderr
@@ -103,3 +103,16 @@ def test_usage_errors_exit_2() -> None:
     result = _nixlookup("check", "--purpose", "cold-calling", "070-123 45 67")
     assert result.returncode == 2
     assert "market-research" in result.stderr
+
+
+def test_admin_and_lists_commands_find_the_server_like_every_command(server: ServerProcess) -> None:
+    """`admin` and `lists` read NIXLOOKUP_TARGET like `check`; the old `--server` spelling is gone."""
+    env = {"NIXLOOKUP_TARGET": server.target}
+    history = _nixlookup("admin", "history", env=env)
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.startswith("register: version ")
+    shown = _nixlookup("lists", "show", env=env)
+    assert (shown.returncode, shown.stdout.strip()) == (0, "no caller lists")
+    old = _nixlookup("admin", "history", "--server", server.target)
+    assert old.returncode == 2
+    assert "unrecognized arguments: --server" in old.stderr

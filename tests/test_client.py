@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -18,15 +20,16 @@ from conftest import RegisterFile, ServerFactory
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import (
     AsyncClient,
+    CheckResult,
     Client,
     InvalidRequestError,
     LineType,
     Purpose,
     Reason,
+    RetryPolicy,
     ServerUnavailableError,
     Verdict,
 )
-from nixlookup.client._retry import RetryPolicy
 from nixlookup.v1 import lookup_pb2
 
 
@@ -160,6 +163,60 @@ def test_an_unreachable_server_is_retried_then_reported(small_register: Register
     assert "1234567" not in str(caught.value)
 
 
+def test_unary_retries_are_grpcs_own_service_config(server: ServerProcess) -> None:
+    """The channel carries a retryPolicy for Check and GetRegisterInfo (UNAVAILABLE only, capped at grpc's
+    5 tries), the real server accepts calls on it, and a policy of one try configures no retries."""
+    retry = RetryPolicy(attempts=9, initial_backoff=0.25, max_backoff=3.0, multiplier=1.5)
+    with Client(server.target, retry=retry) as client:
+        options = dict(client.channel_options)
+        assert client.check("070-123 45 67").verdict in (Verdict.ALLOWED, Verdict.BLOCKED)
+    assert options["grpc.enable_retries"] == 1
+    (method,) = json.loads(str(options["grpc.service_config"]))["methodConfig"]
+    assert {(name["service"], name["method"]) for name in method["name"]} == {
+        ("nixlookup.v1.Lookup", "Check"),
+        ("nixlookup.v1.Lookup", "GetRegisterInfo"),
+    }
+    assert method["retryPolicy"] == {
+        "maxAttempts": 5,
+        "initialBackoff": "0.250s",
+        "maxBackoff": "3.000s",
+        "backoffMultiplier": 1.5,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    with Client(server.target, retry=RetryPolicy(attempts=1)) as single:
+        (plain,) = json.loads(str(dict(single.channel_options)["grpc.service_config"]))["methodConfig"]
+    assert "retryPolicy" not in plain
+
+
+def test_a_check_sent_while_the_server_is_down_is_answered_after_its_restart(
+    server_factory: ServerFactory, small_register: RegisterFile
+) -> None:
+    """grpc's retryPolicy carries a Check over a restart: the first try meets a closed port (UNAVAILABLE),
+    a later one reaches the restarted server. (Backoffs of seconds, so the tries outlast the restart.)"""
+    first = server_factory(["--register", str(small_register.path)])
+    retry = RetryPolicy(attempts=5, initial_backoff=3.0, max_backoff=12.0)
+    reconnect_fast = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500))
+    member = int(small_register.keys[5])
+    answers: list[CheckResult | BaseException] = []
+    with Client(first.target, timeout=60, retry=retry, options=reconnect_fast) as client:
+        assert client.check(member).verdict is Verdict.BLOCKED
+        first.stop(signal.SIGKILL)
+
+        def check() -> None:
+            try:
+                answers.append(client.check(member))
+            except BaseException as error:  # handed to the test thread
+                answers.append(error)
+
+        caller = threading.Thread(target=check)
+        caller.start()
+        server_factory(["--listen", f"127.0.0.1:{first.port}", "--register", str(small_register.path)])
+        caller.join(timeout=60)
+    (answer,) = answers
+    assert isinstance(answer, CheckResult), answer
+    assert (answer.verdict, answer.e164) == (Verdict.BLOCKED, member)
+
+
 def test_a_stream_survives_a_server_crash_between_batches(
     server_factory: ServerFactory, small_register: RegisterFile
 ) -> None:
@@ -245,15 +302,42 @@ def test_client_enums_equal_the_wire_enums(client_enum: type, wire_enum: object,
     assert ours == wire
 
 
+_CLIENT_MODULES = [
+    f"nixlookup.client.{path.stem}"
+    for path in sorted((Path(__file__).parent.parent / "client" / "nixlookup" / "client").glob("*.py"))
+    if path.stem not in ("__init__", "pandas")  # pandas: an optional extra of its own
+]
+_BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r} or name.startswith("nixlookup.server"):
+            raise ImportError(f"server-only module {{name}} imported by the client")
+sys.meta_path.insert(0, Block())
+"""
+
+
 def test_the_client_imports_without_the_server() -> None:
-    """Importing the client (and its CLI) loads nothing from nixlookup.server."""
-    code = (
-        "import sys, json; import nixlookup.client, nixlookup.client.cli, nixlookup.client.wash;"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nixlookup'))))"
+    """Every client module imports with the server's packages (and nixlookup.server) made unimportable:
+    what `pip install nixlookup` without extras must run on."""
+    blocked = {
+        "pyroaring",
+        "numba",
+        "llvmlite",
+        "phonenumbers",
+        "structlog",
+        "grpc_health",
+        "grpc_reflection",
+    }
+    code = _BLOCKER.format(blocked=sorted(blocked)) + (
+        "import importlib, json\n"
+        f"for name in {_CLIENT_MODULES!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nixlookup'))))\n"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     modules = json.loads(output)
-    assert "nixlookup.client.sync" in modules
+    assert "nixlookup.client.cli_wash" in modules
+    assert len(_CLIENT_MODULES) >= 15  # the glob found the client's modules
     assert [name for name in modules if name.startswith("nixlookup.server")] == []
 
 

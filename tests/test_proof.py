@@ -87,7 +87,9 @@ def _proof(source: Path, output: Path) -> Path:
         _batch([lookup_pb2.NIX_REGISTERED, lookup_pb2.NOT_REGISTERED, lookup_pb2.INVALID_NUMBER])
     )
     record = collector.record(
-        input_path=source, output_path=output, finished_at=datetime(2026, 3, 20, 8, 1, tzinfo=UTC)
+        input_file=digest_file(source),
+        output_file=digest_file(output),
+        finished_at=datetime(2026, 3, 20, 8, 1, tzinfo=UTC),
     )
     return write_proof(record, proof_path_for(output))
 
@@ -141,7 +143,7 @@ def test_wash_across_a_reload_names_both_register_versions(washed_files: tuple[P
             opt_out_version=None,
         )
     )
-    record = collector.record(input_path=source, output_path=output)
+    record = collector.record(input_file=digest_file(source), output_file=digest_file(output))
     registers = {item.version: item for item in record.lists if item.kind == "register"}
     assert {version: item.rows for version, item in registers.items()} == {"reg-1": 5, "reg-2": 2}
     assert registers["reg-2"].valid_until == "2026-05-09T00:00:00Z"
@@ -156,7 +158,7 @@ def test_counts_verdicts_without_reason_details(washed_files: tuple[Path, Path])
     result.ClearField("reasons")
     collector = ProofCollector(caller="acme", purpose=lookup_pb2.SALES, server="x")
     collector.observe(result)
-    record = collector.record(input_path=source, output_path=output)
+    record = collector.record(input_file=digest_file(source), output_file=digest_file(output))
     assert record.rows_by_verdict == {"ALLOWED": 2, "BLOCKED": 1}
     assert record.rows_by_reason == {}
 

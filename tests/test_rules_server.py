@@ -264,8 +264,9 @@ def test_lists_cli_add_remove_replace_drop(
         return _unary(lookup, UNREGISTERED_FIXED, "gamma", R.SALES).reason
 
     assert reason() == R.NOT_REGISTERED
-    assert _lists_cli(rules_server, "lists", "add", "--caller", "gamma", "--kind", "opt-out", text) == 0
+    assert _lists_cli(rules_server, "lists", "add", "--caller", "gamma", "--list-kind", "opt-out", text) == 0
     assert reason() == R.COMPANY_OPT_OUT
+    # --kind: the deprecated spelling docs/rules.md used to show, still accepted
     assert _lists_cli(rules_server, "lists", "remove", "--caller", "gamma", "--kind", "opt-out", text) == 0
     assert reason() == R.NOT_REGISTERED
 
@@ -273,7 +274,7 @@ def test_lists_cli_add_remove_replace_drop(
     registered_text = "+" + str(REGISTERED)
     assert (
         _lists_cli(
-            rules_server, "lists", "add", "--caller", "gamma", "--kind", "consent", "--until", until,
+            rules_server, "lists", "add", "--caller", "gamma", "--list-kind", "consent", "--until", until,
             registered_text,
         )
         == 0
@@ -285,7 +286,7 @@ def test_lists_cli_add_remove_replace_drop(
     customers.write_text(f"+{REGISTERED}\n+{UNREGISTERED_MOBILE}\n", encoding="ascii")
     assert (
         _lists_cli(
-            rules_server, "lists", "replace", "--caller", "gamma", "--kind", "relationship",
+            rules_server, "lists", "replace", "--caller", "gamma", "--list-kind", "relationship",
             "--file", str(customers),
         )
         == 0
@@ -293,17 +294,17 @@ def test_lists_cli_add_remove_replace_drop(
     assert _unary(lookup, REGISTERED, "gamma", R.SALES).reason == R.CUSTOMER_RELATIONSHIP
     assert not _unary(lookup, UNREGISTERED_MOBILE, "gamma", R.SALES).mobile_flag
 
-    assert _lists_cli(rules_server, "lists", "drop", "--caller", "gamma", "--kind", "relationship") == 0
+    assert _lists_cli(rules_server, "lists", "drop", "--caller", "gamma", "--list-kind", "relationship") == 0
     assert _unary(lookup, REGISTERED, "gamma", R.SALES).reason == R.CONSENT
-    assert _lists_cli(rules_server, "lists", "drop", "--caller", "gamma", "--kind", "consent") == 0
+    assert _lists_cli(rules_server, "lists", "drop", "--caller", "gamma", "--list-kind", "consent") == 0
     assert _unary(lookup, REGISTERED, "gamma", R.SALES).reason == R.NIX_REGISTERED
 
 
 def test_lists_cli_refuses_nonsense_without_calling(rules_server: ServerProcess) -> None:
     """An end date on an opt-out, or a malformed date, is refused with exit 2 before any RPC."""
-    argv = ["lists", "add", "--caller", "gamma", "--kind", "opt-out", "--until", "2026-01-01", "0701110001"]
+    argv = ["lists", "add", "--caller", "gamma", "--list-kind", "opt-out", "--until", "2026-01-01", "070111"]
     assert _lists_cli(rules_server, *argv) == 2
-    argv = ["lists", "add", "--caller", "gamma", "--kind", "consent", "--until", "31/12/2026", "0701110001"]
+    argv = ["lists", "add", "--caller", "gamma", "--list-kind", "consent", "--until", "31/12/2026", "070111"]
     assert _lists_cli(rules_server, *argv) == 2
 
 
@@ -355,5 +356,5 @@ def test_lists_show_names_a_callers_lists(
     assert _lists_cli(rules_server, "lists", "show", "--caller", "acme") == 0
     shown = capsys.readouterr().out
     for kind in ("opt-out", "relationship", "consent"):
-        assert f"acme {kind}: version " in shown
+        assert f"{kind}/acme: version " in shown
     assert str(OPTED_OUT)[-7:] not in shown

@@ -36,8 +36,8 @@ def _national(key: int) -> str:
     return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
 
 
-def _read(path: Path, delimiter: str = ",") -> list[list[str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+def _read(path: Path, delimiter: str = ",", encoding: str = "utf-8-sig") -> list[list[str]]:
+    with path.open(encoding=encoding, newline="") as handle:
         return list(csv.reader(handle, delimiter=delimiter))
 
 
@@ -57,6 +57,7 @@ def test_wash_round_trips_quotes_empty_cells_and_a_bom(
     )
     output = tmp_path / "washed.csv"
     summary = wash(client, source, output, column="phone")
+    assert output.read_bytes().startswith(b"\xef\xbb\xbfname;"), "the BOM is kept, so Excel reads UTF-8"
     rows = _read(output, ";")
     assert rows[0] == ["name", "phone", "note", *OUTPUT_COLUMNS]
     assert rows[1][:3] == ["Svensson; Anna", _national(member), 'rings "after\n5"']

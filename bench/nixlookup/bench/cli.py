@@ -19,6 +19,8 @@ import grpc
 
 from nixlookup.bench.procs import ProcessStartError, install_signal_handlers, stop_all
 from nixlookup.bench.report import Report, render_markdown, write_report
+from nixlookup.client.errors import NixlookupClientError
+from nixlookup.client.proof import tool_version
 
 __all__ = ["build_parser", "main", "parse_size"]
 
@@ -70,6 +72,8 @@ def _run_rpc(args: argparse.Namespace) -> Report:
             bulk_numbers=args.bulk_numbers,
             text_numbers=args.text_numbers,
             security=args.security,
+            client_numbers=args.client_numbers,
+            wash_rows=args.wash_rows,
         ),
         workdir=args.workdir,
     )
@@ -117,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nixlookup-bench",
         description="Benchmarks of nixlookup, with references measured in the same run.",
     )
+    parser.add_argument("--version", action="version", version=f"nixlookup-bench {tool_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Callable[[argparse.Namespace], Report]] = {}
 
@@ -149,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also a server with TLS + a bearer token, as a ratio to plaintext (default: on)",
     )
     rpc.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
+    rpc.add_argument(
+        "--client-numbers", type=int, default=300_000,
+        help="numbers per Client.check_batches / check_many run (0 skips the Python-client rows)",
+    )  # fmt: skip
+    rpc.add_argument(
+        "--wash-rows", type=parse_size, default=100_000, help="rows of the CSV the client washes"
+    )
 
     reload = command(
         "reload", "Check latency during reloads, snapshot reload time, delta apply rate", _run_reload
@@ -203,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ProcessStartError, TimeoutError, FileNotFoundError) as error:
         print(f"nixlookup-bench {args.command}: could not run: {error}", file=sys.stderr)
         return 2
-    except grpc.RpcError as error:
+    except (grpc.RpcError, NixlookupClientError) as error:
         print(f"nixlookup-bench {args.command}: a call failed: {error}", file=sys.stderr)
         return 2
     except AssertionError as error:
@@ -222,5 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"nixlookup-bench: wrote {written.json_path} and {written.markdown_path}", file=sys.stderr)
     for path in written.plot_paths:
         print(f"nixlookup-bench: wrote {path}", file=sys.stderr)
+    if args.plot and not report.plots:
+        print(f"nixlookup-bench {args.command}: --plot: this command has nothing to draw (rpc, compare and "
+              "scale draw charts)", file=sys.stderr)  # fmt: skip
     failed = report.figures.get("guard_failed")
     return 1 if failed else 0

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 
-from nixlookup.bench.admin import AdminClient
+from nixlookup.bench.admin import TimedAdmin
 from nixlookup.bench.grpcload import bulk_check, unary_check
 from nixlookup.bench.procs import rss_bytes
 from nixlookup.bench.redisbench import (
@@ -48,6 +47,7 @@ from nixlookup.bench.report import Plot, Report, Table
 from nixlookup.bench.servers import RunningServer, nixlookup_server, reference_server
 from nixlookup.bench.timing import BulkStats, LatencyStats, best_of, progress, ratio
 from nixlookup.bench.workload import Workload, make_workload, write_register_text
+from nixlookup.client import NixlookupClientError
 from nixlookup.server.index import Index
 from nixlookup.server.store import load_register_file, write_snapshot
 
@@ -215,10 +215,10 @@ def _load_figures(workload: Workload, register_path: Path, settings: CompareSett
 
 def _server_reload_figures(server: RunningServer, register_path: Path) -> dict[str, Any]:
     try:
-        with AdminClient(server.target) as admin:
+        with TimedAdmin(server.target) as admin:
             reload = admin.reload(register_path, fmt="text")
-    except grpc.RpcError as error:
-        progress(f"compare: Admin/Reload unavailable ({error.code()}); in-process load time only")
+    except NixlookupClientError as error:
+        progress(f"compare: Admin/Reload unavailable ({error.code.name}); in-process load time only")
         return {}
     return {f"{NIXLOOKUP}_server_reload_s": reload.wall_s}
 

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, drive_calls, latency_stats
+from nixlookup.client import channel_options
 from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
@@ -26,23 +27,13 @@ __all__ = [
     "BulkMode",
     "build_batches",
     "bulk_check",
-    "channel_options",
     "unary_check",
     "wait_until_serving",
 ]
 
 BulkMode = Literal["bytes", "texts"]
 
-_MESSAGE_LIMIT = 64 * 1024 * 1024
 _CALL_TIMEOUT_S = 10.0
-
-
-def channel_options() -> list[tuple[str, int]]:
-    """Client channel options: big enough messages for 100k-number batches (texts included)."""
-    return [
-        ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
-        ("grpc.max_send_message_length", _MESSAGE_LIMIT),
-    ]
 
 
 def _sync_channel(target: str, security: ChannelSecurity | None, **options: Any) -> grpc.Channel:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from nixlookup.bench.admin import AdminClient
+from nixlookup.bench.admin import TimedAdmin
 from nixlookup.bench.grpcload import unary_check
 from nixlookup.bench.report import Report, Table
 from nixlookup.bench.servers import RunningServer, nixlookup_server
@@ -105,7 +105,7 @@ def _reload_every_second(
     walls: list[float],
     stop: threading.Event,
 ) -> None:
-    with AdminClient(server.target) as admin:
+    with TimedAdmin(server.target) as admin:
         for round_number in range(settings.reloads):
             if stop.is_set():
                 return
@@ -131,7 +131,7 @@ def _snapshot_figures(
 ) -> dict[str, Any]:
     walls: list[float] = []
     server_side: list[float] = []
-    with AdminClient(server.target) as admin:
+    with TimedAdmin(server.target) as admin:
         for round_number in range(settings.snapshot_reloads):
             path = registers.snapshot_b if round_number % 2 == 0 else registers.snapshot_a
             timed = admin.reload(path, fmt="snapshot")
@@ -147,7 +147,7 @@ def _snapshot_figures(
 def _delta_figures(server: RunningServer, registers: _Registers, settings: ReloadSettings) -> dict[str, Any]:
     walls: list[float] = []
     added = 0
-    with AdminClient(server.target) as admin:
+    with TimedAdmin(server.target) as admin:
         for round_number in range(settings.delta_rounds):
             start = round_number * settings.delta_numbers
             batch = registers.fresh[start : start + settings.delta_numbers]

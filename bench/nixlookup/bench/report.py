@@ -205,15 +205,35 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+def plot_caption(report: Report) -> str:
+    """Where a chart's figures came from: machine, date and register size (printed on every chart and
+    kept in the PNG's Description)."""
+    machine = machine_info()
+    sizes = report.parameters.get("sizes")
+    size = report.figures.get("register_size") or report.parameters.get("size")
+    register = (
+        "registers of " + ", ".join(f"{int(one):,}" for one in sizes) + " numbers"
+        if isinstance(sizes, list | tuple)
+        else f"register of {int(size):,} numbers"
+        if size
+        else "register size unknown"
+    )
+    return (
+        f"nixlookup-bench {report.command}, {report.started_at.strftime('%Y-%m-%d %H:%M UTC')}, {register}; "
+        f"{machine['cores']} cores, {machine['cpu_model']}, Python {machine['python']}"
+    )
+
+
 def _write_plots(report: Report, out_dir: Path, stem: str) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    caption = plot_caption(report)
     paths: list[Path] = []
     for plot in report.plots:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(7, 4.8))
         for label, values in plot.series.items():
             points = [(x, y) for x, y in zip(plot.x, values, strict=True) if y is not None]
             if points:
@@ -227,9 +247,10 @@ def _write_plots(report: Report, out_dir: Path, stem: str) -> list[Path]:
         ax.set_ylabel(plot.ylabel)
         ax.grid(True, alpha=0.3)
         ax.legend()
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.text(0.01, 0.01, caption, fontsize=6.5, color="dimgray")
         path = out_dir / f"{stem}-{plot.name}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, metadata={"Description": caption})
         plt.close(fig)
         paths.append(path)
     return paths

@@ -9,6 +9,8 @@ It starts the real server (`nixlookup-server serve`, register from a text file) 
   against no caller, answers checked against the rule order (opt-out, relationship, register);
 - the same unary and bulk runs against a second nixlookup server with TLS and an auth file, the client
   sending a bearer token (`--security`, on by default), as a ratio to the plaintext server;
+- the real Python client (`Client.check_batches`, `Client.check_many`, `wash`) against the raw-stub path
+  on the same server (`clientpath`);
 and reports nixlookup's figures as ratios against the reference. Contenders alternate at every step, so
 drift in the machine's load hits both alike. Server CPU comes from /proc/<pid>/stat (user + system).
 """
@@ -23,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from nixlookup.bench.admin import AdminClient
+from nixlookup.bench.admin import TimedAdmin
+from nixlookup.bench.clientpath import ClientPathSettings, client_path_figures, client_path_table
 from nixlookup.bench.grpcload import BulkMode, bulk_check, unary_check
 from nixlookup.bench.procs import cpu_seconds, rss_bytes
 from nixlookup.bench.report import Plot, Report, Table
@@ -39,8 +41,9 @@ from nixlookup.bench.servers import (
 )
 from nixlookup.bench.timing import BulkStats, LatencyStats, progress, ratio
 from nixlookup.bench.workload import Workload, make_workload, write_register_text
+from nixlookup.client import NixlookupClientError
 from nixlookup.server.index import sorted_unique
-from nixlookup.v1 import lookup_pb2
+from nixlookup.v1.vocabulary import ListKind
 
 __all__ = [
     "CALLER",
@@ -77,6 +80,8 @@ class RpcSettings:
     bulk_repeats: int = 3  # best of N bulk runs
     caller_lists: bool = True  # also the caller with 100k opt-outs + 500k relationships (needs Admin)
     security: bool = True  # also the server with TLS + a bearer token, as a ratio to plaintext
+    client_numbers: int = 300_000  # per Client.check_batches / check_many run (0: skip the client paths)
+    wash_rows: int = 100_000  # rows of the CSV `wash` runs
 
 
 def _unary_key(contender: str, level: int, what: str) -> str:
@@ -190,15 +195,15 @@ _CALLER_BATCH = 10_000
 
 
 def _caller_lists(
-    admin: AdminClient, workload: Workload, seed: int
+    admin: TimedAdmin, workload: Workload, seed: int
 ) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
     """Give CALLER 100k opt-outs and 500k live relationships, drawn from the register and the queries."""
     rng = np.random.default_rng(seed)
     pool = sorted_unique(np.concatenate([workload.register, workload.queries]))
     opt_outs = np.sort(rng.choice(pool, size=min(_CALLER_OPT_OUTS, pool.size), replace=False))
     relationships = np.sort(rng.choice(pool, size=min(_CALLER_RELATIONSHIPS, pool.size), replace=False))
-    admin.apply_delta(kind=lookup_pb2.LIST_KIND_OPT_OUT, caller=CALLER, add=opt_outs)
-    admin.apply_delta(kind=lookup_pb2.LIST_KIND_RELATIONSHIP, caller=CALLER, add=relationships)
+    admin.apply_delta(kind=ListKind.OPT_OUT, caller=CALLER, add=opt_outs)
+    admin.apply_delta(kind=ListKind.RELATIONSHIP, caller=CALLER, add=relationships)
     return opt_outs, relationships
 
 
@@ -208,10 +213,10 @@ def measure_caller_lists(server: RunningServer, workload: Workload, settings: Rp
     Expected answers for the caller: an opt-out is always blocked; otherwise a live relationship allows
     the call; otherwise the register decides. Runs alternate between the plain and the caller case.
     """
-    with AdminClient(server.target) as admin:
+    with TimedAdmin(server.target) as admin:
         try:
             opt_outs, relationships = _caller_lists(admin, workload, settings.seed + 99)
-        except grpc.RpcError as error:
+        except NixlookupClientError as error:
             progress(f"rpc: caller lists unavailable ({error}); skipping the caller-lists case")
             return {}
     count = settings.bulk_numbers
@@ -364,6 +369,8 @@ def _tables(figures: dict[str, Any], settings: RpcSettings) -> list[Table]:
                 figures.get(f"tls_token_bulk_bytes_{batch}_vs_plaintext"), ">= 0.9",
             ])  # fmt: skip
         tables.append(secured)
+    if "client_check_many_vs_raw" in figures:
+        tables.append(client_path_table(figures))
     return tables
 
 
@@ -403,7 +410,10 @@ def _plots(figures: dict[str, Any], settings: RpcSettings) -> list[Plot]:
 
 def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str, Any]:
     """Every rpc figure of one run (see the module docstring)."""
-    query_count = max(settings.bulk_numbers, settings.text_numbers, settings.unary_calls)
+    query_count = max(
+        settings.bulk_numbers, settings.text_numbers, settings.unary_calls, settings.client_numbers,
+        settings.wash_rows,
+    )  # fmt: skip
     workload = make_workload(settings.size, query_count, settings.seed)
     figures: dict[str, Any] = {"register_size": workload.size}
     with (
@@ -417,6 +427,14 @@ def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str,
         figures |= measure_unary(servers, workload, settings)
         bulk_servers = {name: server for name, server in servers.items() if name != _REFERENCE_AIO}
         figures |= measure_bulk(bulk_servers, workload, settings)
+        if settings.client_numbers:
+            client_settings = ClientPathSettings(
+                numbers=settings.client_numbers,
+                wash_rows=settings.wash_rows,
+                repeats=settings.bulk_repeats,
+                max_seconds=settings.bulk_seconds,
+            )
+            figures |= client_path_figures(servers[OURS].target, workload, client_settings, Path(tmp))
         if settings.caller_lists:
             figures |= measure_caller_lists(servers[OURS], workload, settings)
     figures |= _ratios(figures, settings)
@@ -428,7 +446,8 @@ def run_rpc(settings: RpcSettings, workdir: Path | None = None) -> Report:
         command="rpc",
         parameters={"size": settings.size, "seed": settings.seed, "unary_calls": settings.unary_calls,
                     "bulk_numbers": settings.bulk_numbers, "text_numbers": settings.text_numbers,
-                    "bulk_repeats": settings.bulk_repeats},
+                    "bulk_repeats": settings.bulk_repeats, "client_numbers": settings.client_numbers,
+                    "wash_rows": settings.wash_rows},
     )  # fmt: skip
     started = time.perf_counter()
     report.figures = rpc_figures(settings, workdir)
@@ -437,6 +456,7 @@ def run_rpc(settings: RpcSettings, workdir: Path | None = None) -> Report:
     report.plots = _plots(report.figures, settings)
     report.notes.append(
         "client, nixlookup server and reference server share this machine's cores; requests are prebuilt, "
-        "so client encoding cost is not in the figures"
+        "so client encoding cost is not in the figures, except in the Python-client table, which runs the "
+        "real client (and wash) against the raw-stub path"
     )
     return report

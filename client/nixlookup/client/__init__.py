@@ -5,10 +5,15 @@
         client.check("070-123 45 67").verdict            # Verdict.ALLOWED / BLOCKED / INVALID
         for result in client.check_many(numbers):        # any iterable of str/int, or a uint64 array
             ...
+    with AdminClient("127.0.0.1:50051") as admin:      # the Admin service: reload, deltas, lists
+        admin.apply_delta(kind="opt-out", caller="acme", add_texts=["070-123 45 67"])
 
 See docs/client.md.
 """
 
+from nixlookup.client._base import channel_options
+from nixlookup.client._retry import RetryPolicy
+from nixlookup.client.admin import AdminClient
 from nixlookup.client.aio import AsyncClient
 from nixlookup.client.errors import (
     DeadlineExceededError,
@@ -22,6 +27,7 @@ from nixlookup.client.sync import Client
 from nixlookup.v1.vocabulary import LineType, Purpose, Reason, Verdict
 
 __all__ = [
+    "AdminClient",
     "AsyncClient",
     "BatchResult",
     "BulkResult",
@@ -36,6 +42,8 @@ __all__ = [
     "Purpose",
     "Reason",
     "RegisterInfo",
+    "RetryPolicy",
     "ServerUnavailableError",
     "Verdict",
+    "channel_options",
 ]

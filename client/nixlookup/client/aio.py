@@ -1,10 +1,11 @@
 """`AsyncClient`: the asyncio twin of `Client`, over one reused `grpc.aio` channel.
 
-Same calls, same defaults, same errors and retry policy as the sync client (see `client.sync`); the bulk
-stream uses grpc.aio's explicit ``write``/``read`` API: a writer task sends at most `max_in_flight`
-unanswered batches (a semaphore released as answers arrive), the caller's loop reads answers in order. A
-stream failing with UNAVAILABLE is reopened and resumes with the first unanswered batch. `numbers` may be
-a sync iterable, an async iterable or a numpy array.
+Same configuration, defaults, requests, errors and retries as `Client`: all of them live in `BaseClient`;
+this module holds only the asyncio I/O. Unary calls are retried by grpc's retryPolicy (the channel's
+service config). The bulk stream uses grpc.aio's explicit ``write``/``read`` API: a writer task sends at
+most `max_in_flight` unanswered batches (a semaphore released as answers arrive), the caller's loop reads
+answers in order; a stream failing with UNAVAILABLE is reopened by `StreamResume` and resumes with the
+first unanswered batch. `numbers` may be a sync iterable, an async iterable or a numpy array.
 """
 
 from __future__ import annotations
@@ -12,33 +13,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
+from nixlookup.client._base import BaseClient, ChannelOptions, check_request
 from nixlookup.client._batching import Numbers, PreparedBatch, prepare_batches
-from nixlookup.client._retry import DEFAULT_RETRY, RetryPolicy, status_of
-from nixlookup.client.errors import NixlookupClientError, from_rpc_error
-from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
-from nixlookup.client.security import ChannelSecurity
-from nixlookup.client.sync import (
+from nixlookup.client._retry import DEFAULT_RETRY, RetryPolicy
+from nixlookup.client.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_STREAM_TIMEOUT,
-    DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
-    channel_options,
-    check_request,
 )
+from nixlookup.client.errors import NixlookupClientError
+from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
+from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import Purpose
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "AsyncNumbers"]
 
-_Reply = TypeVar("_Reply")
 AsyncNumbers = Numbers | AsyncIterable[str | int]
 
 
@@ -137,12 +134,12 @@ class _AsyncStream:
             raise self.source_error
 
 
-class AsyncClient:
+class AsyncClient(BaseClient):
     """asyncio client; use ``async with AsyncClient(target) as client`` or ``await client.close()``."""
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
@@ -150,30 +147,26 @@ class AsyncClient:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         retry: RetryPolicy = DEFAULT_RETRY,
         credentials: grpc.ChannelCredentials | None = None,
-        options: tuple[tuple[str, int | str], ...] = (),
+        options: ChannelOptions = (),
         token: str | None = None,
         security: ChannelSecurity | None = None,
     ) -> None:
-        """`token`: sent as ``authorization: Bearer`` with every call; `security`: a token and TLS/mTLS
-        settings together (`ChannelSecurity`); `credentials`: grpc channel credentials of your own."""
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
-        self.target = target
-        self.timeout = timeout
-        self.stream_timeout = stream_timeout
-        self.batch_size = batch_size
-        self.max_in_flight = max_in_flight
-        self.retry = retry
-        opts = channel_options(options)
-        security = security or ChannelSecurity()
-        if token is not None:
-            security = replace(security, token=token)
-        self._metadata = security.metadata
-        credentials = credentials or security.channel_credentials()
+        super().__init__(
+            target,
+            timeout=timeout,
+            stream_timeout=stream_timeout,
+            batch_size=batch_size,
+            max_in_flight=max_in_flight,
+            retry=retry,
+            credentials=credentials,
+            options=options,
+            token=token,
+            security=security,
+        )
         self._channel = (
-            grpc.aio.secure_channel(target, credentials, options=opts)
-            if credentials is not None
-            else grpc.aio.insecure_channel(target, options=opts)
+            grpc.aio.secure_channel(self.target, self.credentials, options=self.channel_options)
+            if self.credentials is not None
+            else grpc.aio.insecure_channel(self.target, options=self.channel_options)
         )
         self._stub = lookup_pb2_grpc.LookupStub(self._channel)
 
@@ -188,21 +181,6 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
-    async def _unary(
-        self, method: str, call: Callable[..., Awaitable[_Reply]], request: object, timeout: float | None
-    ) -> _Reply:
-        deadline = self.timeout if timeout is None else timeout
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await call(request, timeout=deadline, metadata=self._metadata)
-            except grpc.RpcError as error:
-                if self.retry.should_retry(status_of(error), attempt):
-                    await asyncio.sleep(self.retry.backoff(attempt))
-                    continue
-                raise from_rpc_error(error, target=self.target, method=method) from None
-
     async def check(
         self,
         number: str | int,
@@ -213,14 +191,19 @@ class AsyncClient:
     ) -> CheckResult:
         """May `number` be called by `caller` for `purpose`? A str is parsed as written, an int is a key."""
         request = check_request(number, caller, purpose)
-        response = await self._unary("Check", self._stub.Check, request, timeout)
+        try:
+            response = await self._stub.Check(request, **self._unary(timeout))
+        except grpc.RpcError as error:
+            raise self._error(error, "Check") from None
         return CheckResult.from_proto(response)
 
     async def register_info(self, *, timeout: float | None = None) -> RegisterInfo:
         """The register's and the callers' lists' versions, counts, dates and history."""
-        response = await self._unary(
-            "GetRegisterInfo", self._stub.GetRegisterInfo, lookup_pb2.GetRegisterInfoRequest(), timeout
-        )
+        request = lookup_pb2.GetRegisterInfoRequest()
+        try:
+            response = await self._stub.GetRegisterInfo(request, **self._unary(timeout))
+        except grpc.RpcError as error:
+            raise self._error(error, "GetRegisterInfo") from None
         return RegisterInfo.from_proto(response)
 
     async def check_batches(
@@ -242,27 +225,17 @@ class AsyncClient:
             want_details=want_details,
         )
         stream = _AsyncStream(source, self.max_in_flight)
-        deadline = self.stream_timeout if timeout is None else timeout
-        attempt = 0
+        resume = self._resume()
         while True:
-            attempt += 1
-            call: Any = self._stub.CheckStream(timeout=deadline, metadata=self._metadata)  # type: ignore[call-arg]
+            call: Any = self._stub.CheckStream(**self._stream(timeout))
             try:
                 async for message, prepared in stream.attempt(call):
-                    attempt = 0
+                    resume.answered()
                     yield BatchResult.from_proto(message, prepared.inputs, prepared.sent_keys)
             except grpc.RpcError as error:
-                if self.retry.should_retry(status_of(error), max(attempt, 1)):
-                    await asyncio.sleep(self.retry.backoff(max(attempt, 1)))
-                    continue
-                raise from_rpc_error(error, target=self.target, method="CheckStream") from None
-            if stream.pending:
-                raise NixlookupClientError(
-                    grpc.StatusCode.INTERNAL,
-                    f"the stream ended with {len(stream.pending)} batches unanswered",
-                    target=self.target,
-                    method="CheckStream",
-                )
+                await asyncio.sleep(resume.delay_after(error))
+                continue
+            resume.finished(len(stream.pending))
             return
 
     async def check_many(

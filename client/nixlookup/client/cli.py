@@ -1,19 +1,21 @@
 """`nixlookup`: the command line of the client: check numbers, wash call lists, show the register.
 
-    nixlookup check 070-123 45 67 +46 8 123 456 78 [--caller acme] [--purpose sales] [--json]
+    nixlookup check "070-123 45 67" "+46 8 123 456 78" [--caller acme] [--purpose sales] [--json]
     nixlookup wash calls.csv --column phone --output washed.csv [--caller acme] [--purpose sales]
     nixlookup info [--json]
+    nixlookup --version
 
-Every command takes ``--target HOST:PORT`` (env ``NIXLOOKUP_TARGET``, default 127.0.0.1:50051) and
-``--timeout SECONDS``, before or after the command name. Exit status: 0 done, 1 the server refused or
-could not be reached (the message says what to do), 2 a usage or local file error.
+`check` lives in `cli_check`, `wash` in `cli_wash`, `info` here. Every command takes ``--target
+HOST:PORT`` (env ``NIXLOOKUP_TARGET``, default 127.0.0.1:50051) and ``--timeout SECONDS``, before or after
+the command name. Exit status: 0 done, 1 the server refused or could not be reached (the message says
+what to do), 2 a usage or local file error, 3 a number was BLOCKED under ``--fail-on-blocked``.
 
 Adding commands from another module (the hook): list the module's registration function in `PLUGINS`
 below. It is called as ``register(subparsers)`` with the top-level argparse subparsers object; each
 command it adds sets ``func`` (via ``set_defaults``) to a callable taking the parsed `argparse.Namespace`
-and returning the exit status. The global ``--target`` reaches plugin commands as ``args.target``; for
-plugins that read their own ``--server`` option (dest ``*_server``), `main` fills it from ``--target``
-when it was not given. A plugin module that fails to import is reported, not fatal to the other commands.
+and returning the exit status. ``--target`` and ``--timeout`` (top level or the command's own, see
+`_cli_common.add_server_options`) reach it as ``args.target`` / ``args.timeout``. A plugin module that
+fails to import is reported, not fatal to the other commands.
 """
 
 from __future__ import annotations
@@ -21,19 +23,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
+from nixlookup.client._cli_common import (
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    Handler,
+    add_server_options,
+    client_of,
+    target_of,
+)
+from nixlookup.client.cli_check import add_check_parser
+from nixlookup.client.cli_wash import add_wash_parser
 from nixlookup.client.errors import NixlookupClientError
-from nixlookup.client.results import CheckResult, ListInfo, RegisterInfo
-from nixlookup.client.security import add_security_arguments, security_from_args
-from nixlookup.client.sync import DEFAULT_BATCH_SIZE, DEFAULT_TARGET, DEFAULT_TIMEOUT, Client
-from nixlookup.client.wash import WashError, WashSummary, print_progress, wash
-from nixlookup.v1.vocabulary import LineType, Purpose, Verdict
+from nixlookup.client.proof import tool_version
+from nixlookup.client.results import ListInfo, RegisterInfo
 
 __all__ = ["PLUGINS", "build_parser", "main"]
 
@@ -43,48 +50,12 @@ PLUGINS: tuple[str, ...] = (
 )
 """``module:function`` registering more subcommands (see the module doc)."""
 
-Handler = Callable[[argparse.Namespace], int]
 
-
-def _purpose(text: str) -> Purpose:
-    try:
-        return Purpose.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
-    """--target and --timeout: at top level with their defaults, on each command without (so a value
-    given before the command name is not overwritten by the command's default)."""
+def _command_options() -> argparse.ArgumentParser:
+    """--target and --timeout for each command (without defaults: see `add_server_options`)."""
     common = argparse.ArgumentParser(add_help=False)
-    target_default: Any = (
-        (os.environ.get("NIXLOOKUP_TARGET") or DEFAULT_TARGET) if top_level else argparse.SUPPRESS
-    )
-    timeout_default: Any = None if top_level else argparse.SUPPRESS
-    common.add_argument(
-        "--target",
-        default=target_default,
-        help=f"server address HOST:PORT [env NIXLOOKUP_TARGET; default {DEFAULT_TARGET}]",
-    )
-    common.add_argument(
-        "--timeout",
-        type=float,
-        default=timeout_default,
-        help=f"deadline in seconds for one call [default {DEFAULT_TIMEOUT:g}; a wash's stream: 3600]",
-    )
-    add_security_arguments(common, top_level=top_level)
+    add_server_options(common)
     return common
-
-
-def _add_caller_purpose(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--caller", default="", help="company id selecting its own lists (default: none)")
-    parser.add_argument(
-        "--purpose",
-        type=_purpose,
-        default=Purpose.SALES,
-        help="sales (default), marketing, fundraising, market-research, public-information, political, "
-        "religious, public-interest",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,29 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nixlookup",
         description="Check phone numbers against the NIX-Telefon register served by nixlookup-server.",
-        parents=[_common_options(top_level=True)],
     )
+    parser.add_argument("--version", action="version", version=f"nixlookup {tool_version()}")
+    add_server_options(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common_options(top_level=False)
+    common = _command_options()
 
-    check = commands.add_parser("check", parents=[common], help="check numbers, one line per number")
-    check.add_argument("numbers", nargs="+", metavar="NUMBER", help="numbers as written (quote spaces)")
-    _add_caller_purpose(check)
-    check.add_argument("--json", action="store_true", help="one JSON object per line")
-    check.set_defaults(func=_run_check)
-
-    washer = commands.add_parser("wash", parents=[common], help="wash a CSV call list of any size")
-    washer.add_argument("input", type=Path, metavar="INPUT.csv", help="CSV with a header row")
-    washer.add_argument("--output", "-o", type=Path, required=True, metavar="OUT.csv", help="washed CSV")
-    washer.add_argument("--column", default="phone", help="column holding the numbers (default: phone)")
-    washer.add_argument("--delimiter", help="field separator (default: sniffed from the file)")
-    washer.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="numbers per batch (server max 100000)"
-    )
-    washer.add_argument("--no-proof", action="store_true", help="do not write OUT.csv.proof.json")
-    washer.add_argument("--no-progress", action="store_true", help="no progress line even on a terminal")
-    _add_caller_purpose(washer)
-    washer.set_defaults(func=_run_wash)
+    add_check_parser(commands, common)
+    add_wash_parser(commands, common)
 
     info = commands.add_parser("info", parents=[common], help="the register's and lists' versions")
     info.add_argument("--json", action="store_true", help="print JSON")
@@ -132,96 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- commands ---------------------------------------------------------------------------------------------
-def _client(args: argparse.Namespace) -> Client:
-    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
-    return Client(args.target, timeout=timeout, security=security_from_args(args))
-
-
 def _date(moment: datetime | None) -> str:
     return moment.date().isoformat() if moment is not None else "-"
 
 
-def _check_line(number: str, result: CheckResult) -> str:
-    line_type = "-" if result.line_type is LineType.UNSPECIFIED else result.line_type.name
-    e164 = f"+{result.e164}" if result.e164 else "-"
-    until = f"valid until {_date(result.valid_until)}" if result.valid_until else result.detail
-    # Swedma/Kontakta: marketing calls to mobiles only to existing customers. A flag, not a verdict, and
-    # only news when the call is otherwise allowed (--json carries the raw flag for every answer).
-    flag = "\tmobile without relationship" if result.mobile_flag and result.verdict is Verdict.ALLOWED else ""
-    return f"{number}\t{result.verdict.name}\t{result.reason.name}\t{e164}\t{line_type}\t{until}{flag}"
-
-
-def _check_json(number: str, result: CheckResult) -> str:
-    return json.dumps(
-        {
-            "number": number,
-            "verdict": result.verdict.name,
-            "reason": result.reason.name,
-            "e164": result.e164 or None,
-            "line_type": result.line_type.name,
-            "register_version": result.register_version,
-            "valid_until": result.valid_until.isoformat() if result.valid_until else None,
-            "mobile_flag": result.mobile_flag,
-            "detail": result.detail,
-        },
-        ensure_ascii=False,
-    )
-
-
-def _run_check(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        for number in args.numbers:
-            result = client.check(number, caller=args.caller, purpose=args.purpose)
-            print(_check_json(number, result) if args.json else _check_line(number, result))
-    return 0
-
-
-def _summary_line(summary: WashSummary) -> str:
-    versions = ", ".join(summary.register_versions) or "-"
-    return (
-        f"washed {summary.rows:,} rows in {summary.elapsed_seconds:.2f} s "
-        f"({summary.rows_per_second:,.0f} rows/s): {summary.blocked:,} blocked, {summary.invalid:,} invalid, "
-        f"{summary.allowed:,} allowed; {summary.mobile_flagged:,} flagged mobile without relationship; "
-        f"register version {versions}; output {summary.output_path}"
-    )
-
-
-def _run_wash(args: argparse.Namespace) -> int:
-    from nixlookup.client.proof import ProofCollector, proof_path_for, write_proof
-
-    if not args.input.is_file():
-        print(f"nixlookup wash: {args.input} does not exist or is not a file", file=sys.stderr)
-        return 2
-    collector = ProofCollector(caller=args.caller, purpose=int(args.purpose), server=args.target)
-    show_progress = sys.stderr.isatty() and not args.no_progress
-    with Client(args.target) as client:
-        summary = wash(
-            client,
-            args.input,
-            args.output,
-            column=args.column,
-            caller=args.caller,
-            purpose=args.purpose,
-            delimiter=args.delimiter,
-            batch_size=args.batch_size,
-            observers=() if args.no_proof else (collector.observe,),
-            progress=print_progress() if show_progress else None,
-            timeout=args.timeout,  # None: the client's stream default
-        )
-    if show_progress:
-        print(file=sys.stderr)
-    print(_summary_line(summary))
-    if not args.no_proof:
-        proof = write_proof(
-            collector.record(input_path=args.input, output_path=args.output, finished_at=summary.finished_at),
-            proof_path_for(args.output),
-        )
-        print(f"proof record {proof}")
-    return 0
-
-
 def _list_line(info: ListInfo) -> str:
-    name = "register" if not info.caller else f"{info.kind.name.lower().replace('_', '-')} of {info.caller}"
+    name = "register" if not info.caller else f"{info.kind.slug} of {info.caller}"
     synthetic = "  SYNTHETIC (made-up numbers, not the NIX register)" if info.synthetic else ""
     return (
         f"{name}: version {info.version}, {info.count:,} numbers, register date {_date(info.register_date)}, "
@@ -258,7 +130,7 @@ def _info_json(info: RegisterInfo) -> dict[str, Any]:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_of(args) as client:
         info = client.register_info()
     if args.json:
         print(json.dumps(_info_json(info), indent=2, ensure_ascii=False))
@@ -271,35 +143,24 @@ def _run_info(args: argparse.Namespace) -> int:
     for item in info.lists:
         print(_list_line(item))
     started = info.server_started_at.isoformat(timespec="seconds") if info.server_started_at else "-"
-    print(f"server: nixlookup {info.server_version}, started {started}, at {args.target}")
+    print(f"server: nixlookup {info.server_version}, started {started}, at {target_of(args)}")
     return 0
 
 
 # -- entry point ------------------------------------------------------------------------------------------
-def _bridge_plugin_target(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    """Plugins with their own ``--server`` option (dest ``*_server``) get ``--target`` when it was given."""
-    explicit = any(arg == "--target" or arg.startswith("--target=") for arg in argv)
-    if not (explicit or os.environ.get("NIXLOOKUP_TARGET")):
-        return
-    for name, value in vars(args).items():
-        if name.endswith("_server") and value is None:
-            setattr(args, name, args.target)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nixlookup``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(arguments)
-    _bridge_plugin_target(args, arguments)
     handler: Handler = args.func
     try:
         return handler(args)
     except NixlookupClientError as error:
         print(f"nixlookup {args.command}: {error}", file=sys.stderr)
-        return 1
-    except (WashError, OSError, ValueError) as error:  # ValueError: an unreadable --token-file, --ca ...
+        return EXIT_REFUSED
+    except (ValueError, OSError) as error:  # WashError, EncodingError, UsageError; unreadable files
         print(f"nixlookup {args.command}: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"nixlookup {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,19 +1,20 @@
 """`nixlookup lists ...` (also `nixlookup admin lists ...`) and `nixlookup verify-proof`.
 
 A caller's opt-out, customer-relationship and consent lists live on the server and are changed through its
-`Admin` service, durable and versioned exactly like register deltas:
+`Admin` service (`AdminClient`), durable and versioned exactly like register deltas:
 
-    nixlookup lists add     --caller acme --kind relationship --until 2026-12-31 070-123 45 67 ...
-    nixlookup lists add     --caller acme --kind opt-out --file optouts.txt
-    nixlookup lists remove  --caller acme --kind consent 070-123 45 67
-    nixlookup lists replace --caller acme --kind relationship --file customers.csv --until-column end
-    nixlookup lists drop    --caller acme --kind opt-out
+    nixlookup lists add     --caller acme --list-kind relationship --until 2026-12-31 070-123 45 67 ...
+    nixlookup lists add     --caller acme --list-kind opt-out --file optouts.txt
+    nixlookup lists remove  --caller acme --list-kind consent 070-123 45 67
+    nixlookup lists replace --caller acme --list-kind relationship --file customers.csv --until-column end
+    nixlookup lists drop    --caller acme --list-kind opt-out
     nixlookup lists show    [--caller acme]
     nixlookup verify-proof  calls.washed.csv.proof.json
 
 `add` and `remove` send numbers as written (the server normalises them) in chunks of `--chunk` numbers, one
 durable `ApplyDelta` per chunk. `replace` asks the server to load the whole file (`Reload`), so the path must
 be readable by the server: the CLI passes it as an absolute path. Numbers never appear in the output.
+(``--kind`` is a deprecated alias of ``--list-kind`` here.)
 
 `register_commands(subparsers)` adds `lists` and `verify-proof` to the `nixlookup` parser;
 `add_lists_parser(subparsers)` adds only `lists` (for an `admin` group). Each sets ``func`` to a callable
@@ -24,25 +25,26 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-import grpc
-import numpy as np
-
-from nixlookup.client._cli_guard import Handler, guarded
+from nixlookup.client._cli_common import (
+    Handler,
+    UsageError,
+    add_list_kind,
+    add_server_options,
+    admin_of,
+    guarded,
+)
+from nixlookup.client.admin import CALLER_LIST_KINDS, list_name, list_ref
+from nixlookup.client.defaults import DEFAULT_DELTA_CHUNK
 from nixlookup.client.proof import ProofError, verify_proof
-from nixlookup.client.security import add_security_arguments, open_channel, security_from_args
-from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
-from nixlookup.v1.vocabulary import ListKind
 
 __all__ = [
-    "DEFAULT_SERVER",
-    "KIND_BY_SLUG",
+    "CALLER_LIST_SLUGS",
     "add_lists_parser",
     "add_verify_proof_parser",
     "read_numbers",
@@ -50,20 +52,9 @@ __all__ = [
     "until_day",
 ]
 
-DEFAULT_SERVER = "127.0.0.1:50051"
-DEFAULT_TIMEOUT_SECONDS = 60.0  # a durable delta of 100k numbers or a reload of millions fits well inside
-DEFAULT_CHUNK = 100_000  # numbers per ApplyDelta: ~2 MB of texts, under gRPC's 4 MB default message limit
-
-KIND_BY_SLUG: dict[str, lookup_pb2.ListKind.ValueType] = {
-    kind.slug: lookup_pb2.ListKind.ValueType(kind) for kind in ListKind if kind is not ListKind.REGISTER
-}
-"""A caller's list kinds by their one CLI spelling (`nixlookup.v1.vocabulary.ListKind.slug`)."""
-_SLUG_BY_KIND = {value: slug for slug, value in KIND_BY_SLUG.items()}
+CALLER_LIST_SLUGS = tuple(kind.slug for kind in CALLER_LIST_KINDS)
+"""The `--list-kind` values of `nixlookup lists`."""
 _EPOCH = date(1970, 1, 1)
-
-
-class UsageError(ValueError):
-    """The command line asks for something that cannot be done; the message says what to change."""
 
 
 def until_day(text: str) -> int:
@@ -100,19 +91,12 @@ def _csv_numbers(handle: TextIO, column: str | None, path: Path) -> list[str]:
     return [row[position].strip() for row in reader if len(row) > position and row[position].strip()]
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _list_ref(args: argparse.Namespace) -> lookup_pb2.ListRef:
+def _kind_and_caller(args: argparse.Namespace) -> tuple[str, str]:
     if not args.caller:
         raise UsageError("--caller must name the company whose list this is")
-    return lookup_pb2.ListRef(kind=KIND_BY_SLUG[args.kind], caller=args.caller)
-
-
-def _describe(ref: lookup_pb2.ListRef) -> str:
-    return f"{ref.caller} {_SLUG_BY_KIND.get(ref.kind, str(ref.kind))}"
+    if args.list_kind is None:
+        raise UsageError(f"--list-kind is required: one of {', '.join(CALLER_LIST_SLUGS)}")
+    return args.list_kind, args.caller
 
 
 def _numbers_from_args(args: argparse.Namespace) -> list[str]:
@@ -123,127 +107,88 @@ def _numbers_from_args(args: argparse.Namespace) -> list[str]:
     return [str(number) for number in args.numbers]
 
 
-def _target(args: argparse.Namespace) -> str:
-    return getattr(args, "target", None) or os.environ.get("NIXLOOKUP_TARGET") or DEFAULT_SERVER
-
-
-def _timeout(args: argparse.Namespace) -> float:
-    timeout = getattr(args, "timeout", None)
-    return float(timeout) if timeout is not None else DEFAULT_TIMEOUT_SECONDS
-
-
-def _admin(args: argparse.Namespace) -> tuple[grpc.Channel, lookup_pb2_grpc.AdminStub]:
-    channel = open_channel(_target(args), security_from_args(args))
-    return channel, lookup_pb2_grpc.AdminStub(channel)
-
-
 def _run_add_or_remove(args: argparse.Namespace) -> int:
-    ref = _list_ref(args)
+    kind, caller = _kind_and_caller(args)
     adding = args.command_name == "add"
     if args.until and not adding:
         raise UsageError("--until only applies to `lists add`")
-    if args.until and ref.kind == lookup_pb2.LIST_KIND_OPT_OUT:
+    if args.until and kind == "opt-out":
         raise UsageError("an opt-out has no end date; --until applies to relationship and consent lists")
     numbers = _numbers_from_args(args)
     end_day = until_day(args.until) if args.until else 0
-    channel, admin = _admin(args)
-    added = removed = invalid = 0
-    version = previous = ""
-    count = 0
-    with channel:
-        for chunk in _chunks(numbers, args.chunk):
-            request = lookup_pb2.ApplyDeltaRequest(list=ref, expect_version=args.expect_version or "")
-            if adding:
-                request.add_texts.extend(chunk)
-                if end_day:
-                    request.add_until_days_le = np.full(len(chunk), end_day, dtype="<u4").tobytes()
-            else:
-                request.remove_texts.extend(chunk)
-            response = admin.ApplyDelta(request, timeout=_timeout(args))
-            previous = previous or response.previous_version
-            version = response.version
-            added += response.added
-            removed += response.removed
-            invalid += response.invalid
-            count = response.count
-            request.expect_version = ""  # only the first chunk checks the version the user saw
+    with admin_of(args) as admin:
+        replies = admin.apply_delta(
+            kind=kind,
+            caller=caller,
+            add_texts=numbers if adding else (),
+            remove_texts=() if adding else numbers,
+            until_day=end_day,
+            expect_version=args.expect_version or "",
+            chunk=args.chunk,
+        )
+    added = sum(reply.added for reply in replies)
+    removed = sum(reply.removed for reply in replies)
+    invalid = sum(reply.invalid for reply in replies)
     print(
-        f"{_describe(ref)}: version {version} (was {previous or '-'}): +{added} -{removed}, "
-        f"{count} numbers, {invalid} invalid not applied"
+        f"{list_name(list_ref(kind, caller))}: version {replies[-1].version} "
+        f"(was {replies[0].previous_version or '-'}): +{added} -{removed}, "
+        f"{replies[-1].count} numbers, {invalid} invalid not applied"
     )
     return 0
 
 
 def _run_replace(args: argparse.Namespace) -> int:
-    ref = _list_ref(args)
+    kind, caller = _kind_and_caller(args)
     path = Path(args.file).resolve()
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
-    channel, admin = _admin(args)
-    with channel:
-        response = admin.Reload(
-            lookup_pb2.ReloadRequest(
-                list=ref,
-                path=str(path),
-                format=args.format or "",
-                column=args.column or "",
-                until_column=args.until_column or "",
-                force=args.force,
-                expect_version=args.expect_version or "",
-            ),
-            timeout=_timeout(args),
+    with admin_of(args) as admin:
+        reply = admin.reload(
+            path,
+            kind=kind,
+            caller=caller,
+            fmt=args.format or "",
+            column=args.column or "",
+            until_column=args.until_column or "",
+            force=args.force,
+            expect_version=args.expect_version or "",
         )
     print(
-        f"{_describe(ref)}: version {response.info.version} (was {response.previous_version or '-'}): "
-        f"{response.info.count} numbers, {response.bad_lines} bad lines, {response.load_seconds:.2f} s"
+        f"{list_name(reply.info.list)}: version {reply.info.version} (was {reply.previous_version or '-'}): "
+        f"{reply.info.count} numbers, {reply.bad_lines} bad lines, {reply.load_seconds:.2f} s"
     )
     return 0
 
 
 def _run_drop(args: argparse.Namespace) -> int:
-    ref = _list_ref(args)
-    channel, admin = _admin(args)
-    with channel:
-        response = admin.DropList(lookup_pb2.DropListRequest(list=ref), timeout=_timeout(args))
-    print(f"{_describe(ref)}: dropped (last version {response.last_version or '-'})")
+    kind, caller = _kind_and_caller(args)
+    with admin_of(args) as admin:
+        last = admin.drop(kind=kind, caller=caller)
+    print(f"{list_name(list_ref(kind, caller))}: dropped (last version {last or '-'})")
     return 0
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    with open_channel(_target(args), security_from_args(args)) as channel:
-        info = lookup_pb2_grpc.LookupStub(channel).GetRegisterInfo(
-            lookup_pb2.GetRegisterInfoRequest(), timeout=_timeout(args)
-        )
-    shown = [item for item in info.lists if not args.caller or item.list.caller == args.caller]
+    with admin_of(args) as admin:
+        info = admin.register_info()
+    shown = [item for item in info.lists if not args.caller or item.caller == args.caller]
     if not shown:
         print("no caller lists" + (f" for {args.caller}" if args.caller else ""))
-    for item in sorted(shown, key=lambda item: (item.list.caller, item.list.kind)):
-        print(f"{_describe(item.list)}: version {item.version}, {item.count} numbers, source {item.source}")
+    for item in sorted(shown, key=lambda item: (item.caller, item.kind)):
+        name = list_name(list_ref(item.kind, item.caller))
+        print(f"{name}: version {item.version}, {item.count} numbers, source {item.source}")
     return 0
 
 
 def _guarded(handler: Handler) -> Handler:
-    return guarded(handler, prefix="nixlookup lists", usage_errors=(UsageError,))
+    return guarded(handler, prefix="nixlookup lists")
 
 
 def _common(parser: argparse.ArgumentParser, *, kind_required: bool = True) -> None:
-    # SUPPRESS: a --target/--timeout given before the command name (the top-level parser's) is kept.
-    parser.add_argument(
-        "--target",
-        default=argparse.SUPPRESS,
-        metavar="HOST:PORT",
-        help=f"server address (default: $NIXLOOKUP_TARGET or {DEFAULT_SERVER})",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=argparse.SUPPRESS,
-        help=f"deadline per RPC in seconds (default {DEFAULT_TIMEOUT_SECONDS:g})",
-    )
-    add_security_arguments(parser)
+    add_server_options(parser)
     parser.add_argument("--caller", required=kind_required, default="", help="the company id owning the list")
     if kind_required:
-        parser.add_argument("--kind", required=True, choices=sorted(KIND_BY_SLUG), help="which list")
+        add_list_kind(parser, CALLER_LIST_SLUGS, deprecated_alias="--kind")
 
 
 def add_lists_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -258,7 +203,7 @@ def add_lists_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser.add_argument("numbers", nargs="*", metavar="NUMBER", help="numbers as written")
         parser.add_argument("--file", help="read the numbers from a text file or a CSV file")
         parser.add_argument("--column", help="CSV column holding the numbers (default: the first)")
-        parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="numbers per ApplyDelta")
+        parser.add_argument("--chunk", type=int, default=DEFAULT_DELTA_CHUNK, help="numbers per ApplyDelta")
         parser.add_argument("--expect-version", help="refuse unless this is the list's serving version")
         if name == "add":
             parser.add_argument("--until", help="end date YYYY-MM-DD (relationship end, consent expiry)")
@@ -291,7 +236,12 @@ def _run_verify_proof(args: argparse.Namespace) -> int:
         print(f"nixlookup verify-proof: {error}", file=sys.stderr)
         return 2
     for check in checks:
-        print(("OK       " if check.ok else "MISMATCH ") + check.message)
+        print(("WARNING  " if check.warning else "OK       " if check.ok else "MISMATCH ") + check.message)
+    if record.synthetic_register:
+        print(
+            "WARNING  the register it was washed against was SYNTHETIC (made-up numbers, not the NIX "
+            "register): this proof shows no real check"
+        )
     if all(check.ok for check in checks):
         print(
             f"proof holds: {record.rows_total} rows checked for {record.caller or '(no caller)'} "

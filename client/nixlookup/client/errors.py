@@ -25,8 +25,9 @@ _ADVICE: dict[grpc.StatusCode, str] = {
         "(--target / NIXLOOKUP_TARGET) and retry"
     ),
     grpc.StatusCode.DEADLINE_EXCEEDED: (
-        "the call did not finish within its deadline; raise the timeout (timeout=... / --timeout) or check "
-        "the server's load"
+        "the call did not finish within its deadline (retries of an unreachable server count against it); "
+        "check that nixlookup-server runs at {target} and its load, or raise the timeout (timeout=... / "
+        "--timeout)"
     ),
     grpc.StatusCode.INVALID_ARGUMENT: (
         "the request was refused as malformed; fix the field or limit named above"

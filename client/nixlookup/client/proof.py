@@ -10,11 +10,15 @@ proof record (``OUT.csv.proof.json``) says exactly that:
   relationship and consent lists), with its load time, the register's date and the answers' valid_until,
   and how many rows each version answered (a wash spanning a reload names both versions);
 - what came out: row counts per verdict and per reason;
-- which files: SHA-256 digest and size of the input and the output file.
+- which files: SHA-256 digest, size and encoding of the input (digested *before* it was washed, so a wash
+  that overwrote its input could never be proven) and of the output;
+- whether the register was SYNTHETIC (made-up numbers): such a proof proves nothing about real calls,
+  and `verify_proof` says so.
 
 `ProofCollector` gathers the facts from the `CheckBatchResult` messages as a wash receives them;
 `write_proof` writes the record atomically (temp file, fsync, rename); `verify_proof` recomputes the
-digests and reports each file as OK or as a mismatch naming the file. Everything here is a pure function
+digests and reports each file as OK or as a mismatch naming the file, and warns about a synthetic
+register or an input that was standard input (nothing to re-check). Everything here is a pure function
 of its inputs except the file reads and writes that are its job.
 """
 
@@ -25,7 +29,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -34,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from nixlookup.client._files import STDIO
 from nixlookup.v1 import lookup_pb2
-from nixlookup.v1.vocabulary import ListKind
+from nixlookup.v1.vocabulary import ListKind, Reason
 
 __all__ = [
     "PROOF_FORMAT",
@@ -85,11 +90,12 @@ def _timestamp_iso(stamp: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FileDigest:
-    """One file's identity: where it was, its SHA-256 and size."""
+    """One file's identity: where it was (``-`` for standard input/output), its SHA-256, size, encoding."""
 
     path: str
     sha256: str
     bytes: int
+    encoding: str = ""
 
 
 def digest_file(path: Path) -> FileDigest:
@@ -114,6 +120,7 @@ class ListRecord:
     rows: int  # rows answered while this version served
     register_date: str = ""  # the register only: the version's date
     valid_until: str = ""  # the register only: until when its NOT_REGISTERED answers hold
+    synthetic: bool = False  # the register only: made-up numbers, not the NIX register
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,11 @@ class ProofRecord:
     tool_version: str = field(default_factory=tool_version)
     format: str = PROOF_FORMAT
 
+    @property
+    def synthetic_register(self) -> bool:
+        """True when any register version the wash used was SYNTHETIC."""
+        return any(item.synthetic for item in self.lists if item.kind == ListKind.REGISTER.slug)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": self.format,
@@ -143,6 +155,7 @@ class ProofRecord:
             "server": self.server,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "synthetic_register": self.synthetic_register,
             "rows": {
                 "total": self.rows_total,
                 "by_verdict": dict(sorted(self.rows_by_verdict.items())),
@@ -157,6 +170,7 @@ class ProofRecord:
                     "rows": item.rows,
                     **({"register_date": item.register_date} if item.register_date else {}),
                     **({"valid_until": item.valid_until} if item.valid_until else {}),
+                    **({"synthetic": True} if item.synthetic else {}),
                 }
                 for item in self.lists
             ],
@@ -191,6 +205,7 @@ class ProofRecord:
                         rows=int(item["rows"]),
                         register_date=str(item.get("register_date", "")),
                         valid_until=str(item.get("valid_until", "")),
+                        synthetic=bool(item.get("synthetic", False)),
                     )
                     for item in data["lists"]
                 ),
@@ -203,11 +218,17 @@ class ProofRecord:
 
 
 def _digest_json(digest: FileDigest) -> dict[str, Any]:
-    return {"path": digest.path, "sha256": digest.sha256, "bytes": digest.bytes}
+    encoding = {"encoding": digest.encoding} if digest.encoding else {}
+    return {"path": digest.path, "sha256": digest.sha256, "bytes": digest.bytes, **encoding}
 
 
 def _digest_from_json(data: Mapping[str, Any]) -> FileDigest:
-    return FileDigest(path=str(data["path"]), sha256=str(data["sha256"]), bytes=int(data["bytes"]))
+    return FileDigest(
+        path=str(data["path"]),
+        sha256=str(data["sha256"]),
+        bytes=int(data["bytes"]),
+        encoding=str(data.get("encoding", "")),
+    )
 
 
 def _kind_slug(kind: int) -> str:
@@ -262,10 +283,6 @@ class ProofCollector:
                 continue
             self._list_entry(kind, used.list.caller, used.version, loaded_at)["rows"] += count
 
-    def observe_all(self, results: Iterable[lookup_pb2.CheckBatchResult]) -> None:
-        for result in results:
-            self.observe(result)
-
     def _list_entry(self, kind: str, caller: str, version: str, loaded_at: str) -> dict[str, Any]:
         key = (kind, caller, version)
         if key not in self._lists:
@@ -278,9 +295,16 @@ class ProofCollector:
         return self._lists[key]
 
     def record(
-        self, *, input_path: Path, output_path: Path, finished_at: datetime | None = None
+        self,
+        *,
+        input_file: FileDigest,
+        output_file: FileDigest,
+        synthetic_versions: Collection[str] = (),
+        finished_at: datetime | None = None,
     ) -> ProofRecord:
-        """The proof record of the finished wash: digests the (complete, closed) input and output files."""
+        """The proof record of the finished wash. `input_file` is the input's digest taken before it was
+        washed, `output_file` the digest of the bytes written; `synthetic_versions` the register versions
+        the server said were SYNTHETIC."""
         return ProofRecord(
             caller=self.caller,
             purpose=self.purpose,
@@ -291,20 +315,25 @@ class ProofCollector:
             rows_by_verdict={k: v for k, v in self._verdicts.items() if v},
             rows_by_reason=dict(self._reasons),
             lists=tuple(
-                ListRecord(kind=kind, caller=caller, version=version, **entry)
+                ListRecord(
+                    kind=kind,
+                    caller=caller,
+                    version=version,
+                    synthetic=kind == ListKind.REGISTER.slug and version in synthetic_versions,
+                    **entry,
+                )
                 for (kind, caller, version), entry in sorted(self._lists.items())
             ),
-            input_file=digest_file(input_path),
-            output_file=digest_file(output_path),
+            input_file=input_file,
+            output_file=output_file,
         )
 
 
 def _reason_name(value: int) -> str:
     try:
-        name: str = lookup_pb2.Reason.Name(lookup_pb2.Reason.ValueType(value))
-    except ValueError:
+        return Reason(value).name
+    except ValueError:  # a reason newer than this client
         return f"REASON_{value}"
-    return name
 
 
 def proof_path_for(output_path: Path) -> Path:
@@ -347,6 +376,7 @@ class FileCheck:
     path: str  # the file actually checked
     ok: bool
     message: str
+    warning: bool = False  # ok, but not proven: nothing could be re-checked
 
 
 def _locate(recorded: str, proof_path: Path) -> Path:
@@ -362,6 +392,12 @@ def verify_proof(proof_path: Path) -> tuple[ProofRecord, list[FileCheck]]:
     record = read_proof(proof_path)
     checks: list[FileCheck] = []
     for role, expected in (("input", record.input_file), ("output", record.output_file)):
+        if expected.path == STDIO:
+            what = "standard input" if role == "input" else "standard output"
+            checks.append(
+                FileCheck(role, STDIO, True, f"{role} was {what}: nothing to re-check", warning=True)
+            )
+            continue
         located = _locate(expected.path, proof_path)
         if not located.is_file():
             checks.append(FileCheck(role, str(located), False, f"{role} file {located} is missing"))
