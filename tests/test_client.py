@@ -328,6 +328,7 @@ def test_the_client_imports_without_the_server() -> None:
         "structlog",
         "grpc_health",
         "grpc_reflection",
+        "xxhash",
     }
     code = _BLOCKER.format(blocked=sorted(blocked)) + (
         "import importlib, json\n"

@@ -30,6 +30,7 @@ _SERVER_ONLY = (
     "structlog",
     "grpc_health",
     "grpc_reflection",
+    "xxhash",
 )
 _LEAN_BYTES = 200 * 1024 * 1024
 """Ceiling on the client's site-packages (measured ~97 MB with .pyc files; the full install was 386 MB)."""
