@@ -100,6 +100,22 @@ class BaseClient:
         self.credentials = credentials or chosen.channel_credentials()
         """The channel's TLS credentials; None: plaintext."""
         self.channel_options = channel_options(retry, options)
+        self._connect()
+
+    # -- the I/O twin's part -----------------------------------------------------------------------
+    def _connect(self) -> None:
+        """Open the channel and the stubs (`Client`: a sync channel, `AsyncClient`: a grpc.aio one)."""
+        raise NotImplementedError
+
+    def _sync_channel(self) -> grpc.Channel:
+        if self.credentials is not None:
+            return grpc.secure_channel(self.target, self.credentials, options=self.channel_options)
+        return grpc.insecure_channel(self.target, options=self.channel_options)
+
+    def _aio_channel(self) -> grpc.aio.Channel:
+        if self.credentials is not None:
+            return grpc.aio.secure_channel(self.target, self.credentials, options=self.channel_options)
+        return grpc.aio.insecure_channel(self.target, options=self.channel_options)
 
     # -- requests ----------------------------------------------------------------------------------
     def _unary_deadline(self, timeout: float | None) -> float:

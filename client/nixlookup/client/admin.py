@@ -117,11 +117,9 @@ class AdminClient(BaseClient):
         super().__init__(
             target, timeout=timeout, credentials=credentials, options=options, token=token, security=security
         )
-        self._channel = (
-            grpc.secure_channel(self.target, self.credentials, options=self.channel_options)
-            if self.credentials is not None
-            else grpc.insecure_channel(self.target, options=self.channel_options)
-        )
+
+    def _connect(self) -> None:
+        self._channel = self._sync_channel()
         self._admin = lookup_pb2_grpc.AdminStub(self._channel)
         self._lookup = lookup_pb2_grpc.LookupStub(self._channel)
 

@@ -19,18 +19,10 @@ from typing import Any
 
 import grpc
 
-from nixlookup.client._base import BaseClient, ChannelOptions, check_request
+from nixlookup.client._base import BaseClient, check_request
 from nixlookup.client._batching import Numbers, PreparedBatch, prepare_batches
-from nixlookup.client._retry import DEFAULT_RETRY, RetryPolicy
-from nixlookup.client.defaults import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_STREAM_TIMEOUT,
-    DEFAULT_TIMEOUT,
-)
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
-from nixlookup.client.security import ChannelSecurity
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import Purpose
 
@@ -137,37 +129,8 @@ class _AsyncStream:
 class AsyncClient(BaseClient):
     """asyncio client; use ``async with AsyncClient(target) as client`` or ``await client.close()``."""
 
-    def __init__(
-        self,
-        target: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        retry: RetryPolicy = DEFAULT_RETRY,
-        credentials: grpc.ChannelCredentials | None = None,
-        options: ChannelOptions = (),
-        token: str | None = None,
-        security: ChannelSecurity | None = None,
-    ) -> None:
-        super().__init__(
-            target,
-            timeout=timeout,
-            stream_timeout=stream_timeout,
-            batch_size=batch_size,
-            max_in_flight=max_in_flight,
-            retry=retry,
-            credentials=credentials,
-            options=options,
-            token=token,
-            security=security,
-        )
-        self._channel = (
-            grpc.aio.secure_channel(self.target, self.credentials, options=self.channel_options)
-            if self.credentials is not None
-            else grpc.aio.insecure_channel(self.target, options=self.channel_options)
-        )
+    def _connect(self) -> None:
+        self._channel = self._aio_channel()
         self._stub = lookup_pb2_grpc.LookupStub(self._channel)
 
     async def close(self) -> None:
