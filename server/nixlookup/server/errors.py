@@ -11,7 +11,6 @@ import grpc
 
 __all__ = [
     "DataDirDamagedError",
-    "DeadlineExceededError",
     "FailedPreconditionError",
     "InvalidArgumentError",
     "NixlookupError",
@@ -45,12 +44,6 @@ class ResourceExhaustedError(NixlookupError):
     `InvalidArgumentError` naming --max-batch, since retrying it unchanged can never succeed."""
 
     status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class DeadlineExceededError(NixlookupError):
-    """A call made no progress within a named time limit (e.g. a stalled CheckStream)."""
-
-    status_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class FailedPreconditionError(NixlookupError):

@@ -1,6 +1,5 @@
-"""gRPC <-> core: the Lookup and Admin servicers (grpc.aio), proto conversion, the limits, the one place
-calls are admitted and errors become statuses, who may call (the auth file, authentication, authorisation),
-metering and uploads. No rules live here."""
+"""gRPC <-> core: the Lookup and Admin servicers, proto conversion, the one place errors become statuses,
+who may call (the auth file, authentication, authorisation), metering and uploads. No rules live here."""
 
 from __future__ import annotations
 
@@ -14,13 +13,9 @@ from nixlookup.server.rpc._auth import (
 from nixlookup.server.rpc._guard import (
     RpcGuard,
 )
-from nixlookup.server.rpc._limits import (
-    CallLimiter,
-    Limit,
-    ServiceLimits,
-)
 from nixlookup.server.rpc._lookup import (
     LookupServicer,
+    ServiceLimits,
 )
 from nixlookup.server.rpc._metering import (
     Meter,
@@ -43,8 +38,6 @@ __all__ = [
     "AdminServicer",
     "AuthFileError",
     "Authenticator",
-    "CallLimiter",
-    "Limit",
     "LookupServicer",
     "Meter",
     "Principal",
