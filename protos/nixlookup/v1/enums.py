@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nixlookup.v1._wire_enum import WireEnum
 
-__all__ = ["LineType", "ListKind", "Purpose", "Reason", "Verdict"]
+__all__ = ["ChangeKind", "LineType", "ListKind", "Purpose", "Reason", "Verdict"]
 
 
 class Verdict(WireEnum):
@@ -50,3 +50,11 @@ class ListKind(WireEnum):
     OPT_OUT = 1
     RELATIONSHIP = 2
     CONSENT = 3
+
+
+class ChangeKind(WireEnum):
+    UNSPECIFIED = 0
+    SNAPSHOT = 1
+    DELTA = 2
+    COMPACT = 3
+    DROP = 4

@@ -178,6 +178,35 @@ LIST_KIND_CONSENT: ListKind.ValueType  # 3
 """explicit consents to this caller, each with an expiry"""
 Global___ListKind: _TypeAlias = ListKind  # noqa: Y015
 
+class _ChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHANGE_KIND_UNSPECIFIED: _ChangeKind.ValueType  # 0
+    CHANGE_KIND_SNAPSHOT: _ChangeKind.ValueType  # 1
+    """the list's whole content: first sync, a reload, a new list, a resync"""
+    CHANGE_KIND_DELTA: _ChangeKind.ValueType  # 2
+    """a journalled delta: keys added and removed on top of previous_version"""
+    CHANGE_KIND_COMPACT: _ChangeKind.ValueType  # 3
+    """the journal was folded into a snapshot: content and version unchanged"""
+    CHANGE_KIND_DROP: _ChangeKind.ValueType  # 4
+    """the list was removed"""
+
+class ChangeKind(_ChangeKind, metaclass=_ChangeKindEnumTypeWrapper): ...
+
+CHANGE_KIND_UNSPECIFIED: ChangeKind.ValueType  # 0
+CHANGE_KIND_SNAPSHOT: ChangeKind.ValueType  # 1
+"""the list's whole content: first sync, a reload, a new list, a resync"""
+CHANGE_KIND_DELTA: ChangeKind.ValueType  # 2
+"""a journalled delta: keys added and removed on top of previous_version"""
+CHANGE_KIND_COMPACT: ChangeKind.ValueType  # 3
+"""the journal was folded into a snapshot: content and version unchanged"""
+CHANGE_KIND_DROP: ChangeKind.ValueType  # 4
+"""the list was removed"""
+Global___ChangeKind: _TypeAlias = ChangeKind  # noqa: Y015
+
 @_typing.final
 class ListRef(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -231,6 +260,33 @@ class ListVersion(_message.Message):
 Global___ListVersion: _TypeAlias = ListVersion  # noqa: Y015
 
 @_typing.final
+class ListPosition(_message.Message):
+    """A version of one list: one a follower already holds (ReplicateRequest.have), or the least version an
+    answer must rest on (min_version). Version ids are `<seq>-<digest>`; the sequence orders them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIST_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    @_builtins.property
+    def list(self) -> Global___ListRef: ...
+    def __init__(
+        self,
+        *,
+        list: Global___ListRef | None = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["list", b"list", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPosition: _TypeAlias = ListPosition  # noqa: Y015
+
+@_typing.final
 class CheckRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -238,6 +294,7 @@ class CheckRequest(_message.Message):
     E164_FIELD_NUMBER: _builtins.int
     CALLER_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
+    MIN_VERSION_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """as written: "070-123 45 67", "+46 70 123 45 67", ..."""
     e164: _builtins.int
@@ -245,6 +302,13 @@ class CheckRequest(_message.Message):
     caller: _builtins.str
     """company id selecting its own lists; "" = none"""
     purpose: Global___Purpose.ValueType
+    @_builtins.property
+    def min_version(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListPosition]:
+        """Read-your-writes: answer only from at least these versions (what ApplyDelta/Reload just returned).
+        A server that is behind answers FAILED_PRECONDITION ("behind") once its short wait is over, so a
+        client retries on another replica.
+        """
+
     def __init__(
         self,
         *,
@@ -252,10 +316,11 @@ class CheckRequest(_message.Message):
         e164: _builtins.int = ...,
         caller: _builtins.str = ...,
         purpose: Global___Purpose.ValueType = ...,
+        min_version: _abc.Iterable[Global___ListPosition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["e164", b"e164", "number", b"number", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "e164", b"e164", "number", b"number", "purpose", b"purpose", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "e164", b"e164", "min_version", b"min_version", "number", b"number", "purpose", b"purpose", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_number: _TypeAlias = _typing.Literal["text", "e164"]  # noqa: Y015
     _WhichOneofArgType_number: _TypeAlias = _typing.Literal["number", b"number"]  # noqa: Y015
@@ -331,6 +396,7 @@ class CheckBatch(_message.Message):
     PURPOSE_FIELD_NUMBER: _builtins.int
     WANT_DETAILS_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
+    MIN_VERSION_FIELD_NUMBER: _builtins.int
     e164_le: _builtins.bytes
     """packed little-endian uint64 keys: the fast path"""
     caller: _builtins.str
@@ -343,6 +409,10 @@ class CheckBatch(_message.Message):
     def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """numbers as written"""
 
+    @_builtins.property
+    def min_version(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListPosition]:
+        """as CheckRequest.min_version, checked per batch"""
+
     def __init__(
         self,
         *,
@@ -352,10 +422,11 @@ class CheckBatch(_message.Message):
         purpose: Global___Purpose.ValueType = ...,
         want_details: _builtins.bool = ...,
         batch_id: _builtins.int = ...,
+        min_version: _abc.Iterable[Global___ListPosition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "caller", b"caller", "e164_le", b"e164_le", "purpose", b"purpose", "texts", b"texts", "want_details", b"want_details"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "caller", b"caller", "e164_le", b"e164_le", "min_version", b"min_version", "purpose", b"purpose", "texts", b"texts", "want_details", b"want_details"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1056,3 +1127,167 @@ class Usage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Usage: _TypeAlias = Usage  # noqa: Y015
+
+@_typing.final
+class ReplicateRequest(_message.Message):
+    """-- replication ---------------------------------------------------------------------------------------
+    One writer, many followers: a follower opens Replicate on the writer and gets a consistent snapshot of
+    every list, then every acknowledged change in order, each tagged with the version it produces. A
+    separate service, so it can be locked down like Admin (its own role) and served on the admin listener.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HAVE_FIELD_NUMBER: _builtins.int
+    FOLLOWER_FIELD_NUMBER: _builtins.int
+    follower: _builtins.str
+    """a name for the writer's log (host or pod name); not an identity"""
+    @_builtins.property
+    def have(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListPosition]:
+        """What the follower already holds (resume after a reconnect): it gets only what it lacks, or a fresh
+        snapshot of a list whose journal no longer reaches back to the version it holds. Empty = everything.
+        """
+
+    def __init__(
+        self,
+        *,
+        have: _abc.Iterable[Global___ListPosition] | None = ...,
+        follower: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower", b"follower", "have", b"have"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicateRequest: _TypeAlias = ReplicateRequest  # noqa: Y015
+
+@_typing.final
+class ListChange(_message.Message):
+    """One change of one list, or one part of it: a big snapshot or delta is split over several messages
+    (`more` is set on all but the last), so no message exceeds the message size limits.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIST_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    KEYS_LE_FIELD_NUMBER: _builtins.int
+    VALUES_LE_FIELD_NUMBER: _builtins.int
+    REMOVE_LE_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    CHECKSUM_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    REGISTER_DATE_FIELD_NUMBER: _builtins.int
+    SYNTHETIC_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    kind: Global___ChangeKind.ValueType
+    version: _builtins.str
+    """the list's version after the change"""
+    previous_version: _builtins.str
+    """DELTA: the version it applies to ("" for a snapshot)"""
+    keys_le: _builtins.bytes
+    """SNAPSHOT: the list's keys, ascending; DELTA: keys added (packed LE uint64)"""
+    values_le: _builtins.bytes
+    """dated lists: end days aligned with keys_le (packed LE uint32, 0 = no end)"""
+    remove_le: _builtins.bytes
+    """DELTA: keys removed (packed LE uint64)"""
+    more: _builtins.bool
+    """further parts of this change follow"""
+    count: _builtins.int
+    """keys in the list after the change (the follower checks)"""
+    checksum: _builtins.str
+    """content checksum after the change (the follower checks)"""
+    source: _builtins.str
+    synthetic: _builtins.bool
+    @_builtins.property
+    def list(self) -> Global___ListRef: ...
+    @_builtins.property
+    def register_date(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp:
+        """when the writer made the change durable"""
+
+    def __init__(
+        self,
+        *,
+        list: Global___ListRef | None = ...,
+        kind: Global___ChangeKind.ValueType = ...,
+        version: _builtins.str = ...,
+        previous_version: _builtins.str = ...,
+        keys_le: _builtins.bytes = ...,
+        values_le: _builtins.bytes = ...,
+        remove_le: _builtins.bytes = ...,
+        more: _builtins.bool = ...,
+        count: _builtins.int = ...,
+        checksum: _builtins.str = ...,
+        source: _builtins.str = ...,
+        register_date: _timestamp_pb2.Timestamp | None = ...,
+        synthetic: _builtins.bool = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "list", b"list", "register_date", b"register_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "checksum", b"checksum", "count", b"count", "keys_le", b"keys_le", "kind", b"kind", "list", b"list", "more", b"more", "previous_version", b"previous_version", "register_date", b"register_date", "remove_le", b"remove_le", "source", b"source", "synthetic", b"synthetic", "values_le", b"values_le", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChange: _TypeAlias = ListChange  # noqa: Y015
+
+@_typing.final
+class SyncPoint(_message.Message):
+    """The changes sent before it, applied together, give one state the writer served: a follower swaps them
+    in at once here, and only here. Sent alone as a heartbeat when the writer has had nothing new for a
+    while, so a follower can tell "in sync" from "cut off".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    WRITER_TIME_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """the writer's change count since it started (orders sync points)"""
+    @_builtins.property
+    def writer_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        writer_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["writer_time", b"writer_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["position", b"position", "writer_time", b"writer_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncPoint: _TypeAlias = SyncPoint  # noqa: Y015
+
+@_typing.final
+class ReplicationEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    SYNCED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def change(self) -> Global___ListChange: ...
+    @_builtins.property
+    def synced(self) -> Global___SyncPoint: ...
+    def __init__(
+        self,
+        *,
+        change: Global___ListChange | None = ...,
+        synced: Global___SyncPoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "synced", b"synced"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "synced", b"synced"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["change", "synced"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___ReplicationEvent: _TypeAlias = ReplicationEvent  # noqa: Y015

@@ -152,3 +152,25 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         """role admin"""
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ReplicationStub:
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ReplicationAsyncStub: ...
+    Replicate: _grpc.UnaryStreamMultiCallable[_lookup_pb2.ReplicateRequest, _lookup_pb2.ReplicationEvent]
+
+@_typing.type_check_only
+class ReplicationAsyncStub(ReplicationStub):
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Replicate: _aio.UnaryStreamMultiCallable[_lookup_pb2.ReplicateRequest, _lookup_pb2.ReplicationEvent]  # type: ignore[assignment]
+
+class ReplicationServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def Replicate(
+        self,
+        request: _lookup_pb2.ReplicateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_lookup_pb2.ReplicationEvent], _abc.AsyncIterator[_lookup_pb2.ReplicationEvent]]: ...
+
+def add_ReplicationServicer_to_server(servicer: ReplicationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

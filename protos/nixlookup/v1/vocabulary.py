@@ -17,9 +17,9 @@ Theory of operation:
 from __future__ import annotations
 
 from nixlookup.v1._wire_enum import WireEnum
-from nixlookup.v1.enums import LineType, ListKind, Purpose, Reason, Verdict
+from nixlookup.v1.enums import ChangeKind, LineType, ListKind, Purpose, Reason, Verdict
 
-__all__ = ["LineType", "ListKind", "Purpose", "Reason", "Verdict", "WireEnum", "mask_number"]
+__all__ = ["ChangeKind", "LineType", "ListKind", "Purpose", "Reason", "Verdict", "WireEnum", "mask_number"]
 
 
 def mask_number(value: object) -> str:

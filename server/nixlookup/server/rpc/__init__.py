@@ -28,6 +28,11 @@ from nixlookup.server.rpc._principals import (
     Role,
     token_digest,
 )
+from nixlookup.server.rpc._replication import (
+    HEARTBEAT_SECONDS,
+    ChangeAssembler,
+    ReplicationServicer,
+)
 from nixlookup.server.rpc._upload import (
     DEFAULT_MAX_UPLOAD_BYTES,
 )
@@ -35,12 +40,15 @@ from nixlookup.server.rpc._upload import (
 __all__ = [
     "ANONYMOUS",
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "HEARTBEAT_SECONDS",
     "AdminServicer",
     "AuthFileError",
     "Authenticator",
+    "ChangeAssembler",
     "LookupServicer",
     "Meter",
     "Principal",
+    "ReplicationServicer",
     "Role",
     "RpcGuard",
     "ServiceLimits",

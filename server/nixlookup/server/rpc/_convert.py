@@ -26,6 +26,7 @@ from nixlookup.server.store import (
     PerStateMemo,
     ServingState,
     VersionRecord,
+    check_list_key,
 )
 from nixlookup.v1 import lookup_pb2
 from nixlookup.v1.vocabulary import ListKind
@@ -36,6 +37,7 @@ __all__ = [
     "check_response",
     "datetime_to_timestamp",
     "described_list_info",
+    "list_key",
     "list_ref",
     "list_versions",
     "pack_bits",
@@ -75,6 +77,15 @@ def timestamp_to_datetime(timestamp: Timestamp, field: str = "timestamp") -> dat
 def pack_bits(mask: NDArray[np.bool_]) -> bytes:
     """Bit-pack a boolean mask LSB-first, the way every bit field of the wire contract is packed."""
     return np.packbits(mask, bitorder="little").tobytes()
+
+
+def list_key(ref: lookup_pb2.ListRef) -> ListKey:
+    """The store's key of a wire ListRef (INVALID_ARGUMENT for an unknown kind or a bad caller)."""
+    try:
+        kind = ListKind(ref.kind)
+    except ValueError:
+        raise InvalidArgumentError(f"list.kind {ref.kind} is not a known ListKind") from None
+    return check_list_key(kind, ref.caller)
 
 
 def list_ref(key: ListKey) -> lookup_pb2.ListRef:

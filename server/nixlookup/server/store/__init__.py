@@ -1,5 +1,6 @@
 """Versions, files and durability: snapshots, register files, the data directory, the journal, reloads,
-deltas, recovery, history, and the one swappable `ServingState` every reader takes once per RPC or batch."""
+deltas, recovery, history, the change feed followers replicate from (and the follower's `Replica`), and the
+one swappable `ServingState` every reader takes once per RPC or batch."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ from nixlookup.server.store._audit import (
     AuditLog,
     AuditRecord,
 )
+from nixlookup.server.store._feed import (
+    DEFAULT_MAX_PENDING,
+    ChangeFeed,
+    ListChange,
+    Subscription,
+)
 from nixlookup.server.store._history import (
     VersionRecord,
+)
+from nixlookup.server.store._recovery import (
+    version_seq,
 )
 from nixlookup.server.store._register_dates import (
     EARLIEST_REGISTER_DATE,
@@ -26,6 +36,15 @@ from nixlookup.server.store._repair import (
     ListRepair,
     RepairReport,
     repair_data_dir,
+)
+from nixlookup.server.store._replica import (
+    ReceivedChange,
+    Replica,
+    ReplicaDivergedError,
+    SyncResult,
+)
+from nixlookup.server.store._replication import (
+    CatchUp,
 )
 from nixlookup.server.store._snapshot import (
     is_snapshot,
@@ -64,6 +83,7 @@ from nixlookup.server.store._watch import (
 
 __all__ = [
     "AUDIT_FILE_NAME",
+    "DEFAULT_MAX_PENDING",
     "DEFAULT_SEED",
     "DEFAULT_SYNTHETIC_SIZE",
     "EARLIEST_REGISTER_DATE",
@@ -71,18 +91,26 @@ __all__ = [
     "REGISTER_KEY",
     "AuditLog",
     "AuditRecord",
+    "CatchUp",
+    "ChangeFeed",
+    "ListChange",
     "ListDescription",
     "ListKey",
     "ListKind",
     "ListRepair",
     "PerStateMemo",
+    "ReceivedChange",
     "RegisterSourceWatcher",
     "ReloadResult",
     "RepairReport",
+    "Replica",
+    "ReplicaDivergedError",
     "ServingState",
     "StateHolder",
     "Store",
     "StoreSettings",
+    "Subscription",
+    "SyncResult",
     "SyntheticFileFormat",
     "VersionRecord",
     "check_list_key",
@@ -94,6 +122,7 @@ __all__ = [
     "read_snapshot",
     "repair_data_dir",
     "shown_path",
+    "version_seq",
     "write_snapshot",
     "write_synthetic_file",
     "write_text_register",

@@ -51,6 +51,7 @@ __all__ = [
     "make_version",
     "recover_list",
     "recovery_chain",
+    "version_seq",
 ]
 
 
@@ -82,6 +83,12 @@ def make_version(seq: int, checksum: str) -> str:
     """
     digest = checksum.rpartition(":")[2]
     return f"{seq:06d}-{digest[:8]}"
+
+
+def version_seq(version: str) -> int | None:
+    """The sequence number a version id starts with (``000042-9f3a01bc`` -> 42); None when it has none."""
+    seq, _, digest = version.partition("-")
+    return int(seq) if seq.isdigit() and digest else None
 
 
 def delta_source(base_source: str) -> str:

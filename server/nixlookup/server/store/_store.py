@@ -36,7 +36,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +65,7 @@ from nixlookup.server.store._datadir import (
     list_paths,
 )
 from nixlookup.server.store._delta import check_list_key, delta_effect, valid_delta
+from nixlookup.server.store._feed import ChangeFeed, ListChange
 from nixlookup.server.store._history import HistoryLog, VersionEvent, VersionRecord
 from nixlookup.server.store._journal import DeltaRecord, JournalWriter, fsync_directory, scan_journal
 from nixlookup.server.store._recovery import (
@@ -80,6 +81,7 @@ from nixlookup.server.store._reload import (
     build_off_to_the_side,
     check_against_serving,
 )
+from nixlookup.server.store._replication import CatchUp, plan_catch_up
 from nixlookup.server.store._snapshot import is_snapshot
 from nixlookup.server.store._state import REGISTER_KEY, ListKey, ServingState, StateHolder
 from nixlookup.server.store._types import DeltaResult, ListDescription, ReloadResult, StoreSettings
@@ -143,6 +145,8 @@ class Store:
         self._info_lock = threading.Lock()  # guards history deques against describe() while appending
         self._closed = False
         self._close_hooks: list[Callable[[], None]] = []
+        self.feed = ChangeFeed()
+        """Every acknowledged change, in order, for followers (`replication_start`) and metrics."""
 
     # -- opening ------------------------------------------------------------------------------------------
     @classmethod
@@ -406,6 +410,7 @@ class Store:
                 else:
                     index = self._commit_reload(key, new, new.meta.source)
                 self._swap(key, index)
+                self.feed.publish(ListChange.snapshot(key, index))
         except (FailedPreconditionError, InvalidArgumentError, NotFoundError) as refused:
             _log.warning(
                 "reload_refused", list=_describe_key(key), path=shown_path(path), reason=str(refused)
@@ -528,8 +533,9 @@ class Store:
             )
             if current is None or key not in self._lists:
                 index = self._create_list(key, new, event="delta", source="delta")
+                change = ListChange.snapshot(key, index)
             else:
-                index = self._journal_delta(
+                index, record = self._journal_delta(
                     key,
                     base=base,
                     new=new,
@@ -539,7 +545,9 @@ class Store:
                     added=added,
                     removed=removed,
                 )
+                change = ListChange.delta(key, record, index)
             self._swap(key, index)
+            self.feed.publish(change)
             runtime = self._lists[key]
             if (
                 runtime.writer.records_written >= self.settings.compact_after_records
@@ -576,7 +584,7 @@ class Store:
         remove: NDArray[np.uint64],
         added: int,
         removed: int,
-    ) -> Index:
+    ) -> tuple[Index, DeltaRecord]:
         runtime = self._lists[key]
         seq = runtime.writer.next_seq
         index = new.with_meta(version=make_version(seq, new.meta.checksum))
@@ -591,7 +599,7 @@ class Store:
         )
         runtime.writer.append(record)  # durable from here on: fdatasync returned
         self._record(runtime, index, event="delta", source="delta", adds=added, removes=removed)
-        return index
+        return index, record
 
     # -- compaction and drop ------------------------------------------------------------------------------
     def compact(self, key: ListKey | None = None) -> list[ListKey]:
@@ -625,6 +633,7 @@ class Store:
         self._record(runtime, index, event="compact", source=f"{records} deltas")
         with self._info_lock:
             runtime.history.rewrite()
+        self.feed.publish(ListChange.compact(key, index.meta.version))
         _log.info(
             "compacted",
             list=_describe_key(key),
@@ -654,9 +663,29 @@ class Store:
             with self._info_lock:
                 del self._lists[key]
             self._swap(key, None)
+            self.feed.publish(ListChange.drop(key, last_version))
         shutil.rmtree(target, ignore_errors=True)
         _log.info("list_dropped", list=_describe_key(key), version=last_version)
         return last_version
+
+    # -- replication --------------------------------------------------------------------------------------
+    def replication_start(self, have: Mapping[ListKey, str]) -> CatchUp:
+        """A follower's start: the changes from the versions it holds (`have`) to the serving state, and a
+        subscription to every change after that state (see `_replication`)."""
+        self._check_open()
+        with self.holder.write_lock:
+            state = self.holder.current()
+            subscription = self.feed.subscribe()
+            changes, resumed, snapshots = plan_catch_up(state, have, self._journal_tail)
+            position = self.feed.position
+        return CatchUp(state, tuple(changes), subscription, position, resumed, snapshots)
+
+    def _journal_tail(self, key: ListKey) -> tuple[DeltaRecord, ...]:
+        runtime = self._lists.get(key)
+        if runtime is None or runtime.writer.records_written == 0:
+            return ()
+        scan = scan_journal(runtime.paths.journal(runtime.pointer.seq), expect_base_seq=runtime.pointer.seq)
+        return scan.records
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def _check_open(self) -> None:

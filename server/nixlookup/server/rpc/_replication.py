@@ -1,0 +1,239 @@
+"""The replication wire: the store's changes as `ReplicationEvent`s and back, and the writer's Replicate.
+
+Theory of operation:
+- Writer side (`ReplicationServicer.Replicate`): `Store.replication_start` gives the follower's catch-up
+  (what it lacks, or whole lists) and a subscription to every later change; the stream sends the
+  catch-up, a `SyncPoint`, then each batch of queued changes followed by a `SyncPoint`, and a lone
+  `SyncPoint` as a heartbeat every `HEARTBEAT_SECONDS` when nothing changed. A sync point always
+  follows the last change of a state the writer served, so a follower that swaps only there never serves
+  a mixture. A follower that fell too far behind is cut off with RESOURCE_EXHAUSTED naming the limit
+  (it resumes from its versions); a writer shutting down ends streams with UNAVAILABLE.
+- Keys travel as packed little-endian uint64 bytes (end days as uint32), never ``repeated uint64``: numpy
+  writes and reads them at memory speed. A change is split into parts of at most `PART_KEYS` keys, so a
+  3M-number register or a huge delta never exceeds a message size limit; `ChangeAssembler` joins the
+  parts of one change on the follower (a part of another change before the last part is a protocol error).
+- No rules here and no I/O beyond the stream: the store plans and publishes, the follower's `Replica`
+  verifies and swaps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from nixlookup.server.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
+from nixlookup.server.lists import spec_of
+from nixlookup.server.logs import get_logger
+from nixlookup.server.rpc._convert import datetime_to_timestamp, list_key, list_ref, timestamp_to_datetime
+from nixlookup.server.store import (
+    DEFAULT_MAX_PENDING,
+    ListChange,
+    ListKey,
+    ReceivedChange,
+    Store,
+)
+from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
+from nixlookup.v1.vocabulary import ChangeKind
+
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "PART_KEYS",
+    "ChangeAssembler",
+    "ReplicationServicer",
+    "change_events",
+    "have_map",
+    "positions",
+    "sync_event",
+]
+
+_log = get_logger("nixlookup.replication")
+
+HEARTBEAT_SECONDS = 1.0
+"""A writer with nothing new sends a lone sync point this often; a follower that hears nothing for 1.5x
+this long counts its lag from the last one (and cuts a silent stream after `STALL_SECONDS`)."""
+STALL_SECONDS = 10 * HEARTBEAT_SECONDS
+"""A stream silent this long is taken as dead (a vanished host, a half-open connection) and reopened."""
+PART_KEYS = 262_144
+"""Keys per message part: 2 MiB of keys (+1 MiB of end days), under grpc's default 4 MiB message limit."""
+
+_EMPTY_KEYS = np.zeros(0, np.uint64)
+
+
+def have_map(have: Iterator[lookup_pb2.ListPosition] | list[lookup_pb2.ListPosition]) -> dict[ListKey, str]:
+    """ReplicateRequest.have / min_version as list -> version (INVALID_ARGUMENT for a bad list ref)."""
+    return {list_key(position.list): position.version for position in have}
+
+
+def positions(versions: Mapping[ListKey, str]) -> list[lookup_pb2.ListPosition]:
+    return [lookup_pb2.ListPosition(list=list_ref(key), version=version) for key, version in versions.items()]
+
+
+def _le(array: NDArray[np.generic] | None, dtype: str) -> bytes:
+    return b"" if array is None else np.ascontiguousarray(array, dtype=dtype).tobytes()
+
+
+def change_events(change: ListChange, part_keys: int = PART_KEYS) -> Iterator[lookup_pb2.ReplicationEvent]:
+    """The events carrying one feed change: one message, or several parts of at most `part_keys` keys."""
+    header = lookup_pb2.ListChange(
+        list=list_ref(change.key),
+        kind=int(change.kind),  # type: ignore[arg-type]
+        version=change.version,
+        acknowledged_at=datetime_to_timestamp(datetime.fromtimestamp(change.acknowledged_at, UTC)),
+    )
+    index = change.index
+    if index is not None:
+        meta = index.meta
+        header.count = meta.count
+        header.checksum = meta.checksum
+        header.source = meta.source
+        header.register_date.CopyFrom(datetime_to_timestamp(meta.register_date))
+        header.synthetic = meta.synthetic
+    keys: NDArray[np.uint64] = _EMPTY_KEYS
+    values: NDArray[np.uint32] | None = None
+    remove: NDArray[np.uint64] = _EMPTY_KEYS
+    if change.kind is ChangeKind.SNAPSHOT and index is not None:
+        keys, values = index.sorted_keys(), index.sorted_values()
+    elif change.kind is ChangeKind.DELTA and change.record is not None:
+        record = change.record
+        header.previous_version = record.previous_version
+        keys, values, remove = record.add, record.add_until_days, record.remove
+    parts = max(1, -(-max(keys.size, remove.size) // part_keys))
+    for part in range(parts):
+        message = lookup_pb2.ListChange()
+        message.CopyFrom(header)
+        window = slice(part * part_keys, (part + 1) * part_keys)
+        message.keys_le = _le(keys[window], "<u8")
+        if values is not None:
+            message.values_le = _le(values[window], "<u4")
+        message.remove_le = _le(remove[window], "<u8")
+        message.more = part < parts - 1
+        yield lookup_pb2.ReplicationEvent(change=message)
+
+
+def sync_event(position: int) -> lookup_pb2.ReplicationEvent:
+    return lookup_pb2.ReplicationEvent(
+        synced=lookup_pb2.SyncPoint(position=position, writer_time=datetime_to_timestamp(datetime.now(UTC)))
+    )
+
+
+class ChangeAssembler:
+    """Joins the parts of each change into one `ReceivedChange` (follower side)."""
+
+    def __init__(self) -> None:
+        self._parts: list[lookup_pb2.ListChange] = []
+
+    def add(self, part: lookup_pb2.ListChange) -> ReceivedChange | None:
+        """The whole change once its last part is in, else None."""
+        if self._parts and (self._parts[0].version != part.version or self._parts[0].list != part.list):
+            raise InvalidArgumentError(
+                f"replication stream: a part of version {part.version} arrived inside version "
+                f"{self._parts[0].version}"
+            )
+        self._parts.append(part)
+        if part.more:
+            return None
+        parts, self._parts = self._parts, []
+        return _received(parts)
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self._parts)
+
+
+def _joined(parts: list[lookup_pb2.ListChange], field: str, dtype: str) -> NDArray[np.generic]:
+    raw = b"".join(getattr(part, field) for part in parts)
+    width = np.dtype(dtype).itemsize
+    if len(raw) % width:
+        raise InvalidArgumentError(f"replication stream: {field} is not a whole number of {width}-byte words")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _received(parts: list[lookup_pb2.ListChange]) -> ReceivedChange:
+    first = parts[0]
+    try:
+        kind = ChangeKind(first.kind)
+    except ValueError:
+        raise InvalidArgumentError(f"replication stream: unknown change kind {first.kind}") from None
+    keys = _joined(parts, "keys_le", "<u8").astype(np.uint64)
+    values_raw = _joined(parts, "values_le", "<u4")
+    key = list_key(first.list)
+    return ReceivedChange(
+        key=key,
+        kind=kind,
+        version=first.version,
+        previous_version=first.previous_version,
+        keys=keys,
+        values=values_raw.astype(np.uint32) if spec_of(key[0]).dated else None,
+        remove=_joined(parts, "remove_le", "<u8").astype(np.uint64),
+        count=first.count if first.checksum else None,
+        checksum=first.checksum,
+        source=first.source,
+        register_date=timestamp_to_datetime(first.register_date) if first.HasField("register_date") else None,
+        synthetic=first.synthetic,
+        acknowledged_at=timestamp_to_datetime(first.acknowledged_at).timestamp(),
+    )
+
+
+class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
+    """The writer's Replicate stream over one `Store`; see the module doc."""
+
+    def __init__(self, store: Store, *, heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+        self._store = store
+        self._heartbeat = heartbeat_seconds
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """End every open stream (the writer is shutting down); followers reconnect and resume."""
+        self._stopping.set()
+
+    def Replicate(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.ReplicateRequest, context: grpc.ServicerContext
+    ) -> Iterator[lookup_pb2.ReplicationEvent]:
+        have = have_map(list(request.have))
+        follower = request.follower[:128] or context.peer()
+        started = time.perf_counter()
+        catch_up = self._store.replication_start(have)
+        subscription = catch_up.subscription
+        context.add_callback(subscription.close)
+        _log.info(
+            "replication_started",
+            follower=follower,
+            lists_held=len(have),
+            lists_resumed=catch_up.resumed_lists,
+            lists_sent_whole=catch_up.snapshot_lists,
+            position=catch_up.position,
+        )
+        sent = 0
+        try:
+            for change in catch_up.changes:
+                yield from change_events(change)
+            yield sync_event(catch_up.position)
+            position = catch_up.position
+            while context.is_active():
+                changes = subscription.wait(self._heartbeat)
+                if subscription.overflowed:
+                    raise ResourceExhaustedError(
+                        f"this follower fell more than {DEFAULT_MAX_PENDING} changes behind the writer (the "
+                        "limit) and was cut off; it resumes from the versions it holds when it reconnects"
+                    )
+                if self._stopping.is_set() or subscription.closed:
+                    raise UnavailableError("the writer is shutting down; reconnect to resume")
+                for change in changes:
+                    yield from change_events(change)
+                    position = change.position
+                sent += len(changes)
+                yield sync_event(position)
+        finally:
+            subscription.close()
+            _log.info(
+                "replication_ended",
+                follower=follower,
+                changes_sent=sent,
+                seconds=round(time.perf_counter() - started, 3),
+            )
