@@ -85,6 +85,7 @@ class ServerConfig:
     admin_listen: str | None = None
     insecure: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    metrics_listen: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +222,9 @@ _SERVE_OPTIONS = (
     _Option("--reload-root", "NIXLOOKUP_RELOAD_ROOT", Path, None,
             "with --data-dir: Admin/Reload may only read files inside this directory (none: any path "
             "the server can read; set it whenever Admin is reachable by others)"),
+    _Option("--metrics-listen", "NIXLOOKUP_METRICS_LISTEN", _listen_address, None,
+            "serve Prometheus metrics over HTTP on HOST:PORT (needs the server extra: prometheus-client); "
+            "none: no metrics endpoint"),
     _Option("--relationship-grace-days", "NIXLOOKUP_RELATIONSHIP_GRACE_DAYS", _non_negative_int,
             DEFAULT_RELATIONSHIP_GRACE_DAYS,
             "days a customer relationship still counts after it ended (NIX: normally at most 12 months)"),

@@ -3,6 +3,8 @@ who may call (the auth file, authentication, authorisation), metering and upload
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from nixlookup.server.rpc._admin import (
     AdminServicer,
 )
@@ -37,6 +39,10 @@ from nixlookup.server.rpc._upload import (
     DEFAULT_MAX_UPLOAD_BYTES,
 )
 
+if TYPE_CHECKING:
+    import grpc
+    from prometheus_client import CollectorRegistry
+
 __all__ = [
     "ANONYMOUS",
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -54,5 +60,13 @@ __all__ = [
     "ServiceLimits",
     "UsageRow",
     "current_principal",
+    "metrics_interceptor",
     "token_digest",
 ]
+
+
+def metrics_interceptor(registry: CollectorRegistry) -> grpc.ServerInterceptor[Any, Any]:
+    """The RPC metrics interceptor (`_metrics`); imported here on demand, as prometheus-client is optional."""
+    from nixlookup.server.rpc._metrics import MetricsInterceptor
+
+    return MetricsInterceptor(registry)

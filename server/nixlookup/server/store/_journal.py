@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -384,6 +385,8 @@ class JournalWriter:
         self._fd = os.open(path, os.O_WRONLY)
         self._size = valid_bytes
         self._broken: str | None = None
+        self.last_sync_seconds = 0.0
+        """How long the last append's fdatasync took (the store reports it to its timings)."""
         try:
             if os.fstat(self._fd).st_size != valid_bytes:
                 os.ftruncate(self._fd, valid_bytes)
@@ -415,7 +418,9 @@ class JournalWriter:
         frame = encode_record(record)
         try:
             _write_all(self._fd, frame)
+            synced = time.perf_counter()
             os.fdatasync(self._fd)
+            self.last_sync_seconds = time.perf_counter() - synced
         except OSError as error:
             self._cut_back(error)
             raise StoreError(f"journal {self.path}: write failed, delta not applied: {error}") from error

@@ -84,6 +84,7 @@ from nixlookup.server.store._reload import (
 from nixlookup.server.store._replication import CatchUp, plan_catch_up
 from nixlookup.server.store._snapshot import is_snapshot
 from nixlookup.server.store._state import REGISTER_KEY, ListKey, ServingState, StateHolder
+from nixlookup.server.store._timings import OperationTimings
 from nixlookup.server.store._types import DeltaResult, ListDescription, ReloadResult, StoreSettings
 
 __all__ = [
@@ -145,6 +146,8 @@ class Store:
         self._info_lock = threading.Lock()  # guards history deques against describe() while appending
         self._closed = False
         self._close_hooks: list[Callable[[], None]] = []
+        self.timings = OperationTimings()
+        """Durations of reloads, deltas, compactions and journal fsyncs, for the server's metrics."""
         self.feed = ChangeFeed()
         """Every acknowledged change, in order, for followers (`replication_start`) and metrics."""
 
@@ -418,6 +421,7 @@ class Store:
             raise
         release_free_memory()  # the parse's temporaries; the old version's memory once its readers finish
         seconds = time.perf_counter() - started
+        self.timings.record("reload", seconds)
         previous_version = "" if current is None else current.meta.version
         _log.info(
             "reload_done",
@@ -506,6 +510,7 @@ class Store:
         Invalid numbers are counted in the result and not applied.
         """
         self._check_open()
+        started = time.perf_counter()
         key = check_list_key(*key)
         add_keys, add_until, remove_keys, invalid = valid_delta(
             key,
@@ -554,6 +559,7 @@ class Store:
                 or runtime.writer.size_bytes >= self.settings.compact_after_bytes
             ):
                 self._compact_locked(key, reason="threshold")
+        self.timings.record("delta", time.perf_counter() - started)
         _log.info(
             "delta_applied",
             list=_describe_key(key),
@@ -598,6 +604,7 @@ class Store:
             add_until_days=add_until,
         )
         runtime.writer.append(record)  # durable from here on: fdatasync returned
+        self.timings.record("journal_fsync", runtime.writer.last_sync_seconds)
         self._record(runtime, index, event="delta", source="delta", adds=added, removes=removed)
         return index, record
 
@@ -634,6 +641,7 @@ class Store:
         with self._info_lock:
             runtime.history.rewrite()
         self.feed.publish(ListChange.compact(key, index.meta.version))
+        self.timings.record("compact", time.perf_counter() - started)
         _log.info(
             "compacted",
             list=_describe_key(key),
