@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import RegisterFile, ServerFactory, make_mobile_keys
 from prometheus_client.parser import text_string_to_metric_families
-from serverproc import ServerProcess
 
+from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -95,6 +95,11 @@ class StateHolder:
         """Held by whoever builds the next state from the current one (reload, delta)."""
         return self._write_lock
 
+    @property
+    def loaded(self) -> bool:
+        """True once a state was swapped in (a follower has none until its first sync point)."""
+        return self._state is not None
+
     def current(self) -> ServingState:
         """The state to answer from; take it once per RPC or batch and keep it."""
         state = self._state
