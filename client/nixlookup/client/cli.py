@@ -4,6 +4,7 @@
     nixlookup wash calls.csv --column phone --output washed.csv [--caller acme] [--purpose sales]
     nixlookup info [--json]
     nixlookup --version
+    nixlookup health [--service NAME]       # exit 0 when SERVING (container and systemd probes)
 
 `check` lives in `cli_check`, `wash` in `cli_wash`, `info` here. Every command takes ``--target
 HOST:PORT`` (env ``NIXLOOKUP_TARGET``, default 127.0.0.1:50051) and ``--timeout SECONDS``, before or after
@@ -47,6 +48,7 @@ __all__ = ["PLUGINS", "build_parser", "main"]
 PLUGINS: tuple[str, ...] = (
     "nixlookup.client.cli_admin:register_admin_commands",
     "nixlookup.client.cli_lists:register_commands",
+    "nixlookup.client.cli_health:register_commands",
 )
 """``module:function`` registering more subcommands (see the module doc)."""
 
