@@ -129,6 +129,23 @@ def test_probes_are_native_grpc_health_checks() -> None:
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True, name
 
 
+def test_every_container_runs_flags_and_variables_the_server_knows() -> None:
+    """Each pod's args and NIXLOOKUP_* env parse as `nixlookup-server serve`; followers follow the writer."""
+    writer_service = _one("Service", "nixlookup-writer")["metadata"]["name"]
+    for name, template in _pod_templates():
+        container = template["spec"]["containers"][0]
+        env = {item["name"]: item["value"] for item in container.get("env", [])}
+        config = parse_args(["serve", *container.get("args", [])], env=env)
+        assert isinstance(config, ServerConfig), name
+        if name == "nixlookup-follower":
+            assert config.follow is not None
+            assert writer_service in config.follow
+            assert config.data_dir is None
+        else:
+            assert config.follow is None
+            assert str(config.data_dir) == "/var/lib/nixlookup"
+
+
 def _dockerfile() -> str:
     return (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
 

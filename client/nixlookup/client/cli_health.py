@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from nixlookup.client.defaults import DEFAULT_TARGET
+from nixlookup.client.defaults import DEFAULT_TARGET, resolve_target
 
 __all__ = ["DEFAULT_HEALTH_TIMEOUT", "register_commands"]
 
@@ -32,7 +32,7 @@ def _run_health(args: argparse.Namespace) -> int:
             "nixlookup health: needs grpcio-health-checking: pip install 'nixlookup[server]'", file=sys.stderr
         )
         return 2
-    target = args.health_server or DEFAULT_TARGET
+    target = resolve_target(args.health_server or getattr(args, "target", None))
     try:
         with grpc.insecure_channel(target) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(

@@ -19,7 +19,21 @@ from __future__ import annotations
 from nixlookup.v1._wire_enum import WireEnum
 from nixlookup.v1.enums import ChangeKind, LineType, ListKind, Purpose, Reason, Verdict
 
-__all__ = ["ChangeKind", "LineType", "ListKind", "Purpose", "Reason", "Verdict", "WireEnum", "mask_number"]
+__all__ = [
+    "BEHIND_DETAIL_PREFIX",
+    "ChangeKind",
+    "LineType",
+    "ListKind",
+    "Purpose",
+    "Reason",
+    "Verdict",
+    "WireEnum",
+    "mask_number",
+]
+
+BEHIND_DETAIL_PREFIX = "behind:"
+"""How a server's FAILED_PRECONDITION details start when it does not serve a request's ``min_version`` yet
+(a follower catching up): the one answer a client retries on another replica."""
 
 
 def mask_number(value: object) -> str:

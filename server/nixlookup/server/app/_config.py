@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any, get_args
 
 from nixlookup.server.logs import LOG_FORMATS, LogFormat
-from nixlookup.server.rpc import DEFAULT_MAX_UPLOAD_BYTES
+from nixlookup.server.rpc import (
+    DEFAULT_MAX_LAG_SECONDS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_MIN_VERSION_WAIT_SECONDS,
+)
 from nixlookup.server.store import SyntheticFileFormat
 
 __all__ = [
@@ -86,6 +90,9 @@ class ServerConfig:
     insecure: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     metrics_listen: str | None = None
+    follow: str | None = None
+    max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS
+    min_version_wait_seconds: float = DEFAULT_MIN_VERSION_WAIT_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +232,16 @@ _SERVE_OPTIONS = (
     _Option("--metrics-listen", "NIXLOOKUP_METRICS_LISTEN", _listen_address, None,
             "serve Prometheus metrics over HTTP on HOST:PORT (needs the server extra: prometheus-client); "
             "none: no metrics endpoint"),
+    _Option("--follow", "NIXLOOKUP_FOLLOW", str, None,
+            "run as a read-only follower of the writer at this address (HOST:PORT): serve Lookup from the "
+            "writer's replicated lists, refuse Admin writes; no data directory is used"),
+    _Option("--max-lag", "NIXLOOKUP_MAX_LAG", _non_negative_float, DEFAULT_MAX_LAG_SECONDS,
+            "with --follow: report NOT_SERVING while further behind the writer than this (seconds)",
+            dest="max_lag_seconds"),
+    _Option("--min-version-wait", "NIXLOOKUP_MIN_VERSION_WAIT", _non_negative_float,
+            DEFAULT_MIN_VERSION_WAIT_SECONDS,
+            "seconds a call naming a min_version not yet served waits for it (within its deadline) "
+            "before FAILED_PRECONDITION", dest="min_version_wait_seconds"),
     _Option("--relationship-grace-days", "NIXLOOKUP_RELATIONSHIP_GRACE_DAYS", _non_negative_int,
             DEFAULT_RELATIONSHIP_GRACE_DAYS,
             "days a customer relationship still counts after it ended (NIX: normally at most 12 months)"),

@@ -27,13 +27,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -47,14 +48,33 @@ from nixlookup.server._memory import release_free_memory
 from nixlookup.server.app._config import RepairConfig, ServerConfig, SynthConfig, parse_args
 from nixlookup.server.app._expiry import ExpiryWatch
 from nixlookup.server.app._exposure import host_of, is_loopback
+from nixlookup.server.app._metrics import FollowerGauges, MetricsEndpoint, start_metrics
 from nixlookup.server.app._repair import repair
 from nixlookup.server.app._security import Security
 from nixlookup.server.app._source import attach_register_source
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.logs import configure_logging, get_logger
 from nixlookup.server.policy import Policy, PolicySettings
-from nixlookup.server.rpc import AdminServicer, LookupServicer, RpcGuard, ServiceLimits
-from nixlookup.server.store import Store, StoreSettings, write_synthetic_file
+from nixlookup.server.rpc import (
+    AdminServicer,
+    Follower,
+    FollowerSettings,
+    FreshnessGate,
+    LookupServicer,
+    ReadOnlyAdminServicer,
+    ReplicationServicer,
+    RpcGuard,
+    ServiceLimits,
+    metrics_interceptor,
+)
+from nixlookup.server.store import (
+    ListDescription,
+    Replica,
+    StateHolder,
+    Store,
+    StoreSettings,
+    write_synthetic_file,
+)
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = ["InitialState", "RunningServer", "build_server", "load_initial_state", "main", "serve"]
@@ -65,24 +85,40 @@ LOOKUP_SERVICE = lookup_pb2.DESCRIPTOR.services_by_name["Lookup"].full_name
 ADMIN_SERVICE = lookup_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 
 
+REPLICATION_SERVICE = lookup_pb2.DESCRIPTOR.services_by_name["Replication"].full_name
+LIVENESS_SERVICE = "nixlookup.liveness"
+"""A health entry that is SERVING from bind to shutdown whatever the data says: the liveness probe's (a
+follower that is behind is NOT_SERVING for Lookup, to be taken out of rotation, not restarted)."""
+
 EPHEMERAL_DATA_DIR_PREFIX = "nixlookup-ephemeral-"
 """Without --data-dir the store lives in a temporary directory of this name (in $TMPDIR), removed on exit."""
 
 
 @dataclass
 class InitialState:
-    """What serving needs besides the config: the store and what the startup log says about it."""
+    """What serving needs besides the config: where answers come from (a writer's store, or a follower's
+    replica of its writer) and what the startup log says about it."""
 
-    store: Store
+    holder: StateHolder
+    describe_lists: Callable[[], Sequence[ListDescription]]
     description: dict[str, Any]
     ephemeral: bool
     """The store's directory is a temporary one (no --data-dir): it is removed on close, and Admin is not
     served (nothing it acknowledged would survive a restart)."""
+    store: Store | None = None
+    """The writer's store (None on a follower)."""
+    follower: Follower | None = None
+    """With --follow: keeps `holder` in step with the writer (started once the server listens)."""
+    stop_hooks: list[Callable[[], None]] = field(default_factory=list)
+    """Run when shutdown starts, before in-flight calls get their grace (end never-ending streams)."""
 
     def close(self) -> None:
-        self.store.close()
-        if self.ephemeral:
-            shutil.rmtree(self.store.root, ignore_errors=True)
+        if self.follower is not None:
+            self.follower.stop()
+        if self.store is not None:
+            self.store.close()
+            if self.ephemeral:
+                shutil.rmtree(self.store.root, ignore_errors=True)
 
 
 @dataclass
@@ -129,7 +165,9 @@ def _open_store(config: ServerConfig, data_dir: Path) -> Store:
 def load_initial_state(config: ServerConfig) -> InitialState:
     """The first serving state, always through a `Store`: the ``--data-dir`` directory, or without one a
     temporary directory removed on exit. Either is seeded from ``--register`` (else a synthetic register)
-    when empty."""
+    when empty. With ``--follow`` no store: a follower's lists come from its writer."""
+    if config.follow is not None:
+        return _follower_state(config)
     started = time.perf_counter()
     if config.data_dir is not None:
         data_dir, ephemeral = config.data_dir, False
@@ -155,7 +193,35 @@ def load_initial_state(config: ServerConfig) -> InitialState:
         "data_dir_ephemeral": ephemeral,
         "load_seconds": round(time.perf_counter() - started, 3),
     }
-    return InitialState(store=store, description=description, ephemeral=ephemeral)
+    return InitialState(
+        holder=store.holder,
+        describe_lists=store.describe,
+        description=description,
+        ephemeral=ephemeral,
+        store=store,
+    )
+
+
+def _follower_state(config: ServerConfig) -> InitialState:
+    """A follower starts empty: its state comes from the writer once the server listens (NOT_SERVING
+    until then); it keeps nothing on disk."""
+    assert config.follow is not None
+    if config.data_dir is not None or config.register is not None:
+        _log.warning(
+            "follower_ignores_local_register",
+            hint="with --follow the lists come from the writer; --data-dir and --register are not used",
+        )
+    replica = Replica()
+    settings = FollowerSettings(
+        writer=config.follow, name=socket.gethostname(), max_lag_seconds=config.max_lag_seconds
+    )
+    return InitialState(
+        holder=replica.holder,
+        describe_lists=replica.describe,
+        description={"follow": config.follow, "max_lag_seconds": config.max_lag_seconds},
+        ephemeral=False,
+        follower=Follower(replica, settings),
+    )
 
 
 # -- the server -------------------------------------------------------------------------------------------
@@ -164,7 +230,9 @@ class _Services:
     """nixlookup's own servicers, built once and added to the listener(s) that serve them."""
 
     lookup: LookupServicer
-    admin: AdminServicer | None
+    admin: Any
+    """AdminServicer on a writer with a lasting directory, ReadOnlyAdminServicer on a follower, or None."""
+    replication: ReplicationServicer | None
 
 
 def _build_services(config: ServerConfig, initial: InitialState, security: Security) -> _Services:
@@ -176,17 +244,21 @@ def _build_services(config: ServerConfig, initial: InitialState, security: Secur
     )
     # Build the bulk path's per-caller probes (and, the first time, compile its loops) when lists change,
     # not on the first batch that needs them.
-    initial.store.holder.add_preparer(policy.prepare)
+    initial.holder.add_preparer(policy.prepare)
     lookup = LookupServicer(
-        initial.store.holder,
+        initial.holder,
         policy,
         limits=ServiceLimits(max_batch=config.max_batch),
-        describe_lists=initial.store.describe,
+        describe_lists=initial.describe_lists,
         server_version=_server_version(),
         meter=security.meter,
+        freshness=FreshnessGate(initial.holder, config.min_version_wait_seconds),
     )
+    if initial.follower is not None:  # refuses writes naming the writer; Replication is the writer's alone
+        return _Services(lookup, ReadOnlyAdminServicer(initial.follower.settings.writer), None)
     admin = None
-    if not initial.ephemeral:  # Admin changes the data directory: only a lasting one
+    replication = None
+    if initial.store is not None and not initial.ephemeral:  # Admin changes the directory: a lasting one
         admin = AdminServicer(
             initial.store,
             reload_root=config.reload_root,
@@ -194,7 +266,9 @@ def _build_services(config: ServerConfig, initial: InitialState, security: Secur
             max_upload_bytes=config.max_upload_bytes,
             meter=security.meter,
         )
-    return _Services(lookup=lookup, admin=admin)
+        replication = ReplicationServicer(initial.store)
+        initial.stop_hooks.append(replication.stop)  # end follower streams first: they would wait out --grace
+    return _Services(lookup=lookup, admin=admin, replication=replication)
 
 
 def _listener(
@@ -203,8 +277,10 @@ def _listener(
     address: str,
     *,
     lookup: LookupServicer | None,
-    admin: AdminServicer | None,
+    admin: Any,
+    replication: ReplicationServicer | None = None,
     workers: int,
+    metrics: MetricsEndpoint | None = None,
 ) -> RunningServer:
     """One grpc server bound to `address` with the given services, health and reflection (listing only
     what this listener serves), TLS when configured; started, health SERVING."""
@@ -219,7 +295,7 @@ def _listener(
     ]
     server = grpc.server(
         executor,
-        interceptors=[RpcGuard(security.authenticator)],
+        interceptors=_interceptors(security, metrics),
         options=options,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
@@ -232,6 +308,9 @@ def _listener(
     if admin is not None:
         lookup_pb2_grpc.add_AdminServicer_to_server(admin, server)
         names.append(ADMIN_SERVICE)
+    if replication is not None:
+        lookup_pb2_grpc.add_ReplicationServicer_to_server(replication, server)
+        names.append(REPLICATION_SERVICE)
     service_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, server)
     credentials = security.credentials()
@@ -246,9 +325,16 @@ def _listener(
             f"cannot listen on {address}: address in use or not available ({error})"
         ) from error
     server.start()
-    for name in ("", *names):
+    for name in ("", *names, LIVENESS_SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, health_servicer, port, service_names, executor)
+
+
+def _interceptors(security: Security, metrics: MetricsEndpoint | None) -> list[Any]:
+    guard: list[Any] = [RpcGuard(security.authenticator)]
+    if metrics is None:
+        return guard
+    return [*guard, metrics_interceptor(metrics.registry)]  # inside the guard: sees decoded messages
 
 
 _ADMIN_WORKERS = 4
@@ -256,7 +342,10 @@ _ADMIN_WORKERS = 4
 
 
 def build_server(
-    config: ServerConfig, initial: InitialState, security: Security | None = None
+    config: ServerConfig,
+    initial: InitialState,
+    security: Security | None = None,
+    metrics: MetricsEndpoint | None = None,
 ) -> RunningServer:
     """Create, bind and start the grpc server(s); health is SERVING when this returns. Admin is on
     --listen, on its own --admin-listen listener (`RunningServer.admin`), or nowhere (`Security.plan`)."""
@@ -269,12 +358,21 @@ def build_server(
         config.listen,
         lookup=services.lookup,
         admin=services.admin if plan.admin_on_listen else None,
+        replication=services.replication if plan.admin_on_listen else None,
         workers=config.workers,
+        metrics=metrics,
     )
     if plan.admin_listen is not None and services.admin is not None:
         try:
             running.admin = _listener(
-                config, security, plan.admin_listen, lookup=None, admin=services.admin, workers=_ADMIN_WORKERS
+                config,
+                security,
+                plan.admin_listen,
+                lookup=None,
+                admin=services.admin,
+                replication=services.replication,  # locked down like Admin (role replicate)
+                workers=_ADMIN_WORKERS,
+                metrics=metrics,
             )
         except NixlookupError:
             running.stop_now()
@@ -316,7 +414,9 @@ class _ShutdownSignals:
         self.requested.set()
 
 
-def _wait_for_stop(running: RunningServer, signals: _ShutdownSignals, grace: float) -> None:
+def _wait_for_stop(
+    running: RunningServer, signals: _ShutdownSignals, grace: float, hooks: Sequence[Callable[[], None]]
+) -> None:
     while not signals.requested.wait(0.5):
         pass
     started = time.monotonic()
@@ -324,6 +424,8 @@ def _wait_for_stop(running: RunningServer, signals: _ShutdownSignals, grace: flo
     listeners = running.listeners()
     for listener in listeners:
         listener.health.enter_graceful_shutdown()
+    for hook in hooks:
+        hook()
     stopping = [listener.server.stop(grace) for listener in listeners]
     for stopped in stopping:
         while not stopped.wait(0.1):
@@ -361,7 +463,7 @@ def serve(config: ServerConfig) -> int:
         initial.close()
         return 0
     try:
-        running = build_server(config, initial, security)
+        running, metrics = _listen(config, initial, security)
     except NixlookupError as error:
         _log.error("startup_failed", step="listen", error=str(error))
         initial.close()
@@ -375,6 +477,7 @@ def serve(config: ServerConfig) -> int:
     _log.info(
         "serving",
         listen=f"{host}:{running.port}",
+        metrics_port=metrics.port if metrics is not None else None,
         admin_listen=(
             f"{host_of(config.admin_listen or '')}:{running.admin.port}"
             if running.admin is not None
@@ -389,30 +492,85 @@ def serve(config: ServerConfig) -> int:
     )
     admin_host = host_of(config.admin_listen) if config.admin_listen else host
     admin_served = running.admin is not None or security.plan.admin_on_listen
-    if not initial.ephemeral and admin_served and config.reload_root is None and not is_loopback(admin_host):
+    writer = initial.store is not None and not initial.ephemeral
+    if writer and admin_served and config.reload_root is None and not is_loopback(admin_host):
         _log.warning(
             "admin_reload_unrestricted",
             listen=admin_host,
             hint="Admin is reachable beyond loopback; set --reload-root DIR so path reloads read one "
             "directory only (with an auth file they are off without it: use Admin/Upload)",
         )
-    watch = ExpiryWatch(
-        initial.store.holder,
-        lambda serving: _set_lookup_health(running, serving),
-        warning_days=config.expiry_warning_days,
-    ).start()
+    lookup_health = _LookupHealth(running, follower=initial.follower is not None)
+    watch = ExpiryWatch(initial.holder, lookup_health.register_valid, warning_days=config.expiry_warning_days)
+    if initial.follower is not None:
+        initial.follower.start(lookup_health.follower_ready)
+    else:
+        watch.start()
     try:
-        _wait_for_stop(running, signals, config.grace_seconds)
+        _wait_for_stop(running, signals, config.grace_seconds, initial.stop_hooks)
     finally:
         watch.stop()
+        if metrics is not None:
+            metrics.close()
         initial.close()
     return 0
 
 
-def _set_lookup_health(running: RunningServer, serving: bool) -> None:
-    """Lookup's health follows the register's validity (`ExpiryWatch`); "" stays the process's own."""
-    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    running.health.set(LOOKUP_SERVICE, status)
+class _LookupHealth:
+    """Lookup's health: the register's validity (`ExpiryWatch`) and, on a follower, its readiness (first
+    snapshot in, lag within --max-lag). "" is the process's own on a writer; on a follower, which has
+    nothing to serve before its first snapshot, it follows readiness too. Once shutdown begins the
+    health servicer ignores further changes."""
+
+    def __init__(self, running: RunningServer, *, follower: bool) -> None:
+        self._running = running
+        self._follower = follower
+        self._valid = True
+        self._ready = not follower
+        if follower:
+            self._apply()
+
+    def register_valid(self, serving: bool) -> None:
+        self._valid = serving
+        self._apply()
+
+    def follower_ready(self, ready: bool) -> None:
+        self._ready = ready
+        self._apply()
+
+    def _apply(self) -> None:
+        codes = health_pb2.HealthCheckResponse
+        self._running.health.set(
+            LOOKUP_SERVICE, codes.SERVING if self._valid and self._ready else codes.NOT_SERVING
+        )
+        if self._follower:
+            self._running.health.set("", codes.SERVING if self._ready else codes.NOT_SERVING)
+
+
+def _listen(
+    config: ServerConfig, initial: InitialState, security: Security
+) -> tuple[RunningServer, MetricsEndpoint | None]:
+    """The metrics endpoint (with --metrics-listen), then the grpc listener(s) recording into it."""
+    metrics = _start_metrics(config.metrics_listen, initial) if config.metrics_listen is not None else None
+    try:
+        return build_server(config, initial, security, metrics), metrics
+    except NixlookupError:
+        if metrics is not None:
+            metrics.close()
+        raise
+
+
+def _start_metrics(listen: str, initial: InitialState) -> MetricsEndpoint:
+    follower = initial.follower
+    if follower is None:
+        return start_metrics(listen, initial.holder, initial.describe_lists, store=initial.store)
+    gauges = FollowerGauges(
+        lag_seconds=follower.lag_seconds,
+        synced=lambda: follower.synced,
+        reconnects=lambda: follower.reconnects,
+        writer=follower.settings.writer,
+    )
+    return start_metrics(listen, initial.holder, initial.describe_lists, follower=gauges)
 
 
 def synth(config: SynthConfig) -> int:

@@ -15,19 +15,21 @@ Every metric is listed, with its labels, in docs/deploy.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.policy import valid_until_for
-from nixlookup.server.store import ListKey, Store
+from nixlookup.server.store import ListDescription, ListKey, StateHolder, Store
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 __all__ = ["DURATION_BUCKETS", "FollowerGauges", "MetricsEndpoint", "start_metrics"]
+
+ListDescriber = Callable[[], Sequence[ListDescription]]
 
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                     30.0, 60.0, 300.0)  # fmt: skip
@@ -63,9 +65,17 @@ def _slug(key: ListKey) -> tuple[str, str]:
 
 
 class DomainCollector:
-    """The register and lists as gauges, read from the store at each scrape."""
+    """The register and lists as gauges, read from the serving state at each scrape."""
 
-    def __init__(self, store: Store, follower: FollowerGauges | None) -> None:
+    def __init__(
+        self,
+        holder: StateHolder,
+        describe: ListDescriber,
+        store: Store | None,
+        follower: FollowerGauges | None,
+    ) -> None:
+        self._holder = holder
+        self._describe = describe
         self._store = store
         self._follower = follower
 
@@ -73,7 +83,7 @@ class DomainCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         now = datetime.now(UTC)
-        state = self._store.holder.current() if self._store.holder.loaded else None
+        state = self._holder.current() if self._holder.loaded else None
         if state is not None:
             meta = state.register.meta
             info = GaugeMetricFamily(
@@ -103,20 +113,24 @@ class DomainCollector:
         memory = GaugeMetricFamily(
             "nixlookup_index_bytes", "Bytes of index memory of each served list.", labels=["kind", "caller"]
         )
-        for described in self._store.describe():
+        for described in self._describe():
             labels = list(_slug(described.key))
             sizes.add_metric(labels, float(described.count))
             memory.add_metric(labels, float(described.index_bytes))
         yield sizes
         yield memory
-        feed = self._store.feed
-        yield CounterMetricFamily(
-            "nixlookup_changes", "Acknowledged changes (deltas, reloads, compactions, drops) since start.",
-            value=float(feed.position),
-        )  # fmt: skip
-        yield GaugeMetricFamily(
-            "nixlookup_replication_followers", "Followers streaming from this writer.", value=feed.subscribers
-        )
+        if self._store is not None:
+            feed = self._store.feed
+            yield CounterMetricFamily(
+                "nixlookup_changes",
+                "Acknowledged changes (deltas, reloads, compactions, drops) since start.",
+                value=float(feed.position),
+            )
+            yield GaugeMetricFamily(
+                "nixlookup_replication_followers",
+                "Followers streaming from this writer.",
+                value=feed.subscribers,
+            )
         if self._follower is not None:
             follower = self._follower
             lag = follower.lag_seconds()
@@ -153,8 +167,17 @@ def _store_histograms(store: Store, registry: CollectorRegistry) -> None:
     store.timings.add_listener(lambda operation, seconds: histograms[operation].observe(seconds))
 
 
-def start_metrics(listen: str, store: Store, follower: FollowerGauges | None = None) -> MetricsEndpoint:
-    """Serve Prometheus text on `listen` (HOST:PORT, port 0 = any); raises `NixlookupError` when it cannot."""
+def start_metrics(
+    listen: str,
+    holder: StateHolder,
+    describe: ListDescriber,
+    *,
+    store: Store | None = None,
+    follower: FollowerGauges | None = None,
+) -> MetricsEndpoint:
+    """Serve Prometheus text on `listen` (HOST:PORT, port 0 = any); raises `NixlookupError` when it cannot.
+
+    A writer passes its `store` (operation durations, changes, followers), a follower its `follower`."""
     try:
         import prometheus_client
         from prometheus_client import CollectorRegistry, ProcessCollector
@@ -165,8 +188,9 @@ def start_metrics(listen: str, store: Store, follower: FollowerGauges | None = N
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes ...
-    registry.register(DomainCollector(store, follower))
-    _store_histograms(store, registry)
+    registry.register(DomainCollector(holder, describe, store, follower))
+    if store is not None:
+        _store_histograms(store, registry)
     host, _, port = listen.rpartition(":")
     try:
         server, _thread = prometheus_client.start_http_server(

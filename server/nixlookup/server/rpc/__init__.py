@@ -12,6 +12,16 @@ from nixlookup.server.rpc._auth import (
     Authenticator,
     current_principal,
 )
+from nixlookup.server.rpc._follower import (
+    DEFAULT_MAX_LAG_SECONDS,
+    Follower,
+    FollowerSettings,
+)
+from nixlookup.server.rpc._freshness import (
+    DEFAULT_MIN_VERSION_WAIT_SECONDS,
+    BehindError,
+    FreshnessGate,
+)
 from nixlookup.server.rpc._guard import (
     RpcGuard,
 )
@@ -30,6 +40,9 @@ from nixlookup.server.rpc._principals import (
     Role,
     token_digest,
 )
+from nixlookup.server.rpc._readonly import (
+    ReadOnlyAdminServicer,
+)
 from nixlookup.server.rpc._replication import (
     HEARTBEAT_SECONDS,
     ChangeAssembler,
@@ -45,15 +58,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANONYMOUS",
+    "DEFAULT_MAX_LAG_SECONDS",
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_MIN_VERSION_WAIT_SECONDS",
     "HEARTBEAT_SECONDS",
     "AdminServicer",
     "AuthFileError",
     "Authenticator",
+    "BehindError",
     "ChangeAssembler",
+    "Follower",
+    "FollowerSettings",
+    "FreshnessGate",
     "LookupServicer",
     "Meter",
     "Principal",
+    "ReadOnlyAdminServicer",
     "ReplicationServicer",
     "Role",
     "RpcGuard",

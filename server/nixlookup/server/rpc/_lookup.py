@@ -46,6 +46,7 @@ from nixlookup.server.rpc._convert import (
     pack_bits,
     register_info,
 )
+from nixlookup.server.rpc._freshness import FreshnessGate
 from nixlookup.server.rpc._metering import Meter
 from nixlookup.server.rpc._principals import Role
 from nixlookup.server.store import ListDescription, PerStateMemo, ServingState, StateHolder
@@ -96,8 +97,10 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         started_at: datetime | None = None,
         clock: Callable[[], datetime] = _utc_now,
         meter: Meter | None = None,
+        freshness: FreshnessGate | None = None,
     ) -> None:
         self._holder = holder
+        self._freshness = freshness or FreshnessGate(holder)
         self._policy = policy
         self._limits = limits or ServiceLimits()
         self._describe_lists = describe_lists
@@ -118,7 +121,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         purpose = _purpose(request.purpose)
         principal = current_principal()
         caller = authorize(principal, Role.CHECK, request.caller)
-        state = self._holder.current()
+        state = self._freshness.state_for(request.min_version, context.time_remaining())
         parsed = parse_number(request.text) if which == "text" else classify_key(request.e164)
         decision = self._policy.decide_one(state, parsed, caller=caller, purpose=purpose, now=self._clock())
         response = self._responses.build(
@@ -153,7 +156,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
                 caller = callers.get(batch.caller)
                 if caller is None:
                     caller = callers[batch.caller] = authorize(principal, Role.CHECK, batch.caller)
-                result, batch_blocked, batch_invalid = self._answer_batch(batch, caller)
+                result, batch_blocked, batch_invalid = self._answer_batch(batch, caller, context)
                 self._meter.count(
                     principal.name,
                     caller,
@@ -178,7 +181,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
             )
 
     def _answer_batch(
-        self, batch: lookup_pb2.CheckBatch, caller: str
+        self, batch: lookup_pb2.CheckBatch, caller: str, context: grpc.ServicerContext
     ) -> tuple[lookup_pb2.CheckBatchResult, int, int]:
         """The result for one batch answered as `caller`, and how many of its numbers were blocked and
         invalid."""
@@ -200,7 +203,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
                 "split it into smaller batches"
             )
         purpose = _purpose(batch.purpose)
-        state = self._holder.current()
+        state = self._freshness.state_for(batch.min_version, context.time_remaining())
         result = lookup_pb2.CheckBatchResult()
         result.CopyFrom(self._result_headers.get(state, caller, lambda: self._result_header(state, caller)))
         result.count = count

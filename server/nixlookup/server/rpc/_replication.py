@@ -30,7 +30,9 @@ from numpy.typing import NDArray
 from nixlookup.server.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
 from nixlookup.server.lists import spec_of
 from nixlookup.server.logs import get_logger
+from nixlookup.server.rpc._auth import authorize, current_principal
 from nixlookup.server.rpc._convert import datetime_to_timestamp, list_key, list_ref, timestamp_to_datetime
+from nixlookup.server.rpc._principals import Role
 from nixlookup.server.store import (
     DEFAULT_MAX_PENDING,
     ListChange,
@@ -191,10 +193,12 @@ class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
     def stop(self) -> None:
         """End every open stream (the writer is shutting down); followers reconnect and resume."""
         self._stopping.set()
+        self._store.feed.close_all()
 
     def Replicate(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.ReplicateRequest, context: grpc.ServicerContext
     ) -> Iterator[lookup_pb2.ReplicationEvent]:
+        authorize(current_principal(), Role.REPLICATE)  # a follower is a principal with its own role
         have = have_map(list(request.have))
         follower = request.follower[:128] or context.peer()
         started = time.perf_counter()

@@ -15,6 +15,10 @@ from nixlookup.server.store._feed import (
     ListChange,
     Subscription,
 )
+from nixlookup.server.store._freshness import (
+    Behind,
+    behind,
+)
 from nixlookup.server.store._history import (
     VersionRecord,
 )
@@ -91,6 +95,7 @@ __all__ = [
     "REGISTER_KEY",
     "AuditLog",
     "AuditRecord",
+    "Behind",
     "CatchUp",
     "ChangeFeed",
     "ListChange",
@@ -113,6 +118,7 @@ __all__ = [
     "SyncResult",
     "SyntheticFileFormat",
     "VersionRecord",
+    "behind",
     "check_list_key",
     "check_reload_path",
     "generate_queries",

@@ -184,6 +184,13 @@ class ChangeFeed:
             if subscription in self._subscriptions:
                 self._subscriptions.remove(subscription)
 
+    def close_all(self) -> None:
+        """End every subscription (the writer is shutting down): their waits return at once."""
+        with self._lock:
+            subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
+            subscription.close()
+
     @property
     def subscribers(self) -> int:
         with self._lock:

@@ -30,6 +30,7 @@ from nixlookup.server.errors import NixlookupError
 from nixlookup.server.index import Index
 from nixlookup.server.store._recovery import delta_source, make_version, version_seq
 from nixlookup.server.store._state import REGISTER_KEY, ListKey, ServingState, StateHolder
+from nixlookup.server.store._types import ListDescription
 from nixlookup.v1.vocabulary import ChangeKind
 
 __all__ = ["ReceivedChange", "Replica", "ReplicaDivergedError", "SyncResult"]
@@ -81,6 +82,8 @@ class Replica:
         self.holder = holder or StateHolder()
         self._pending: list[ReceivedChange] = []
         self._forgotten: set[ListKey] = set()
+        self._loaded_at: dict[ListKey, datetime] = {}
+        self._index_bytes: dict[tuple[ListKey, str], int] = {}
         self._lock = threading.Lock()
         self.synced_once = threading.Event()
         """Set at the first sync point: from then on the follower has a whole writer state to serve."""
@@ -133,11 +136,46 @@ class Replica:
             generation = base.generation + 1 if base is not None else 0
             state = ServingState(register=register, lists=MappingProxyType(lists), generation=generation)
             self.holder.swap(state)
+        applied_at = datetime.now(UTC)
         with self._lock:
             self._forgotten.difference_update(change.key for change in pending)
+            self._loaded_at.update((change.key, applied_at) for change in pending)
         self.synced_once.set()
         oldest = min(change.acknowledged_at for change in pending)
         return SyncResult(state, len(pending), oldest)
+
+    def describe(self) -> list[ListDescription]:
+        """What GetRegisterInfo shows on a follower: every served list (no history: the writer keeps it)."""
+        if not self.holder.loaded:
+            return []
+        state = self.holder.current()
+        described = []
+        for key, index in {REGISTER_KEY: state.register, **state.lists}.items():
+            meta = index.meta
+            with self._lock:
+                size = self._index_bytes.get((key, meta.version))
+                loaded_at = self._loaded_at.get(key, meta.created_at)
+            if size is None:
+                size = index.nbytes_total  # serialises the bitmap: once per version, not per call
+                with self._lock:
+                    self._index_bytes = {k: v for k, v in self._index_bytes.items() if k[0] != key}
+                    self._index_bytes[(key, meta.version)] = size
+            described.append(
+                ListDescription(
+                    key=key,
+                    version=meta.version,
+                    source=meta.source,
+                    count=meta.count,
+                    register_date=meta.register_date,
+                    loaded_at=loaded_at,
+                    checksum=meta.checksum,
+                    synthetic=meta.synthetic,
+                    index_bytes=size,
+                    journal_records=0,
+                    history=(),
+                )
+            )
+        return described
 
     @staticmethod
     def _apply(lists: dict[ListKey, Index], change: ReceivedChange) -> None:
