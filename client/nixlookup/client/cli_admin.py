@@ -221,6 +221,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caller", default="", help="the company owning the list (not for the register)")
 
 
+def _load_options(parser: argparse.ArgumentParser) -> None:
+    """The options a reload and an upload share: how the file is read and what the server may accept."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="accept a count change beyond the server's limit, or a register older than the serving one",
+    )
+    parser.add_argument("--format", choices=["text", "csv", "snapshot"], help="default: by content")
+    parser.add_argument("--column", help="CSV column holding the numbers (default: the first)")
+    parser.add_argument("--until-column", help="CSV column with each entry's end date (dated lists)")
+    parser.add_argument("--expect-version", help="refuse unless this is the serving version")
+
+
 def register_admin_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add `admin` with its subcommands to the `nixlookup` parser; returns the `admin` parser."""
     admin: argparse.ArgumentParser = subparsers.add_parser(
@@ -231,11 +244,7 @@ def register_admin_commands(subparsers: Any) -> argparse.ArgumentParser:
     reload = commands.add_parser("reload", help="load a new version from a file on the server")
     _common(reload)
     reload.add_argument("path", help="text, CSV or snapshot file readable by the server")
-    reload.add_argument("--force", action="store_true", help="accept a count drop beyond the server's limit")
-    reload.add_argument("--format", choices=["text", "csv", "snapshot"], help="default: by content")
-    reload.add_argument("--column", help="CSV column holding the numbers (default: the first)")
-    reload.add_argument("--until-column", help="CSV column with each entry's end date (dated lists)")
-    reload.add_argument("--expect-version", help="refuse unless this is the serving version")
+    _load_options(reload)
     reload.add_argument("--register-date", help="the register version's date, YYYY-MM-DD (default: now)")
     reload.set_defaults(func=_guarded(_run_reload))
 
@@ -257,11 +266,7 @@ def register_admin_commands(subparsers: Any) -> argparse.ArgumentParser:
     upload = commands.add_parser("upload", help="send a register or list file to the server and load it")
     _common(upload)
     upload.add_argument("path", help="text, CSV or snapshot file on this machine")
-    upload.add_argument("--force", action="store_true", help="accept a count drop beyond the server's limit")
-    upload.add_argument("--format", choices=["text", "csv", "snapshot"], help="default: by content")
-    upload.add_argument("--column", help="CSV column holding the numbers (default: the first)")
-    upload.add_argument("--until-column", help="CSV column with each entry's end date (dated lists)")
-    upload.add_argument("--expect-version", help="refuse unless this is the serving version")
+    _load_options(upload)
     upload.set_defaults(func=_guarded(_run_upload))
 
     audit = commands.add_parser("audit", help="the audit log: every Admin action (role admin)")
