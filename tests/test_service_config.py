@@ -41,11 +41,16 @@ def test_flags_beat_environment_variables_which_beat_defaults() -> None:
         ({"NIXLOOKUP_LISTEN": "50051"}, "HOST:PORT"),
     ],
 )
-def test_a_bad_environment_variable_is_named(env: dict[str, str], words: str) -> None:
-    """An invalid variable stops the server with a message naming the variable (or the expected form)."""
+def test_a_bad_environment_variable_is_named(
+    env: dict[str, str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invalid variable stops the server with exit code 2 and one line naming the variable (or the
+    expected form)."""
     with pytest.raises(SystemExit) as caught:
         parse_args(["serve"], env)
-    assert words in str(caught.value)
+    assert caught.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert words in line
 
 
 def test_masking_hides_every_phone_number_shape_but_keeps_versions() -> None:

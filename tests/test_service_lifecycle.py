@@ -166,16 +166,33 @@ def test_an_unreadable_register_fails_startup_with_a_reason(
 
 
 def test_a_busy_port_fails_startup_instead_of_sharing_it(server_factory: ServerFactory) -> None:
-    """A second server on the same address exits 1 naming the address (no silent SO_REUSEPORT sharing)."""
+    """A second server on the same address exits 2 with one line naming the address and the flag and
+    variable that move it, and none of grpc's own noise (no silent SO_REUSEPORT sharing either)."""
     first = server_factory(["--synthetic-size", "10000"])
     result = subprocess.run(
         [sys.executable, "-m", "nixlookup.server.app", "serve", "--listen", first.target,
          "--synthetic-size", "10000", "--log-format", "json"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert result.returncode == 1
-    assert first.target in result.stderr
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert first.target in line
+    assert "--listen" in line
+    assert "NIXLOOKUP_LISTEN" in line
+    assert "address already in use" in line
     assert first.health_status() == "SERVING"
+
+
+def test_version_names_the_package_version() -> None:
+    """`nixlookup-server --version` prints the installed version and exits 0."""
+    from importlib import metadata
+
+    result = subprocess.run(
+        [sys.executable, "-m", "nixlookup.server.app", "--version"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"nixlookup-server {metadata.version('nixlookup')}"
 
 
 def test_logs_never_carry_a_full_number(server_factory: ServerFactory, small_register: RegisterFile) -> None:

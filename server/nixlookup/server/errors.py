@@ -11,6 +11,7 @@ import grpc
 
 __all__ = [
     "DataDirDamagedError",
+    "DeadlineExceededError",
     "FailedPreconditionError",
     "InvalidArgumentError",
     "NixlookupError",
@@ -44,6 +45,12 @@ class ResourceExhaustedError(NixlookupError):
     `InvalidArgumentError` naming --max-batch, since retrying it unchanged can never succeed."""
 
     status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceededError(NixlookupError):
+    """A call made no progress within a named time limit (e.g. a stalled CheckStream)."""
+
+    status_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class FailedPreconditionError(NixlookupError):

@@ -4,16 +4,19 @@ A flag wins over its variable, the variable over the default. Every option is ex
 defined (the ``help`` text is what ``nixlookup-server serve --help`` prints and what docs/service.md
 lists). `parse_args` returns a frozen `ServerConfig` (for ``serve``), `SynthConfig` (for ``synth``) or
 `RepairConfig` (for ``repair``).
+A bad flag or variable stops the command with one line on stderr naming it and `EXIT_CONFIG_ERROR`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 
 from nixlookup.server.logs import LOG_FORMATS, LogFormat
 from nixlookup.server.rpc import (
@@ -28,12 +31,25 @@ __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "EXIT_CONFIG_ERROR",
+    "EXIT_START_FAILED",
     "RepairConfig",
     "ServerConfig",
     "SynthConfig",
     "build_parser",
+    "config_error",
+    "flag_and_variable",
+    "package_version",
     "parse_args",
+    "setting_name",
 ]
+
+EXIT_START_FAILED = 1
+"""Exit code: the server could not start for a reason other than its configuration (unreadable register,
+refused data directory)."""
+EXIT_CONFIG_ERROR = 2
+"""Exit code: the command line or environment is wrong (a bad flag or variable, an address that cannot be
+bound), as argparse itself exits on a bad flag."""
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 """Loopback by default: exposing the server is a deliberate act (``--listen 0.0.0.0:50051``)."""
@@ -46,12 +62,50 @@ nothing in throughput (per-batch overhead is already < 1%) and only hold more me
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """Largest request message: 100k texts of up to ~80 characters each (a phone number as written is
 usually 10-20). grpc's own default is 4 MiB, too small for a full batch of long texts."""
-DEFAULT_WORKERS = 8
-"""Threads answering RPCs. A running stream occupies one thread for its whole life, so this also bounds
-concurrent streams; unary Checks are short and share the rest."""
-DEFAULT_MAX_CONCURRENT_RPCS = 256
-"""Beyond this many calls in progress (running + queued for a thread), new calls get RESOURCE_EXHAUSTED
-immediately instead of queueing without bound."""
+DEFAULT_WORKERS = 2
+"""Threads running stream batches' numpy/numba work (calls themselves run on the event loop and hold no
+thread). numpy and numba release the GIL for part of a batch only, so on 2 cores more threads gain
+nothing: measured in docs/service.md."""
+DEFAULT_MAX_CONCURRENT_RPCS = 1024
+"""Calls in progress (every service, unary and streaming) beyond which a new call gets RESOURCE_EXHAUSTED
+at once instead of waiting. An idle call costs a suspended coroutine (a few KB), so the ceiling is about
+memory and fairness, not threads."""
+DEFAULT_MAX_STREAMS = 512
+"""Of those, streaming calls (CheckStream, Health/Watch, reflection). Lower than the total so that open
+streams, idle or stalled, can never take every slot the unary Checks need."""
+DEFAULT_STREAM_IDLE_SECONDS = 60.0
+"""A CheckStream whose client neither sends its next batch nor reads the last result for this long is
+ended with DEADLINE_EXCEEDED: a stalled or forgotten stream frees its memory and its slot."""
+DEFAULT_KEEPALIVE_SECONDS = 30.0
+"""The server pings a connection after this long without traffic (grpc.keepalive_time_ms; grpc's own
+default is 2 hours), so a client whose host vanished without closing is found..."""
+DEFAULT_KEEPALIVE_TIMEOUT_SECONDS = 10.0
+"""...when the ping is not answered within this long (grpc.keepalive_timeout_ms and
+grpc.http2.ping_timeout_ms): its connection is closed and its calls cancelled. A vanished client's
+streams and connections are reclaimed within keepalive + timeout (40 s by default)."""
+DEFAULT_MIN_CLIENT_PING_SECONDS = 10.0
+"""Clients may ping at most this often (grpc.http2.min_ping_interval_without_data_ms; grpc's default is 5
+minutes, which makes common client keepalive settings of 10-60 s fail with GOAWAY too_many_pings)."""
+DEFAULT_MAX_PING_STRIKES = 2
+"""Pings too soon a client may send before the server closes its connection (grpc.http2.max_ping_strikes,
+grpc's default): a client flooding pings is cut off."""
+DEFAULT_MAX_CONNECTION_IDLE_SECONDS = 300.0
+"""A connection with no call for this long is closed with GOAWAY (grpc.max_connection_idle_ms); clients
+reconnect on their next call."""
+DEFAULT_MAX_CONNECTION_AGE_SECONDS = 1800.0
+"""A connection older than this (plus grpc's +-10% jitter) is asked to go away (grpc.max_connection_age_ms),
+so clients re-resolve and load spreads over new replicas; new calls go to a new connection..."""
+DEFAULT_MAX_CONNECTION_AGE_GRACE_SECONDS = 300.0
+"""...while calls already running on the old one get this long to finish (grpc.max_connection_age_grace_ms)
+before they are cancelled."""
+DEFAULT_STREAM_WINDOW_BYTES = 1024 * 1024
+"""HTTP/2 flow-control window per stream, fixed (grpc's BDP auto-tuning is off: see app/_transport.py).
+1 MiB, as grpc-java and grpc-go use, keeps a 100k-number batch (800 KB) in flight on a LAN; over a long
+link (RTT r) a stream moves at most window / r, e.g. 50 MB/s at 20 ms."""
+DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 10.0
+"""A connection that has not completed the HTTP/2 handshake (the client's preface and SETTINGS, and TLS
+when configured) within this long is closed (grpc.server_handshake_timeout_ms; grpc's default is 120 s),
+so sockets that connect and say nothing cannot pile up."""
 DEFAULT_RELATIONSHIP_GRACE_DAYS = 365
 """NIX: a customer relationship lasts after the contract ends, "normally at most 12 months"."""
 DEFAULT_EXPIRY_WARNING_DAYS = 7
@@ -71,6 +125,17 @@ class ServerConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     workers: int = DEFAULT_WORKERS
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+    max_streams: int = DEFAULT_MAX_STREAMS
+    stream_idle_seconds: float = DEFAULT_STREAM_IDLE_SECONDS
+    keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS
+    keepalive_timeout_seconds: float = DEFAULT_KEEPALIVE_TIMEOUT_SECONDS
+    min_client_ping_seconds: float = DEFAULT_MIN_CLIENT_PING_SECONDS
+    max_ping_strikes: int = DEFAULT_MAX_PING_STRIKES
+    max_connection_idle_seconds: float = DEFAULT_MAX_CONNECTION_IDLE_SECONDS
+    max_connection_age_seconds: float = DEFAULT_MAX_CONNECTION_AGE_SECONDS
+    max_connection_age_grace_seconds: float = DEFAULT_MAX_CONNECTION_AGE_GRACE_SECONDS
+    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
+    stream_window_bytes: int = DEFAULT_STREAM_WINDOW_BYTES
     synthetic_size: int | None = None
     synthetic_seed: int | None = None
     log_level: str = "info"
@@ -131,6 +196,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text.replace("_", ""))
     if value < 0:
@@ -161,7 +233,7 @@ def _env_default(env: Mapping[str, str], name: str, convert: Callable[[str], Any
     try:
         return convert(raw)
     except (ValueError, argparse.ArgumentTypeError) as error:
-        raise SystemExit(f"nixlookup-server: {name}={raw!r} is invalid: {error}") from None
+        config_error(f"{name}={raw!r} is invalid: {error}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +251,7 @@ class _Option:
     def add_to(self, parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
         value = _env_default(env, self.var, self.convert, self.default)
         if self.choices is not None and value not in self.choices:
-            raise SystemExit(
-                f"nixlookup-server: {self.var}={value!r} is not one of {', '.join(self.choices)}"
-            )
+            config_error(f"{self.var}={value!r} is not one of {', '.join(self.choices)}")
         extra: dict[str, Any] = {"dest": self.dest} if self.dest else {}
         if self.convert is _boolean:
             extra["nargs"] = "?"  # a bare flag means yes; `--flag no` turns off what the env var set
@@ -212,9 +282,41 @@ _SERVE_OPTIONS = (
     _Option("--max-message-bytes", "NIXLOOKUP_MAX_MESSAGE_BYTES", _positive_int, DEFAULT_MAX_MESSAGE_BYTES,
             "largest request message in bytes; larger ones get RESOURCE_EXHAUSTED"),
     _Option("--workers", "NIXLOOKUP_WORKERS", _positive_int, DEFAULT_WORKERS,
-            "threads answering RPCs (each running stream holds one)"),
+            "threads running stream batches' numpy work (calls run on the event loop, holding no thread)"),
     _Option("--max-concurrent-rpcs", "NIXLOOKUP_MAX_CONCURRENT_RPCS", _positive_int,
             DEFAULT_MAX_CONCURRENT_RPCS, "calls in progress beyond which new calls get RESOURCE_EXHAUSTED"),
+    _Option("--max-streams", "NIXLOOKUP_MAX_STREAMS", _positive_int, DEFAULT_MAX_STREAMS,
+            "streaming calls open at once (CheckStream, Health/Watch, reflection) beyond which new ones get "
+            "RESOURCE_EXHAUSTED"),
+    _Option("--stream-idle-timeout", "NIXLOOKUP_STREAM_IDLE_TIMEOUT", _positive_float,
+            DEFAULT_STREAM_IDLE_SECONDS, "seconds a CheckStream may go without sending a batch or reading a "
+            "result before it is ended with DEADLINE_EXCEEDED", dest="stream_idle_seconds"),
+    _Option("--keepalive-time", "NIXLOOKUP_KEEPALIVE_TIME", _positive_float, DEFAULT_KEEPALIVE_SECONDS,
+            "seconds without traffic after which the server pings a connection", dest="keepalive_seconds"),
+    _Option("--keepalive-timeout", "NIXLOOKUP_KEEPALIVE_TIMEOUT", _positive_float,
+            DEFAULT_KEEPALIVE_TIMEOUT_SECONDS, "seconds a ping may go unanswered before the connection is "
+            "closed and its calls cancelled", dest="keepalive_timeout_seconds"),
+    _Option("--min-client-ping-interval", "NIXLOOKUP_MIN_CLIENT_PING_INTERVAL", _positive_float,
+            DEFAULT_MIN_CLIENT_PING_SECONDS, "seconds a client must leave between its pings; sooner ones "
+            "are strikes", dest="min_client_ping_seconds"),
+    _Option("--max-ping-strikes", "NIXLOOKUP_MAX_PING_STRIKES", _non_negative_int, DEFAULT_MAX_PING_STRIKES,
+            "pings too soon before the connection is closed with GOAWAY too_many_pings (0 = no limit)"),
+    _Option("--max-connection-idle", "NIXLOOKUP_MAX_CONNECTION_IDLE", _positive_float,
+            DEFAULT_MAX_CONNECTION_IDLE_SECONDS, "seconds a connection may carry no call before it is "
+            "closed", dest="max_connection_idle_seconds"),
+    _Option("--max-connection-age", "NIXLOOKUP_MAX_CONNECTION_AGE", _positive_float,
+            DEFAULT_MAX_CONNECTION_AGE_SECONDS, "seconds after which a connection is asked to go away "
+            "(+-10%% jitter), so clients reconnect and spread over replicas",
+            dest="max_connection_age_seconds"),
+    _Option("--max-connection-age-grace", "NIXLOOKUP_MAX_CONNECTION_AGE_GRACE", _non_negative_float,
+            DEFAULT_MAX_CONNECTION_AGE_GRACE_SECONDS, "seconds calls on a connection past its age get to "
+            "finish before they are cancelled", dest="max_connection_age_grace_seconds"),
+    _Option("--stream-window", "NIXLOOKUP_STREAM_WINDOW", _positive_int, DEFAULT_STREAM_WINDOW_BYTES,
+            "HTTP/2 flow-control window per stream in bytes: how far a client may send ahead of the server",
+            dest="stream_window_bytes"),
+    _Option("--handshake-timeout", "NIXLOOKUP_HANDSHAKE_TIMEOUT", _positive_float,
+            DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, "seconds a new connection has to complete the HTTP/2 "
+            "handshake before it is closed", dest="handshake_timeout_seconds"),
     _Option("--synthetic-size", "NIXLOOKUP_SYNTHETIC_SIZE", _positive_int, None,
             "numbers in the synthetic register served when no register is given (none: built-in size)"),
     _Option("--synthetic-seed", "NIXLOOKUP_SYNTHETIC_SEED", int, None,
@@ -282,6 +384,36 @@ _LOGGING_OPTIONS = (
 )  # fmt: skip
 
 
+def flag_and_variable(dest: str) -> tuple[str, str]:
+    """The flag and the environment variable of the ``serve`` setting `dest` (``max_batch`` ->
+    ``("--max-batch", "NIXLOOKUP_MAX_BATCH")``)."""
+    for option in _SERVE_OPTIONS:
+        if (option.dest or option.flag.lstrip("-").replace("-", "_")) == dest:
+            return option.flag, option.var
+    raise KeyError(dest)
+
+
+def setting_name(dest: str) -> str:
+    """How an operator changes the ``serve`` setting `dest`: ``--max-batch, env NIXLOOKUP_MAX_BATCH``
+    (quoted in the errors a client gets when it hits that limit)."""
+    flag, variable = flag_and_variable(dest)
+    return f"{flag}, env {variable}"
+
+
+def config_error(message: str) -> NoReturn:
+    """Stop with one line on stderr and `EXIT_CONFIG_ERROR` (no traceback, no log noise)."""
+    sys.stderr.write(f"nixlookup-server: {message}\n")
+    raise SystemExit(EXIT_CONFIG_ERROR)
+
+
+def package_version() -> str:
+    """The installed nixlookup version (``--version``, GetRegisterInfo's ``server_version``)."""
+    try:
+        return metadata.version("nixlookup")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """The ``nixlookup-server`` argument parser, with defaults taken from `env` (``os.environ``)."""
     environ = os.environ if env is None else env
@@ -289,6 +421,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         prog="nixlookup-server",
         description="gRPC lookup server for the Swedish NIX-Telefon do-not-call register.",
     )
+    parser.add_argument("--version", action="version", version=f"nixlookup-server {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the Lookup service (and Admin, health, reflection)")

@@ -1,5 +1,6 @@
-"""gRPC <-> core: the Lookup and Admin servicers, proto conversion, the one place errors become statuses,
-who may call (the auth file, authentication, authorisation), metering and uploads. No rules live here."""
+"""gRPC <-> core: the Lookup and Admin servicers (grpc.aio), proto conversion, the limits, the one place
+calls are admitted and errors become statuses, who may call (the auth file, authentication, authorisation),
+metering and uploads. No rules live here."""
 
 from __future__ import annotations
 
@@ -25,9 +26,13 @@ from nixlookup.server.rpc._freshness import (
 from nixlookup.server.rpc._guard import (
     RpcGuard,
 )
+from nixlookup.server.rpc._limits import (
+    CallLimiter,
+    Limit,
+    ServiceLimits,
+)
 from nixlookup.server.rpc._lookup import (
     LookupServicer,
-    ServiceLimits,
 )
 from nixlookup.server.rpc._metering import (
     Meter,
@@ -53,7 +58,7 @@ from nixlookup.server.rpc._upload import (
 )
 
 if TYPE_CHECKING:
-    import grpc
+    from grpc import aio
     from prometheus_client import CollectorRegistry
 
 __all__ = [
@@ -66,10 +71,12 @@ __all__ = [
     "AuthFileError",
     "Authenticator",
     "BehindError",
+    "CallLimiter",
     "ChangeAssembler",
     "Follower",
     "FollowerSettings",
     "FreshnessGate",
+    "Limit",
     "LookupServicer",
     "Meter",
     "Principal",
@@ -85,7 +92,7 @@ __all__ = [
 ]
 
 
-def metrics_interceptor(registry: CollectorRegistry) -> grpc.ServerInterceptor[Any, Any]:
+def metrics_interceptor(registry: CollectorRegistry) -> aio.ServerInterceptor[Any, Any]:
     """The RPC metrics interceptor (`_metrics`); imported here on demand, as prometheus-client is optional."""
     from nixlookup.server.rpc._metrics import MetricsInterceptor
 

@@ -11,6 +11,9 @@
   principal, peer, list, versions before and after, counts, outcome. The record is written before the
   reply, so an acknowledged change always has one.
 - ApplyDelta answers only after `Store.apply_delta` returned, i.e. after the delta is durable.
+- The store's calls block (file reads, index builds, fsync, the write lock), so each RPC's body runs in
+  the admin executor with the call's context (its principal) copied, never on the event loop that answers
+  Checks; an Upload's chunks are fetched from the loop one at a time (`_chunks_from_the_loop`).
 - Upload sends the file's bytes instead of naming a path on the server (`_upload.UploadInbox`), validated
   exactly like a reload. Path reloads read with the server's permissions; with `reload_root`
   (``--reload-root``) only files inside that directory may be named (PERMISSION_DENIED otherwise,
@@ -19,14 +22,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+import contextvars
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import numpy as np
+from grpc import aio
 from numpy.typing import NDArray
 
 from nixlookup.server.errors import InvalidArgumentError, NixlookupError, PermissionDeniedError
@@ -56,6 +65,22 @@ from nixlookup.server.store import (
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = ["AdminServicer"]
+
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    _Context = aio.ServicerContext[Any, Any]
+else:
+    _Context = aio.ServicerContext
+
+
+def _chunks_from_the_loop(requests: AsyncIterator[_T], loop: asyncio.AbstractEventLoop) -> Iterator[_T]:
+    """The messages of a client stream, for a thread: each one awaited on the loop the call lives on."""
+    while True:
+        try:
+            yield asyncio.run_coroutine_threadsafe(anext(requests), loop).result()  # type: ignore[arg-type]
+        except StopAsyncIteration:
+            return
 
 
 def _list_key(ref: lookup_pb2.ListRef) -> ListKey:
@@ -105,6 +130,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
     def __init__(
         self,
         store: Store,
+        executor: Executor,
         *,
         reload_root: Path | None = None,
         path_reloads_need_root: bool = False,
@@ -112,6 +138,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
         meter: Meter | None = None,
     ) -> None:
         self._store = store
+        self._executor = executor
         self._reload_root = reload_root.resolve() if reload_root is not None else None
         self._path_reloads_need_root = path_reloads_need_root
         self._audit = AuditLog(store.root)
@@ -126,7 +153,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
         return found.meta.version if found is not None else ""
 
     @contextlib.contextmanager
-    def _audited(self, context: grpc.ServicerContext, operation: str) -> Iterator[_Entry]:
+    def _audited(self, context: _Context, operation: str) -> Iterator[_Entry]:
         """Run one Admin action and append its audit record, whatever the outcome."""
         entry = _Entry()
         outcome, detail = "OK", ""
@@ -216,9 +243,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
         return _reload_response(result)
 
     # -- the RPCs -----------------------------------------------------------------------------------------
-    def Reload(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.ReloadRequest, context: grpc.ServicerContext
-    ) -> lookup_pb2.ReloadResponse:
+    def _reload_rpc(self, request: lookup_pb2.ReloadRequest, context: _Context) -> lookup_pb2.ReloadResponse:
         with self._audited(context, "Reload") as entry:
             key = self._target(entry, request.list)
             authorize(current_principal(), Role.ADMIN)  # a path on the server: the operator's
@@ -227,8 +252,8 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
                 raise InvalidArgumentError("path is required: a register file on the server")
             return self._reload(key, self._allowed_path(request.path), request, entry, source=None)
 
-    def Upload(  # noqa: N802 - the name is the RPC's
-        self, request_iterator: Iterator[lookup_pb2.UploadRequest], context: grpc.ServicerContext
+    def _upload_rpc(
+        self, request_iterator: Iterator[lookup_pb2.UploadRequest], context: _Context
     ) -> lookup_pb2.ReloadResponse:
         with self._audited(context, "Upload") as entry:
             first = self._inbox.first(request_iterator)
@@ -247,8 +272,8 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             finally:
                 self._inbox.discard(received.path)
 
-    def ApplyDelta(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.ApplyDeltaRequest, context: grpc.ServicerContext
+    def _apply_delta_rpc(
+        self, request: lookup_pb2.ApplyDeltaRequest, context: _Context
     ) -> lookup_pb2.ApplyDeltaResponse:
         with self._audited(context, "ApplyDelta") as entry:
             key = self._target(entry, request.list)
@@ -275,8 +300,8 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
                 invalid=result.invalid,
             )
 
-    def Compact(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.CompactRequest, context: grpc.ServicerContext
+    def _compact_rpc(
+        self, request: lookup_pb2.CompactRequest, context: _Context
     ) -> lookup_pb2.CompactResponse:
         with self._audited(context, "Compact") as entry:
             key = None
@@ -288,25 +313,23 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             entry.counts["compacted"] = len(compacted)
             return lookup_pb2.CompactResponse(compacted=[self._info(each) for each in compacted])
 
-    def DropList(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.DropListRequest, context: grpc.ServicerContext
+    def _drop_list_rpc(
+        self, request: lookup_pb2.DropListRequest, context: _Context
     ) -> lookup_pb2.DropListResponse:
         with self._audited(context, "DropList") as entry:
             key = self._target(entry, request.list)
             _authorize_list(key)
             return lookup_pb2.DropListResponse(last_version=self._store.drop(key))
 
-    def GetAuditLog(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.GetAuditLogRequest, context: grpc.ServicerContext
+    def _get_audit_log_rpc(
+        self, request: lookup_pb2.GetAuditLogRequest, context: _Context
     ) -> lookup_pb2.AuditLog:
         authorize(current_principal(), Role.ADMIN)
         since = timestamp_to_datetime(request.since) if request.HasField("since") else None
         records, skipped = self._audit.read(limit=request.limit, since=since)
         return lookup_pb2.AuditLog(records=[audit_record(r) for r in records], skipped_lines=skipped)
 
-    def GetUsage(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.GetUsageRequest, context: grpc.ServicerContext
-    ) -> lookup_pb2.Usage:
+    def _get_usage_rpc(self, request: lookup_pb2.GetUsageRequest, context: _Context) -> lookup_pb2.Usage:
         authorize(current_principal(), Role.ADMIN)
         return lookup_pb2.Usage(
             since=datetime_to_timestamp(self._meter.since),
@@ -322,3 +345,45 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
                 for row in self._meter.rows(request.principal or None)
             ],
         )
+
+    # -- on the event loop: each RPC's body in the admin executor -------------------------------------------
+    async def _off_the_loop(self, work: Callable[..., _T], *args: Any) -> _T:
+        """Run `work(*args)` in the admin executor, in a copy of this call's context (its principal)."""
+        call = functools.partial(contextvars.copy_context().run, work, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def Reload(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.ReloadRequest, context: _Context
+    ) -> lookup_pb2.ReloadResponse:
+        return await self._off_the_loop(self._reload_rpc, request, context)
+
+    async def Upload(  # noqa: N802 - the name is the RPC's
+        self, request_iterator: AsyncIterator[lookup_pb2.UploadRequest], context: _Context
+    ) -> lookup_pb2.ReloadResponse:
+        chunks = _chunks_from_the_loop(request_iterator, asyncio.get_running_loop())
+        return await self._off_the_loop(self._upload_rpc, chunks, context)
+
+    async def ApplyDelta(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.ApplyDeltaRequest, context: _Context
+    ) -> lookup_pb2.ApplyDeltaResponse:
+        return await self._off_the_loop(self._apply_delta_rpc, request, context)
+
+    async def Compact(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.CompactRequest, context: _Context
+    ) -> lookup_pb2.CompactResponse:
+        return await self._off_the_loop(self._compact_rpc, request, context)
+
+    async def DropList(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.DropListRequest, context: _Context
+    ) -> lookup_pb2.DropListResponse:
+        return await self._off_the_loop(self._drop_list_rpc, request, context)
+
+    async def GetAuditLog(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.GetAuditLogRequest, context: _Context
+    ) -> lookup_pb2.AuditLog:
+        return await self._off_the_loop(self._get_audit_log_rpc, request, context)
+
+    async def GetUsage(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.GetUsageRequest, context: _Context
+    ) -> lookup_pb2.Usage:
+        return await self._off_the_loop(self._get_usage_rpc, request, context)

@@ -12,29 +12,37 @@ Theory of operation:
 - Limits are checked before any work and named in the error: at most `max_batch` numbers per batch; a
   batch carries packed keys or texts, never both; packed keys are a whole number of 8-byte words. (The
   message-size limit is enforced by grpc itself before the handler runs.)
-- Backpressure: this is a sync grpc servicer. A stream's handler thread produces the next result only
-  after grpc has handed the previous one to the transport, and reads the next batch only when it asks the
-  request iterator for it; HTTP/2 flow control stops a client that sends faster than that. So a stream
-  holds at most about one batch in and one result out in the server, whatever the client does.
+- Server model: grpc.aio. Every handler runs on the one event loop thread, so an open stream, idle or
+  stalled, costs a suspended coroutine and no thread. A unary Check (~10-20 us of Python) runs inline on
+  the loop; a large stream batch's numpy/numba work (0.1-5 ms) runs in the bulk executor, so the loop
+  keeps answering Checks meanwhile; small batches run inline (`INLINE_BATCH_COST`). GetRegisterInfo,
+  which takes the store's describe lock, runs in the executor too.
+- Backpressure and stalls: a stream's batches go through `answer_in_order` (at most
+  `STREAM_PIPELINE_DEPTH` of them in the server, results written in order with ``await context.write``),
+  and HTTP/2 flow control stops a client that sends faster. Each read and each write must complete within
+  `stream_idle_seconds`: a client that sends nothing, or stops reading, ends with DEADLINE_EXCEEDED naming
+  the limit, and its memory is freed.
 - Who may ask (docs/security.md): the call's principal (`current_principal`, set by the guard) needs
   role ``check`` and a caller it may act as (`authorize`; a principal with one caller gets it when the
   request leaves it empty), checked per Check and once per caller on a stream. A caller without lists
   is answered from the register with `detail` saying so. GetRegisterInfo shows only the lists of the
   principal's own callers. Every answer is metered per principal and caller (`Meter`: counts only).
-- Errors are raised as `NixlookupError`s and mapped to statuses in one place (`interceptors.RpcGuard`).
+- Errors are raised as `NixlookupError`s and mapped to statuses in one place (`RpcGuard`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import grpc
 import numpy as np
+from grpc import aio
 
-from nixlookup.server.errors import InvalidArgumentError
+from nixlookup.server.errors import DeadlineExceededError, InvalidArgumentError
 from nixlookup.server.logs import get_logger
 from nixlookup.server.numbering import ParsedBatch, classify_key, classify_keys, parse_number, parse_numbers
 from nixlookup.server.policy import Policy
@@ -47,27 +55,40 @@ from nixlookup.server.rpc._convert import (
     register_info,
 )
 from nixlookup.server.rpc._freshness import FreshnessGate
+from nixlookup.server.rpc._limits import ServiceLimits
 from nixlookup.server.rpc._metering import Meter
+from nixlookup.server.rpc._pipeline import answer_in_order
 from nixlookup.server.rpc._principals import Role
 from nixlookup.server.store import ListDescription, PerStateMemo, ServingState, StateHolder
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import Purpose, Verdict
 
-__all__ = ["ListDescriber", "LookupServicer", "ServiceLimits"]
+__all__ = ["ListDescriber", "LookupServicer"]
 
 _log = get_logger("nixlookup.service")
 
 ListDescriber = Callable[[], Sequence[ListDescription]]
 """Describes every served list with its history (`Store.describe`)."""
 
+STREAM_PIPELINE_DEPTH = 2
+"""Batches of one stream in the server at once (`answer_in_order`): one answered while the next is read
+and the last written. Each more holds another batch and result (~1.5 MB at 100k numbers with details)
+per stream, and measured no faster on 2 cores."""
+INLINE_BATCH_COST = 20_000
+"""Batches up to this cost (packed keys: 1 per number, texts: `TEXT_COST_FACTOR`) are answered on the
+event loop: at ~25-60 ns per key that is under ~1 ms of loop time, less than what handing the batch to
+a thread and back costs on a loaded 2-core machine (1k and 10k batches measured ~1.3x faster inline);
+larger ones go to the bulk executor so the loop keeps answering Checks meanwhile."""
+TEXT_COST_FACTOR = 10
+"""A number given as text costs ~10x a packed key (normalising it; docs/service.md "Measured")."""
+
 _PURPOSES = frozenset(int(purpose) for purpose in Purpose)
+_T = TypeVar("_T")
 
-
-@dataclass(frozen=True, slots=True)
-class ServiceLimits:
-    """Request limits the service enforces (and names in its errors)."""
-
-    max_batch: int = 100_000
+if TYPE_CHECKING:
+    _Context = aio.ServicerContext[Any, Any]
+else:
+    _Context = aio.ServicerContext
 
 
 def _purpose(value: int) -> Purpose:
@@ -92,6 +113,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         policy: Policy,
         *,
         describe_lists: ListDescriber,
+        bulk_executor: Executor,
         limits: ServiceLimits | None = None,
         server_version: str = "",
         started_at: datetime | None = None,
@@ -103,6 +125,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         self._freshness = freshness or FreshnessGate(holder)
         self._policy = policy
         self._limits = limits or ServiceLimits()
+        self._bulk_executor = bulk_executor
         self._describe_lists = describe_lists
         self._server_version = server_version
         self._started_at = started_at or _utc_now()
@@ -112,8 +135,8 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         self._result_headers: PerStateMemo[lookup_pb2.CheckBatchResult] = PerStateMemo()
 
     # -- Check -------------------------------------------------------------------------------------
-    def Check(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.CheckRequest, context: grpc.ServicerContext
+    async def Check(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.CheckRequest, context: _Context
     ) -> lookup_pb2.CheckResponse:
         which = request.WhichOneof("number")
         if which is None:
@@ -121,7 +144,7 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         purpose = _purpose(request.purpose)
         principal = current_principal()
         caller = authorize(principal, Role.CHECK, request.caller)
-        state = self._freshness.state_for(request.min_version, context.time_remaining())
+        state = await self._freshness.state_for_async(request.min_version, context.time_remaining())
         parsed = parse_number(request.text) if which == "text" else classify_key(request.e164)
         decision = self._policy.decide_one(state, parsed, caller=caller, purpose=purpose, now=self._clock())
         response = self._responses.build(
@@ -144,31 +167,55 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         return response
 
     # -- CheckStream -------------------------------------------------------------------------------
-    def CheckStream(  # noqa: N802 - the name is the RPC's
-        self, request_iterator: Iterator[lookup_pb2.CheckBatch], context: grpc.ServicerContext
-    ) -> Iterator[lookup_pb2.CheckBatchResult]:
+    async def CheckStream(  # type: ignore[override]  # noqa: N802 - grpc.aio's reader/writer form
+        self, request_iterator: AsyncIterator[lookup_pb2.CheckBatch], context: _Context
+    ) -> None:
         started = time.perf_counter()
         batches = numbers = blocked = invalid = 0
+        ended = "done"
         principal = current_principal()
         callers: dict[str, str] = {}  # as requested -> as authorised (once per caller, not per batch)
+
+        async def next_batch() -> tuple[lookup_pb2.CheckBatch, str] | None:
+            batch = await self._progress(anext(request_iterator, None), "send its next batch")
+            if batch is None:
+                return None
+            caller = callers.get(batch.caller)
+            if caller is None:
+                caller = callers[batch.caller] = authorize(principal, Role.CHECK, batch.caller)
+            return batch, caller
+
+        async def answer(
+            request: tuple[lookup_pb2.CheckBatch, str],
+        ) -> tuple[lookup_pb2.CheckBatchResult, str, int, int]:
+            batch, caller = request
+            state = await self._freshness.state_for_async(batch.min_version, context.time_remaining())
+            result, batch_blocked, batch_invalid = await self._answer_off_the_loop_if_large(
+                batch, caller, state
+            )
+            return result, caller, batch_blocked, batch_invalid
+
+        async def write(answered: tuple[lookup_pb2.CheckBatchResult, str, int, int]) -> None:
+            nonlocal batches, numbers, blocked, invalid
+            result, caller, batch_blocked, batch_invalid = answered
+            await self._progress(context.write(result), "read its results")
+            self._meter.count(
+                principal.name,
+                caller,
+                allowed=result.count - batch_blocked - batch_invalid,
+                blocked=batch_blocked,
+                invalid=batch_invalid,
+            )
+            batches += 1
+            numbers += result.count
+            blocked += batch_blocked
+            invalid += batch_invalid
+
         try:
-            for batch in request_iterator:
-                caller = callers.get(batch.caller)
-                if caller is None:
-                    caller = callers[batch.caller] = authorize(principal, Role.CHECK, batch.caller)
-                result, batch_blocked, batch_invalid = self._answer_batch(batch, caller, context)
-                self._meter.count(
-                    principal.name,
-                    caller,
-                    allowed=result.count - batch_blocked - batch_invalid,
-                    blocked=batch_blocked,
-                    invalid=batch_invalid,
-                )
-                batches += 1
-                numbers += result.count
-                blocked += batch_blocked
-                invalid += batch_invalid
-                yield result
+            await answer_in_order(next_batch, answer, write, depth=STREAM_PIPELINE_DEPTH)
+        except BaseException as error:
+            ended = type(error).__name__
+            raise
         finally:
             _log.info(
                 "check_stream",
@@ -177,14 +224,39 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
                 blocked=blocked,
                 invalid=invalid,
                 seconds=round(time.perf_counter() - started, 3),
-                cancelled=not context.is_active(),
+                ended=ended,
             )
 
-    def _answer_batch(
-        self, batch: lookup_pb2.CheckBatch, caller: str, context: grpc.ServicerContext
+    async def _progress(self, step: Awaitable[_T], waiting_for: str) -> _T:
+        """Await one read or write of a stream, ending the stream if it takes longer than the limit."""
+        limit = self._limits.stream_idle_seconds
+        try:
+            async with asyncio.timeout(limit.value):
+                return await step
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"CheckStream made no progress: the client did not {waiting_for} within "
+                f"{limit.named()} seconds; the stream is ended"
+            ) from None
+
+    async def _in_bulk_executor(self, work: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._bulk_executor, work, *args)
+
+    async def _answer_off_the_loop_if_large(
+        self, batch: lookup_pb2.CheckBatch, caller: str, state: ServingState
     ) -> tuple[lookup_pb2.CheckBatchResult, int, int]:
-        """The result for one batch answered as `caller`, and how many of its numbers were blocked and
-        invalid."""
+        """A batch's result: small batches on the loop (a thread hand-off would cost more than they do),
+        the others in the bulk executor, so the loop keeps answering Checks meanwhile."""
+        cost = len(batch.e164_le) // 8 + len(batch.texts) * TEXT_COST_FACTOR
+        if cost <= INLINE_BATCH_COST:
+            return self._answer_batch(batch, caller, state)
+        return await self._in_bulk_executor(self._answer_batch, batch, caller, state)
+
+    def _answer_batch(
+        self, batch: lookup_pb2.CheckBatch, caller: str, state: ServingState
+    ) -> tuple[lookup_pb2.CheckBatchResult, int, int]:
+        """The result for one batch answered as `caller` from `state`, and how many of its numbers were
+        blocked and invalid."""
         packed_bytes = len(batch.e164_le)
         text_count = len(batch.texts)
         if packed_bytes and text_count:
@@ -197,13 +269,12 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
                 "little-endian uint64 keys"
             )
         count = packed_bytes // 8 if packed_bytes else text_count
-        if count > self._limits.max_batch:
+        if count > self._limits.max_batch.value:
             raise InvalidArgumentError(
-                f"CheckBatch holds {count} numbers, over the limit of {self._limits.max_batch} per batch; "
-                "split it into smaller batches"
+                f"CheckBatch holds {count} numbers, over the limit of {self._limits.max_batch.named()} "
+                "per batch; split it into smaller batches"
             )
         purpose = _purpose(batch.purpose)
-        state = self._freshness.state_for(batch.min_version, context.time_remaining())
         result = lookup_pb2.CheckBatchResult()
         result.CopyFrom(self._result_headers.get(state, caller, lambda: self._result_header(state, caller)))
         result.count = count
@@ -240,14 +311,11 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         )
 
     # -- GetRegisterInfo ---------------------------------------------------------------------------
-    def GetRegisterInfo(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.GetRegisterInfoRequest, context: grpc.ServicerContext
+    async def GetRegisterInfo(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.GetRegisterInfoRequest, context: _Context
     ) -> lookup_pb2.RegisterInfo:
-        reply = register_info(
-            self._describe_lists(),
-            started_at=self._started_at,
-            server_version=self._server_version,
-        )
+        described = await self._in_bulk_executor(self._describe_lists)  # takes the store's describe lock
+        reply = register_info(described, started_at=self._started_at, server_version=self._server_version)
         principal = current_principal()
         if not principal.any_caller:  # only the lists of the principal's own callers
             visible = [info for info in reply.lists if principal.sees_lists_of(info.list.caller)]

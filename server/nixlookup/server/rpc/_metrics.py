@@ -7,11 +7,14 @@ Theory of operation:
   (histogram), ``grpc_server_msg_received_total`` and ``grpc_server_msg_sent_total``, all labelled
   ``grpc_type`` (unary, client_stream, server_stream, bidi_stream), ``grpc_service``, ``grpc_method``;
   ``grpc_code`` is spelled as Go spells it (``OK``, ``InvalidArgument``, ``Canceled`` ...).
+- Server model: a `grpc.aio` interceptor. Each wrapper keeps its handler's shape (grpc.aio tells an async
+  generator from a reader/writer coroutine by inspecting the function); a reader/writer stream's replies
+  are counted through its context's ``write`` (`_WritesCounted`).
 - Cheap on the hot path: each thread counts into its own `_Shard` (plain ints in lists, no lock, no
   label lookup: every method gets a slot number when it is first wrapped), and `RpcMetricsCollector`
   sums the shards when Prometheus scrapes. prometheus-client's own Counter and Histogram take a lock per
   increment: ~5 us per call for these six series, against ~1 us this way (measured, docs/deploy.md).
-  A handler runs on one thread from start to end, so a shard's in-progress stream count (+1, -1) is
+  Handlers run on the event loop's one thread, so a shard's in-progress stream count (+1, -1) is
   exact; a scrape may see one call's counters half-updated, as with any Prometheus client.
 - It sits inside `RpcGuard` (after it in the interceptor list), so it sees decoded messages and the
   errors handlers raise; it maps a `NixlookupError` to its status code itself and re-raises everything.
@@ -23,14 +26,17 @@ Theory of operation:
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import inspect
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from grpc import aio
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -77,15 +83,15 @@ def grpc_code_name(code: grpc.StatusCode | None) -> str:
     return _GO_CODE_NAMES.get(code or grpc.StatusCode.OK, "Unknown")
 
 
-def _code_of(context: grpc.ServicerContext, error: BaseException | None) -> str:
+def _code_of(context: Any, error: BaseException | None) -> str:
     if isinstance(error, NixlookupError):
         return grpc_code_name(error.status_code)
-    code = context.code()  # type: ignore[attr-defined]
+    code = context.code()
     if code is not None:
         return grpc_code_name(code)
     if error is None:
         return "OK"
-    if isinstance(error, (grpc.RpcError, GeneratorExit)):
+    if isinstance(error, (grpc.RpcError, GeneratorExit, asyncio.CancelledError)):
         return "Canceled"  # the client went away (while we read its stream, or before it read ours)
     return "Internal"
 
@@ -252,11 +258,20 @@ def _observers(counts: _Counts) -> dict[str, Callable[[_Shard, Any, Any], None]]
 
 
 if TYPE_CHECKING:
+    _Context = aio.ServicerContext[Any, Any]
     _Handler = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
+    _Interceptor = aio.ServerInterceptor[Any, Any]
 else:
+    _Context = aio.ServicerContext
     _Handler = grpc.RpcMethodHandler
-    _Interceptor = grpc.ServerInterceptor
+    _Interceptor = aio.ServerInterceptor
+
+_FACTORIES = {
+    "unary_unary": (grpc.unary_unary_rpc_method_handler, "unary"),
+    "stream_unary": (grpc.stream_unary_rpc_method_handler, "client_stream"),
+    "unary_stream": (grpc.unary_stream_rpc_method_handler, "server_stream"),
+    "stream_stream": (grpc.stream_stream_rpc_method_handler, "bidi_stream"),
+}
 
 
 class MetricsInterceptor(_Interceptor):
@@ -268,14 +283,14 @@ class MetricsInterceptor(_Interceptor):
         self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
         registry.register(RpcMetricsCollector(self._counts))
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> _Handler | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
+    ) -> _Handler:
+        handler: _Handler | None = await continuation(handler_call_details)
+        if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED
+            return None  # type: ignore[return-value]
         method = handler_call_details.method
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
@@ -285,31 +300,24 @@ class MetricsInterceptor(_Interceptor):
         return wrapped
 
     def _wrap(self, method: str, handler: _Handler) -> _Handler:
-        codecs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        counts, observe = self._counts, self._observers.get(method)
-        if handler.unary_unary is not None:
-            info = counts.method(method, "unary", streaming=False)
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(counts, info, handler.unary_unary, observe, False), **codecs
+        for attribute, (factory, grpc_type) in _FACTORIES.items():
+            behavior = getattr(handler, attribute)
+            if behavior is None:
+                continue
+            streaming_in = attribute.startswith("stream_")
+            info = self._counts.method(method, grpc_type, streaming=grpc_type != "unary")
+            observe = self._observers.get(method)
+            if inspect.isasyncgenfunction(behavior):
+                wrapped: Any = _generator(self._counts, info, behavior, observe, streaming_in)
+            else:  # a coroutine (unary reply, or a reader/writer stream) or a sync unary handler
+                wrapped = _coroutine(self._counts, info, behavior, observe, streaming_in)
+            # The guard (outside this interceptor) decodes requests with the deserializer kept here.
+            built: _Handler = factory(
+                wrapped,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
             )
-        if handler.stream_unary is not None:
-            info = counts.method(method, "client_stream", streaming=True)
-            return grpc.stream_unary_rpc_method_handler(
-                _unary(counts, info, handler.stream_unary, observe, True), **codecs
-            )
-        if handler.unary_stream is not None:
-            info = counts.method(method, "server_stream", streaming=True)
-            return grpc.unary_stream_rpc_method_handler(
-                _streaming(counts, info, handler.unary_stream, observe, False), **codecs
-            )
-        if handler.stream_stream is not None:
-            info = counts.method(method, "bidi_stream", streaming=True)
-            return grpc.stream_stream_rpc_method_handler(
-                _streaming(counts, info, handler.stream_stream, observe, True), **codecs
-            )
+            return built
         return handler
 
 
@@ -324,57 +332,87 @@ def _finish(shard: _Shard, slot: int, started: float, code: str) -> None:
     shard.handled[key] = shard.handled.get(key, 0) + 1
 
 
-def _counted(shard: _Shard, slot: int, requests: Iterator[Any], last: list[Any]) -> Iterator[Any]:
+async def _counted(
+    shard: _Shard, slot: int, requests: AsyncIterator[Any], last: list[Any]
+) -> AsyncIterator[Any]:
     """The client's messages, counted, the last one kept (it is what the next reply answers)."""
-    for request in requests:
+    async for request in requests:
         shard.received[slot] += 1
         last[0] = request
         yield request
 
 
-def _unary(
+class _WritesCounted:
+    """A reader/writer handler's context whose ``write`` counts (and observes) each reply; everything
+    else is the call's own context."""
+
+    def __init__(
+        self, context: _Context, shard: _Shard, slot: int, observe: _Observe, last: list[Any]
+    ) -> None:
+        self._context = context
+        self._shard = shard
+        self._slot = slot
+        self._observe = observe
+        self._last = last
+
+    async def write(self, message: Any) -> None:
+        await self._context.write(message)
+        self._shard.sent[self._slot] += 1
+        if self._observe is not None:
+            self._observe(self._shard, self._last[0], message)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+def _coroutine(
     counts: _Counts, info: _MethodInfo, behavior: Callable[..., Any], observe: _Observe, streaming_in: bool
 ) -> Any:
-    slot = info.slot
+    slot, streaming = info.slot, info.streaming
+    is_coroutine = inspect.iscoroutinefunction(behavior)
 
-    def measured(request: Any, context: grpc.ServicerContext) -> Any:
+    async def measured(request: Any, context: _Context) -> Any:
         shard = counts.shard()
         shard.started[slot] += 1
         started = time.perf_counter()
         error: BaseException | None = None
         last = [request]
-        if streaming_in:
+        if streaming:
             shard.streams[slot] += 1
+        if streaming_in:
             request = _counted(shard, slot, request, last)
         else:
             shard.received[slot] += 1
+        reader_writer = info.labels[0] in ("server_stream", "bidi_stream")
+        call_context: Any = _WritesCounted(context, shard, slot, observe, last) if reader_writer else context
         try:
-            reply = behavior(request, context)
-            shard.sent[slot] += 1
-            if observe is not None:
-                observe(shard, last[0], reply)
+            reply = await behavior(request, call_context) if is_coroutine else behavior(request, call_context)
+            if not reader_writer:
+                shard.sent[slot] += 1
+                if observe is not None:
+                    observe(shard, last[0], reply)
             return reply
         except BaseException as raised:
             error = raised
             raise
         finally:
-            if streaming_in:
+            if streaming:
                 shard.streams[slot] -= 1
             _finish(shard, slot, started, _code_of(context, error))
 
     return measured
 
 
-def _streaming(
+def _generator(
     counts: _Counts,
     info: _MethodInfo,
-    behavior: Callable[..., Iterator[Any]],
+    behavior: Callable[..., AsyncIterator[Any]],
     observe: _Observe,
     streaming_in: bool,
 ) -> Any:
     slot = info.slot
 
-    def measured(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    async def measured(request: Any, context: _Context) -> AsyncIterator[Any]:
         shard = counts.shard()
         shard.started[slot] += 1
         shard.streams[slot] += 1
@@ -386,7 +424,7 @@ def _streaming(
         else:
             shard.received[slot] += 1
         try:
-            for reply in behavior(request, context):
+            async for reply in behavior(request, context):
                 shard.sent[slot] += 1
                 if observe is not None:
                     observe(shard, last[0], reply)

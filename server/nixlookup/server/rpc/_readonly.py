@@ -2,7 +2,8 @@
 
 A follower serves what it replayed from its writer and nothing else, so a reload, delta, compaction or
 list removal sent to it would either be lost or fork its history. The refusal names the writer so a
-misdirected client (or operator) knows where to send it.
+misdirected client (or operator) knows where to send it. The methods are ``async`` like the writer's, so
+the grpc.aio server's `RpcGuard` wraps them the same way (a sync streaming handler would bypass it).
 """
 
 from __future__ import annotations
@@ -26,23 +27,23 @@ class ReadOnlyAdminServicer(lookup_pb2_grpc.AdminServicer):
             f"this server is a read-only follower of {self._writer}; send {method} to the writer"
         )
 
-    def Reload(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
+    async def Reload(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
         self._refuse("Reload")
 
-    def ApplyDelta(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
+    async def ApplyDelta(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
         self._refuse("ApplyDelta")
 
-    def Compact(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
+    async def Compact(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
         self._refuse("Compact")
 
-    def DropList(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
+    async def DropList(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
         self._refuse("DropList")
 
-    def Upload(self, request_iterator: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
+    async def Upload(self, request_iterator: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
         self._refuse("Upload")
 
-    def GetAuditLog(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
+    async def GetAuditLog(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
         self._refuse("GetAuditLog")  # the audit log lives with the writer's data directory
 
-    def GetUsage(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
+    async def GetUsage(self, request: Any, context: Any) -> Any:  # noqa: N802 - the name is the RPC's
         self._refuse("GetUsage")

@@ -1,7 +1,9 @@
 """The replication wire: the store's changes as `ReplicationEvent`s and back, and the writer's Replicate.
 
 Theory of operation:
-- Writer side (`ReplicationServicer.Replicate`): `Store.replication_start` gives the follower's catch-up
+- Writer side (`ReplicationServicer.Replicate`, an async generator on the grpc.aio loop: a follower
+  waiting for news is a suspended coroutine, woken by the subscription's `on_ready`):
+  `Store.replication_start` gives the follower's catch-up
   (what it lacks, or whole lists) and a subscription to every later change; the stream sends the
   catch-up, a `SyncPoint`, then each batch of queued changes followed by a `SyncPoint`, and a lone
   `SyncPoint` as a heartbeat every `HEARTBEAT_SECONDS` when nothing changed. A sync point always
@@ -18,13 +20,16 @@ Theory of operation:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import numpy as np
+from grpc import aio
 from numpy.typing import NDArray
 
 from nixlookup.server.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
@@ -65,6 +70,11 @@ PART_KEYS = 262_144
 """Keys per message part: 2 MiB of keys (+1 MiB of end days), under grpc's default 4 MiB message limit."""
 
 _EMPTY_KEYS = np.zeros(0, np.uint64)
+
+if TYPE_CHECKING:
+    _Context = aio.ServicerContext[Any, Any]
+else:
+    _Context = aio.ServicerContext
 
 
 def have_map(have: Iterator[lookup_pb2.ListPosition] | list[lookup_pb2.ListPosition]) -> dict[ListKey, str]:
@@ -195,16 +205,24 @@ class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
         self._stopping.set()
         self._store.feed.close_all()
 
-    def Replicate(  # noqa: N802 - the name is the RPC's
-        self, request: lookup_pb2.ReplicateRequest, context: grpc.ServicerContext
-    ) -> Iterator[lookup_pb2.ReplicationEvent]:
+    async def Replicate(  # noqa: N802 - the name is the RPC's
+        self, request: lookup_pb2.ReplicateRequest, context: _Context
+    ) -> AsyncIterator[lookup_pb2.ReplicationEvent]:
+        """An async generator on the server's event loop: a follower waiting for news holds no thread.
+        The catch-up plan (which takes the store's write lock briefly) runs in the default executor."""
         authorize(current_principal(), Role.REPLICATE)  # a follower is a principal with its own role
         have = have_map(list(request.have))
         follower = request.follower[:128] or context.peer()
         started = time.perf_counter()
-        catch_up = self._store.replication_start(have)
+        loop = asyncio.get_running_loop()
+        catch_up = await loop.run_in_executor(None, self._store.replication_start, have)
         subscription = catch_up.subscription
-        context.add_callback(subscription.close)
+        news = asyncio.Event()
+
+        def wake() -> None:  # in the publisher's thread
+            loop.call_soon_threadsafe(news.set)
+
+        subscription.on_ready(wake)
         _log.info(
             "replication_started",
             follower=follower,
@@ -216,11 +234,15 @@ class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
         sent = 0
         try:
             for change in catch_up.changes:
-                yield from change_events(change)
+                for event in change_events(change):
+                    yield event
             yield sync_event(catch_up.position)
             position = catch_up.position
-            while context.is_active():
-                changes = subscription.wait(self._heartbeat)
+            while not context.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(news.wait(), self._heartbeat)
+                news.clear()
+                changes = subscription.take()
                 if subscription.overflowed:
                     raise ResourceExhaustedError(
                         f"this follower fell more than {DEFAULT_MAX_PENDING} changes behind the writer (the "
@@ -229,7 +251,8 @@ class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
                 if self._stopping.is_set() or subscription.closed:
                     raise UnavailableError("the writer is shutting down; reconnect to resume")
                 for change in changes:
-                    yield from change_events(change)
+                    for event in change_events(change):
+                        yield event
                     position = change.position
                 sent += len(changes)
                 yield sync_event(position)
