@@ -110,6 +110,8 @@ class _Call:
             await context.abort(error.status_code, str(error))
         if isinstance(error, aio.AbortError | grpc.RpcError) or context.done():
             raise error
+        if isinstance(error, NotImplementedError):  # a generated servicer's method nobody implemented
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.method} is not implemented here")
         _log.error("rpc_failed", method=self.method, exc_info=error)
         await context.abort(grpc.StatusCode.INTERNAL, _INTERNAL_MESSAGE)
 
@@ -125,6 +127,13 @@ class _Call:
             code="OK" if code is None else str(code.name),
             ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+
+def _awaitable(behavior: Callable[[Any, _Context], Any]) -> Callable[[Any, _Context], Awaitable[Any]]:
+    async def call_it(request: Any, context: _Context) -> Any:
+        return behavior(request, context)
+
+    return call_it
 
 
 def _guard_coroutine(call: _Call, behavior: Callable[[Any, _Context], Awaitable[Any]]) -> Any:
@@ -215,8 +224,12 @@ class RpcGuard(_Interceptor):
                 wrapped = _guard_generator(call, behavior)
             elif inspect.iscoroutinefunction(behavior):
                 wrapped = _guard_coroutine(call, behavior)
+            elif attribute == "unary_unary":
+                # A sync unary handler (grpcio-health-checking's Health/List, unimplemented in its aio
+                # servicer): guarded too, so bad bytes are INVALID_ARGUMENT, not grpc's opaque UNKNOWN.
+                wrapped = _guard_coroutine(call, _awaitable(behavior))
             else:
-                return handler  # a sync handler: not ours (every service here is async); leave it be
+                return handler  # a sync streaming handler: none is served here; leave it be
             # grpc hands us the request as bytes and the guard decodes it (see `_decoder`).
             built: _Handler = factory(wrapped, response_serializer=handler.response_serializer)
             return built
