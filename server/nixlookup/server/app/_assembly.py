@@ -1,4 +1,4 @@
-"""Assembly: the store that serves the register, the services on top of it, and the grpc.aio server.
+"""Assembly: the store or a follower's replica serving the register, the services on it, the grpc.aio server.
 
 - `load_initial_state` opens the `Store`, the one way a register is served: on ``--data-dir``, or without
   it on a temporary directory removed on exit. An empty directory is seeded from ``--register`` (text, CSV

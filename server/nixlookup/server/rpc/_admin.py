@@ -13,7 +13,10 @@
 - ApplyDelta answers only after `Store.apply_delta` returned, i.e. after the delta is durable.
 - The store's calls block (file reads, index builds, fsync, the write lock), so each RPC's body runs in
   the admin executor with the call's context (its principal) copied, never on the event loop that answers
-  Checks; an Upload's chunks are fetched from the loop one at a time (`_chunks_from_the_loop`).
+  Checks; an Upload's chunks are fetched from the loop one at a time (`_chunks_from_the_loop`). The
+  grpc.aio call context itself never leaves the loop: what a thread needs of it (the peer, for the audit
+  record) is read before (grpc.aio's context is not thread-safe: reading it from a thread after the call
+  failed, e.g. on an oversized Upload message, crashed the process).
 - Upload sends the file's bytes instead of naming a path on the server (`_upload.UploadInbox`), validated
   exactly like a reload. Path reloads read with the server's permissions; with `reload_root`
   (``--reload-root``) only files inside that directory may be named (PERMISSION_DENIED otherwise,
@@ -153,7 +156,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
         return found.meta.version if found is not None else ""
 
     @contextlib.contextmanager
-    def _audited(self, context: _Context, operation: str) -> Iterator[_Entry]:
+    def _audited(self, peer: str, operation: str) -> Iterator[_Entry]:
         """Run one Admin action and append its audit record, whatever the outcome."""
         entry = _Entry()
         outcome, detail = "OK", ""
@@ -173,7 +176,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
                 AuditRecord(
                     time=datetime.now(UTC),
                     principal=current_principal().name,
-                    peer=context.peer(),
+                    peer=peer,
                     operation=operation,
                     list_kind=entry.key[0].name if entry.key is not None else "",
                     caller=entry.key[1] if entry.key is not None else "",
@@ -243,8 +246,8 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
         return _reload_response(result)
 
     # -- the RPCs -----------------------------------------------------------------------------------------
-    def _reload_rpc(self, request: lookup_pb2.ReloadRequest, context: _Context) -> lookup_pb2.ReloadResponse:
-        with self._audited(context, "Reload") as entry:
+    def _reload_rpc(self, request: lookup_pb2.ReloadRequest, peer: str) -> lookup_pb2.ReloadResponse:
+        with self._audited(peer, "Reload") as entry:
             key = self._target(entry, request.list)
             authorize(current_principal(), Role.ADMIN)  # a path on the server: the operator's
             _authorize_list(key)
@@ -253,9 +256,9 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             return self._reload(key, self._allowed_path(request.path), request, entry, source=None)
 
     def _upload_rpc(
-        self, request_iterator: Iterator[lookup_pb2.UploadRequest], context: _Context
+        self, request_iterator: Iterator[lookup_pb2.UploadRequest], peer: str
     ) -> lookup_pb2.ReloadResponse:
-        with self._audited(context, "Upload") as entry:
+        with self._audited(peer, "Upload") as entry:
             first = self._inbox.first(request_iterator)
             key = self._target(entry, first.reload.list)
             _authorize_list(key)  # before a byte is written
@@ -273,9 +276,9 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
                 self._inbox.discard(received.path)
 
     def _apply_delta_rpc(
-        self, request: lookup_pb2.ApplyDeltaRequest, context: _Context
+        self, request: lookup_pb2.ApplyDeltaRequest, peer: str
     ) -> lookup_pb2.ApplyDeltaResponse:
-        with self._audited(context, "ApplyDelta") as entry:
+        with self._audited(peer, "ApplyDelta") as entry:
             key = self._target(entry, request.list)
             _authorize_list(key)
             until = _packed(request.add_until_days_le, "add_until_days_le", 4, "<u4")
@@ -301,9 +304,9 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             )
 
     def _compact_rpc(
-        self, request: lookup_pb2.CompactRequest, context: _Context
+        self, request: lookup_pb2.CompactRequest, peer: str
     ) -> lookup_pb2.CompactResponse:
-        with self._audited(context, "Compact") as entry:
+        with self._audited(peer, "Compact") as entry:
             key = None
             if not request.all:
                 key = self._target(entry, request.list) if request.HasField("list") else REGISTER_KEY
@@ -314,22 +317,22 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             return lookup_pb2.CompactResponse(compacted=[self._info(each) for each in compacted])
 
     def _drop_list_rpc(
-        self, request: lookup_pb2.DropListRequest, context: _Context
+        self, request: lookup_pb2.DropListRequest, peer: str
     ) -> lookup_pb2.DropListResponse:
-        with self._audited(context, "DropList") as entry:
+        with self._audited(peer, "DropList") as entry:
             key = self._target(entry, request.list)
             _authorize_list(key)
             return lookup_pb2.DropListResponse(last_version=self._store.drop(key))
 
     def _get_audit_log_rpc(
-        self, request: lookup_pb2.GetAuditLogRequest, context: _Context
+        self, request: lookup_pb2.GetAuditLogRequest, peer: str
     ) -> lookup_pb2.AuditLog:
         authorize(current_principal(), Role.ADMIN)
         since = timestamp_to_datetime(request.since) if request.HasField("since") else None
         records, skipped = self._audit.read(limit=request.limit, since=since)
         return lookup_pb2.AuditLog(records=[audit_record(r) for r in records], skipped_lines=skipped)
 
-    def _get_usage_rpc(self, request: lookup_pb2.GetUsageRequest, context: _Context) -> lookup_pb2.Usage:
+    def _get_usage_rpc(self, request: lookup_pb2.GetUsageRequest, peer: str) -> lookup_pb2.Usage:
         authorize(current_principal(), Role.ADMIN)
         return lookup_pb2.Usage(
             since=datetime_to_timestamp(self._meter.since),
@@ -355,35 +358,35 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
     async def Reload(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.ReloadRequest, context: _Context
     ) -> lookup_pb2.ReloadResponse:
-        return await self._off_the_loop(self._reload_rpc, request, context)
+        return await self._off_the_loop(self._reload_rpc, request, context.peer())
 
     async def Upload(  # noqa: N802 - the name is the RPC's
         self, request_iterator: AsyncIterator[lookup_pb2.UploadRequest], context: _Context
     ) -> lookup_pb2.ReloadResponse:
         chunks = _chunks_from_the_loop(request_iterator, asyncio.get_running_loop())
-        return await self._off_the_loop(self._upload_rpc, chunks, context)
+        return await self._off_the_loop(self._upload_rpc, chunks, context.peer())
 
     async def ApplyDelta(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.ApplyDeltaRequest, context: _Context
     ) -> lookup_pb2.ApplyDeltaResponse:
-        return await self._off_the_loop(self._apply_delta_rpc, request, context)
+        return await self._off_the_loop(self._apply_delta_rpc, request, context.peer())
 
     async def Compact(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.CompactRequest, context: _Context
     ) -> lookup_pb2.CompactResponse:
-        return await self._off_the_loop(self._compact_rpc, request, context)
+        return await self._off_the_loop(self._compact_rpc, request, context.peer())
 
     async def DropList(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.DropListRequest, context: _Context
     ) -> lookup_pb2.DropListResponse:
-        return await self._off_the_loop(self._drop_list_rpc, request, context)
+        return await self._off_the_loop(self._drop_list_rpc, request, context.peer())
 
     async def GetAuditLog(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.GetAuditLogRequest, context: _Context
     ) -> lookup_pb2.AuditLog:
-        return await self._off_the_loop(self._get_audit_log_rpc, request, context)
+        return await self._off_the_loop(self._get_audit_log_rpc, request, context.peer())
 
     async def GetUsage(  # noqa: N802 - the name is the RPC's
         self, request: lookup_pb2.GetUsageRequest, context: _Context
     ) -> lookup_pb2.Usage:
-        return await self._off_the_loop(self._get_usage_rpc, request, context)
+        return await self._off_the_loop(self._get_usage_rpc, request, context.peer())
