@@ -303,9 +303,7 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
                 invalid=result.invalid,
             )
 
-    def _compact_rpc(
-        self, request: lookup_pb2.CompactRequest, peer: str
-    ) -> lookup_pb2.CompactResponse:
+    def _compact_rpc(self, request: lookup_pb2.CompactRequest, peer: str) -> lookup_pb2.CompactResponse:
         with self._audited(peer, "Compact") as entry:
             key = None
             if not request.all:
@@ -316,17 +314,13 @@ class AdminServicer(lookup_pb2_grpc.AdminServicer):
             entry.counts["compacted"] = len(compacted)
             return lookup_pb2.CompactResponse(compacted=[self._info(each) for each in compacted])
 
-    def _drop_list_rpc(
-        self, request: lookup_pb2.DropListRequest, peer: str
-    ) -> lookup_pb2.DropListResponse:
+    def _drop_list_rpc(self, request: lookup_pb2.DropListRequest, peer: str) -> lookup_pb2.DropListResponse:
         with self._audited(peer, "DropList") as entry:
             key = self._target(entry, request.list)
             _authorize_list(key)
             return lookup_pb2.DropListResponse(last_version=self._store.drop(key))
 
-    def _get_audit_log_rpc(
-        self, request: lookup_pb2.GetAuditLogRequest, peer: str
-    ) -> lookup_pb2.AuditLog:
+    def _get_audit_log_rpc(self, request: lookup_pb2.GetAuditLogRequest, peer: str) -> lookup_pb2.AuditLog:
         authorize(current_principal(), Role.ADMIN)
         since = timestamp_to_datetime(request.since) if request.HasField("since") else None
         records, skipped = self._audit.read(limit=request.limit, since=since)
