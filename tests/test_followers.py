@@ -11,14 +11,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 from conftest import RegisterFile, ServerFactory, make_mobile_keys
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from nixlookup.bench.serverproc import ServerProcess
+from nixlookup.server.policy._dates import add_calendar_months
 from nixlookup.server.store import REGISTER_KEY, ListKind, Store, StoreSettings
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import BEHIND_DETAIL_PREFIX
@@ -138,6 +141,32 @@ def test_followers_answer_every_check_from_at_least_the_version_it_names_and_con
             answered_by.add(answer.register_version)
     _converged(writer, *followers)
     assert len(_lists(followers[0].target)) == 1  # the caller's list ended dropped on every follower
+
+
+def test_a_follower_turns_not_serving_and_refuses_answers_once_the_writers_register_expires(
+    server_factory: ServerFactory,
+    writer: ServerProcess,
+    admin: lookup_pb2_grpc.AdminStub,
+    small_register: RegisterFile,
+) -> None:
+    """The register a follower replayed expires on the follower too: health for Lookup NOT_SERVING and
+    Check FAILED_PRECONDITION naming the expiry, then SERVING again once the writer loads a current one."""
+    follower = _follower(server_factory, writer)
+    expired = Timestamp()
+    expired.FromDatetime(add_calendar_months(datetime.now(UTC), -2) - timedelta(days=1))
+    reload = lookup_pb2.ReloadRequest(path=str(small_register.path), force=True)
+    admin.Reload(lookup_pb2.ReloadRequest(path=reload.path, force=True, register_date=expired), timeout=30)
+    _wait_for(lambda: follower.health_status("nixlookup.v1.Lookup") == "NOT_SERVING")
+    with grpc.insecure_channel(follower.target) as channel:
+        lookup = lookup_pb2_grpc.LookupStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            lookup.Check(lookup_pb2.CheckRequest(e164=46701234567), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "expired" in refused.value.details()
+        admin.Reload(reload, timeout=30)
+        _wait_for(lambda: follower.health_status("nixlookup.v1.Lookup") == "SERVING")
+        assert lookup.Check(lookup_pb2.CheckRequest(e164=46701234567), timeout=5).register_version
+    assert follower.health_status("nixlookup.liveness") == "SERVING"
 
 
 def test_a_follower_refuses_writes_naming_the_writer_and_reports_behind(

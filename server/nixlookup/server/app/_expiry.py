@@ -64,7 +64,10 @@ class ExpiryWatch:
         self._thread: threading.Thread | None = None
 
     def check(self) -> bool:
-        """Look once: set health if it changed, log what is due. Returns whether the register is usable."""
+        """Look once: set health if it changed, log what is due. Returns whether the register is usable
+        (True while a follower has no state yet: its readiness, not its register, keeps it NOT_SERVING)."""
+        if not self._holder.loaded:
+            return True
         now = self._clock()
         meta = self._holder.current().register.meta
         status = register_status(meta, now, warning_days=self._warning_days)

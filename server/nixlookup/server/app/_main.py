@@ -190,10 +190,9 @@ async def _serve(
         )
     lookup_health = _LookupHealth(running, loop, follower=initial.follower is not None)
     watch = ExpiryWatch(initial.holder, lookup_health.register_valid, warning_days=config.expiry_warning_days)
-    if initial.follower is not None:
+    if initial.follower is not None:  # the writer's register expires on its followers too
         initial.follower.start(lookup_health.follower_ready)
-    else:
-        watch.start()
+    watch.start()
     try:
         await serve_until_stopped(running, signals, config.grace_seconds, initial.stop_hooks)
     finally:
