@@ -3,6 +3,8 @@
 - `server_factory` / `module_server_factory` start `nixlookup-server` processes through
   `nixlookup.bench.serverproc` (the harness the benchmarks use too) and stop every one of them (by pid)
   when the test / module ends, pass or fail.
+- `secured` is a TLS server with an auth file and Admin on its own listener (one per test module;
+  `tests/secured_server.py`), `secured_lookup` / `secured_admin` stubs on its two listeners.
 - `small_register` is a text register of seeded random Swedish mobile numbers with the same keys as a
   Python `set`: the oracle the service's verdicts are compared with.
 """
@@ -13,12 +15,17 @@ import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from nixlookup.bench.serverproc import ServerProcess
+from nixlookup.v1 import lookup_pb2_grpc
+
+if TYPE_CHECKING:
+    from secured_server import Secured
 
 __all__ = ["RegisterFile", "ServerFactory"]
 
@@ -90,3 +97,29 @@ def fixture_server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFac
 def fixture_module_server_factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
     """Start real servers shared by one test module; every one is stopped when the module ends."""
     yield from _factory(request)
+
+
+@pytest.fixture(name="secured", scope="module")
+def fixture_secured(
+    module_server_factory: ServerFactory,
+    small_register: RegisterFile,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Secured:
+    """A TLS server with five token principals, Admin on its own listener, acme's opt-out list loaded."""
+    from secured_server import start_secured
+
+    return start_secured(module_server_factory, small_register, tmp_path_factory.mktemp("secured"))
+
+
+@pytest.fixture(name="secured_lookup")
+def fixture_secured_lookup(secured: Secured) -> Iterator[lookup_pb2_grpc.LookupStub]:
+    """A Lookup stub on the secured server's public listener (TLS, no token: the tests send their own)."""
+    with secured.channel() as channel:
+        yield lookup_pb2_grpc.LookupStub(channel)
+
+
+@pytest.fixture(name="secured_admin")
+def fixture_secured_admin(secured: Secured) -> Iterator[lookup_pb2_grpc.AdminStub]:
+    """An Admin stub on the secured server's Admin listener (TLS, no token: the tests send their own)."""
+    with secured.channel(secured.server.admin_target) as channel:
+        yield lookup_pb2_grpc.AdminStub(channel)
