@@ -58,6 +58,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=20080101, help="seed of the register and the queries")
 
 
+def _per_call_and_bulk(parser: argparse.ArgumentParser, *, calls_help: str, bulk_help: str) -> None:
+    """--size, --calls, --repeats, --bulk-numbers: the flags `rpc` and `compare` share."""
+    parser.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    parser.add_argument(
+        "--calls", type=parse_size, default=6_000, dest="unary_calls", metavar="CALLS", help=calls_help
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, dest="bulk_repeats", metavar="REPEATS",
+        help="best-of-N repeats per bulk run",
+    )  # fmt: skip
+    parser.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help=bulk_help)
+
+
 def _settings(args: argparse.Namespace, settings: type[_Settings]) -> _Settings:
     """A command's settings from its parsed flags: each flag's ``dest`` is the settings field it sets."""
     given = {field.name: getattr(args, field.name) for field in fields(settings) if hasattr(args, field.name)}
@@ -128,16 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     core.add_argument("--repeats", type=int, default=5, help="best-of-N repeats per timing")
 
     rpc = command("rpc", "the gRPC service (unary and bulk) vs a bare grpcio server", _run_rpc)
-    rpc.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
-    rpc.add_argument(
-        "--calls", type=parse_size, default=6_000, dest="unary_calls", metavar="CALLS",
-        help="unary calls per concurrency level",
-    )  # fmt: skip
-    rpc.add_argument(
-        "--repeats", type=int, default=3, dest="bulk_repeats", metavar="REPEATS",
-        help="best-of-N repeats per bulk run",
-    )  # fmt: skip
-    rpc.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    _per_call_and_bulk(
+        rpc, calls_help="unary calls per concurrency level", bulk_help="numbers per bulk bytes run"
+    )
     rpc.add_argument(
         "--security",
         action=argparse.BooleanOptionalAction,
@@ -161,16 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--delta-rounds", type=int, default=20, help="durable ApplyDelta calls to time")
 
     compare = command("compare", "nixlookup vs Redis vs a bare grpcio server vs a Python set", _run_compare)
-    compare.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
-    compare.add_argument(
-        "--calls", type=parse_size, default=6_000, dest="unary_calls", metavar="CALLS",
-        help="per-call operations per level",
-    )  # fmt: skip
-    compare.add_argument(
-        "--repeats", type=int, default=3, dest="bulk_repeats", metavar="REPEATS",
-        help="best-of-N repeats per bulk run",
-    )  # fmt: skip
-    compare.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk run")
+    _per_call_and_bulk(compare, calls_help="per-call operations per level", bulk_help="numbers per bulk run")
 
     scale = command("scale", "cost per number as the register grows", _run_scale)
     scale.add_argument(

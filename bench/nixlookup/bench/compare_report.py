@@ -186,6 +186,7 @@ def redis_ahead(figures: dict[str, Any], settings: CompareSettings) -> list[str]
 
 def plots(figures: dict[str, Any], settings: CompareSettings) -> list[Plot]:
     names = _names(figures)
+    # deliberate twins: two charts, each one literal Plot of its own axes and series
     return [
         Plot(
             name="throughput-vs-batch",
