@@ -5,6 +5,8 @@
   when the test / module ends, pass or fail.
 - `secured` is a TLS server with an auth file and Admin on its own listener (one per test module;
   `tests/secured_server.py`), `secured_lookup` / `secured_admin` stubs on its two listeners.
+- `stubs` are Lookup and Admin stubs on one plaintext channel to the module's `server` fixture (which
+  each module defines, mostly with `data_dir_server`); `seeded_register` writes a module's own register.
 - `small_register` is a text register of seeded random Swedish mobile numbers with the same keys as a
   Python `set`: the oracle the service's verdicts are compared with.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import grpc
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -60,6 +63,24 @@ def write_register(path: Path, keys: NDArray[np.uint64]) -> RegisterFile:
     """Write `keys` as a text register (one ``+46...`` number per line) and return its description."""
     path.write_text("".join(f"+{int(key)}\n" for key in keys), encoding="ascii")
     return RegisterFile(path=path, keys=keys, key_set=frozenset(int(k) for k in keys))
+
+
+def seeded_register(
+    tmp_path_factory: pytest.TempPathFactory, count: int, seed: int, name: str = "register.txt"
+) -> RegisterFile:
+    """A text register of `count` seeded random mobile numbers in a fresh temporary directory."""
+    return write_register(tmp_path_factory.mktemp("reg") / name, make_mobile_keys(count, seed=seed))
+
+
+def data_dir_server(
+    factory: ServerFactory,
+    register: RegisterFile,
+    tmp_path_factory: pytest.TempPathFactory,
+    *extra: str,
+) -> ServerProcess:
+    """A server on a fresh data directory seeded from `register` (`extra` flags appended)."""
+    data_dir = tmp_path_factory.mktemp("data") / "data"
+    return factory(["--data-dir", str(data_dir), "--register", str(register.path), *extra])
 
 
 @pytest.fixture(name="small_register", scope="session")
@@ -123,3 +144,12 @@ def fixture_secured_admin(secured: Secured) -> Iterator[lookup_pb2_grpc.AdminStu
     """An Admin stub on the secured server's Admin listener (TLS, no token: the tests send their own)."""
     with secured.channel(secured.server.admin_target) as channel:
         yield lookup_pb2_grpc.AdminStub(channel)
+
+
+@pytest.fixture(name="stubs")
+def fixture_stubs(
+    server: ServerProcess,
+) -> Iterator[tuple[lookup_pb2_grpc.LookupStub, lookup_pb2_grpc.AdminStub]]:
+    """Lookup and Admin stubs on one plaintext channel to the module's `server` fixture."""
+    with grpc.insecure_channel(server.target) as channel:
+        yield lookup_pb2_grpc.LookupStub(channel), lookup_pb2_grpc.AdminStub(channel)
