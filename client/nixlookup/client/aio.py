@@ -144,7 +144,7 @@ class AsyncClient(BaseClient):
     ) -> None:
         await self.close()
 
-    async def check(
+    async def check(  # deliberate twin of Client.check (only the I/O differs; the rest is BaseClient)
         self,
         number: str | int,
         *,

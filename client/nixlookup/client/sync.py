@@ -127,7 +127,7 @@ class Client(BaseClient):
         self.close()
 
     # -- unary calls (grpc retries UNAVAILABLE through the channel's service config) --------------
-    def check(
+    def check(  # deliberate twin of AsyncClient.check (only the I/O differs; the rest is BaseClient)
         self,
         number: str | int,
         *,
