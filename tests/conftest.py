@@ -36,6 +36,18 @@ ServerFactory = Callable[..., ServerProcess]
 """``factory(args: Sequence[str] = (), env: Mapping[str, str] | None = None, **kwargs) -> ServerProcess``
 (started and SERVING; kwargs go to `ServerProcess`)."""
 
+SERVER_ONLY_PACKAGES = (
+    "pyroaring",
+    "numba",
+    "llvmlite",
+    "phonenumbers",
+    "structlog",
+    "grpc_health",
+    "grpc_reflection",
+    "xxhash",
+)
+"""What only the server needs: the client must import and run with every one of them missing."""
+
 _MOBILE_PREFIXES = np.array([70, 72, 73, 76, 79], dtype=np.uint64)
 
 
@@ -63,6 +75,12 @@ def write_register(path: Path, keys: NDArray[np.uint64]) -> RegisterFile:
     """Write `keys` as a text register (one ``+46...`` number per line) and return its description."""
     path.write_text("".join(f"+{int(key)}\n" for key in keys), encoding="ascii")
     return RegisterFile(path=path, keys=keys, key_set=frozenset(int(k) for k in keys))
+
+
+def national(key: int) -> str:
+    """A mobile key as a Swede writes it: 46701234567 -> "070-123 45 67"."""
+    digits = "0" + str(key)[2:]
+    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
 
 
 def seeded_register(
