@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RegisterFile, ServerFactory, national
+from conftest import RegisterFile, ServerFactory, data_dir_server, national
 
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import AdminClient
@@ -35,8 +35,7 @@ def fixture_server(
 ) -> ServerProcess:
     """The small register in a data directory (so a caller can get lists)."""
     assert 46_709_999_998 not in small_register.key_set
-    data_dir = tmp_path_factory.mktemp("wash-files") / "data"
-    return module_server_factory(["--register", str(small_register.path), "--data-dir", str(data_dir)])
+    return data_dir_server(module_server_factory, small_register, tmp_path_factory)
 
 
 @pytest.fixture(name="synthetic_server", scope="module")

@@ -184,6 +184,7 @@ def _redis_contender(
         )
         return _per_call_figures(REDIS, level, stats, wrong)
     assert batch is not None
+    # deliberate twin of _grpc_contender's bulk half: the same run, through Redis's driver
     best = _best_bulk(
         lambda: redis_bulk_check(
             handle,
