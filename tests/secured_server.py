@@ -32,6 +32,7 @@ UPLOAD_LIMIT = 120_000
 """Bytes: the 5,000-number register as text (~65 KB) fits, twice it does not."""
 
 
+# deliberate twin of test_auth_rules.AUTH_FILE's shape: an auth file is data; these principals are the port's
 def auth_file_text(extra: str = "") -> str:
     def digest(name: str) -> str:
         return hashlib.sha256(TOKENS[name].encode()).hexdigest()
