@@ -1,6 +1,6 @@
 """`nixlookup-bench` (also `python -m nixlookup.bench`): the benchmark harness's command line.
 
-Subcommands: core, rpc, reload, compare, scale, guard. Every run writes `<command>-<time>.json` and `.md`
+Subcommands: core, rpc, ab, reload, compare, scale, guard. Every run writes `<command>-<time>.json` and `.md`
 (and `<command>-latest.*`) under `--out` (default `bench-results/`), PNG charts with `--plot`, prints the
 Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every server it
 starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
@@ -77,6 +77,22 @@ def _run_rpc(args: argparse.Namespace) -> Report:
         ),
         workdir=args.workdir,
     )
+
+
+def _run_ab(args: argparse.Namespace) -> Report:
+    from nixlookup.bench.ab import ab_settings, run_ab
+
+    settings = ab_settings(
+        args.baseline_python,
+        size=args.size,
+        seed=args.seed,
+        unary_calls=args.calls,
+        unary_repeats=args.unary_repeats,
+        bulk_repeats=args.repeats,
+        bulk_numbers=args.bulk_numbers,
+        text_numbers=args.text_numbers,
+    )
+    return run_ab(settings, workdir=args.workdir)
 
 
 def _run_reload(args: argparse.Namespace) -> Report:
@@ -161,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument(
         "--wash-rows", type=parse_size, default=100_000, help="rows of the CSV the client washes"
     )
+
+    ab = command("ab", "this build's server vs another build's, interleaved in one run (A/B)", _run_ab)
+    ab.add_argument(
+        "--baseline-python", required=True,
+        help="the interpreter of the baseline build's virtualenv (e.g. /tmp/base/.venv/bin/python)",
+    )  # fmt: skip
+    ab.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    ab.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per level and run")
+    ab.add_argument("--unary-repeats", type=int, default=3, help="best-of-N unary runs per level and build")
+    ab.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
+    ab.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    ab.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
 
     reload = command(
         "reload", "Check latency during reloads, snapshot reload time, delta apply rate", _run_reload
