@@ -41,10 +41,23 @@ MAX_MEMO_ENTRIES = 65_536
 a caller's lists make more); past it the memo starts over, which costs one `decide_one` per signature."""
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(CheckResult))
-_SETTERS: tuple[Callable[[Any, Any], None], ...] = tuple(
-    CheckResult.__dict__[name].__set__ for name in _FIELDS
-)
-_E164 = _FIELDS.index("e164")
+_ORDER = (
+    "verdict", "reason", "e164", "line_type", "register_version", "register_date", "valid_until", "detail",
+    "mobile_flag", "lists_used", "answered_by",
+)  # fmt: skip
+if _FIELDS != _ORDER:  # the unrolled fill in `Answers.answer` names every field once, in this order
+    raise ImportError(f"CheckResult's fields changed ({_FIELDS}); update nixlookup.replica._answers")
+
+
+def _setter(name: str) -> Callable[[Any, Any], None]:
+    """The slot's own setter: fills a new frozen `CheckResult` without the frozen `__setattr__` detour."""
+    setter: Callable[[Any, Any], None] = CheckResult.__dict__[name].__set__
+    return setter
+
+
+_set_verdict, _set_reason, _set_e164, _set_line_type = map(_setter, _ORDER[:4])
+_set_register_version, _set_register_date, _set_valid_until, _set_detail = map(_setter, _ORDER[4:8])
+_set_mobile_flag, _set_lists_used, _set_answered_by = map(_setter, _ORDER[8:])
 _new = object.__new__
 _OK = Problem.OK
 
@@ -139,10 +152,19 @@ class Answers:
             if len(self._memo) >= MAX_MEMO_ENTRIES:
                 self._memo = {}
             self._memo[signature] = values
+        verdict, reason, _, line_type, version, register_date, valid_until, detail, mobile, used, by = values
         result = _new(CheckResult)
-        for setter, value in zip(_SETTERS, values, strict=True):
-            setter(result, value)
-        _SETTERS[_E164](result, key)
+        _set_verdict(result, verdict)
+        _set_reason(result, reason)
+        _set_e164(result, key)
+        _set_line_type(result, line_type)
+        _set_register_version(result, version)
+        _set_register_date(result, register_date)
+        _set_valid_until(result, valid_until)
+        _set_detail(result, detail)
+        _set_mobile_flag(result, mobile)
+        _set_lists_used(result, used)
+        _set_answered_by(result, by)
         return result
 
     def _decide(
@@ -172,4 +194,4 @@ class Answers:
             "lists_used": view.lists_used,
             "answered_by": ANSWERED_BY_REPLICA,
         }
-        return tuple(fields[name] for name in _FIELDS)
+        return tuple(fields[name] for name in _ORDER)

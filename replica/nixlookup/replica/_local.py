@@ -27,6 +27,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -40,6 +41,7 @@ from nixlookup.server.numbering import classify_key, parse_number
 from nixlookup.server.policy import Policy, PolicySettings
 from nixlookup.server.rpc import Follower, FollowerSettings
 from nixlookup.server.store import REGISTER_KEY, ListKey, Replica
+from nixlookup.v1 import lookup_pb2
 from nixlookup.v1.vocabulary import Purpose
 
 __all__ = ["DEFAULT_MAX_STALENESS_SECONDS", "LocalReplica", "ReplicaMemory", "ReplicaStats"]
@@ -119,6 +121,7 @@ class LocalReplica:
             ),
         )
         self._answers = Answers(Policy(policy))
+        self._scope = _Scope.of(None)
         self._started = False
         self._closed = False
         self._local = 0
@@ -213,23 +216,17 @@ class LocalReplica:
         """May `number` be called by `caller` for `purpose`? As `Client.check`, answered from memory while
         fresh (``answered_by="replica"``), else by the server (``"rpc"``); see the module doc."""
         follower = self._follower
-        scope = follower.scope
-        if (
-            scope is not None
-            and scope.may_check
-            and follower.seconds_since_sync() <= self.max_staleness_seconds
-        ):
+        scope = self._scope
+        if follower.scope is not scope.message:
+            scope = self._scope = _Scope.of(follower.scope)
+        acting = scope.acting.get(caller)
+        if acting is None and scope.any_caller:
             acting = caller
-            if not caller:
-                acting = scope.default_caller
-                in_scope = not scope.caller_required
-            else:
-                in_scope = scope.any_caller or caller in scope.callers
-            if in_scope and (
-                isinstance(number, str) or (isinstance(number, int) and not isinstance(number, bool))
-            ):
-                chosen = Purpose.parse(purpose)
-                parsed = parse_number(number) if isinstance(number, str) else classify_key(number)
+        if acting is not None and follower.seconds_since_sync() <= self.max_staleness_seconds:
+            kind = type(number)
+            parsed = classify_key(number) if kind is int else parse_number(number) if kind is str else None
+            if parsed is not None:
+                chosen = purpose if type(purpose) is Purpose else Purpose.parse(purpose)
                 try:
                     result = self._answers.answer(
                         self._replica.holder.current(), parsed, acting, chosen, time.time()
@@ -241,3 +238,22 @@ class LocalReplica:
                     return result
         self._rpc += 1
         return self._client.check(number, caller=caller, purpose=purpose, timeout=timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """A stream's `ReplicationScope` as plain Python, read on every check: caller as named -> caller
+    acted as, for the callers answered locally (none before the first stream, or without role check)."""
+
+    message: lookup_pb2.ReplicationScope | None
+    acting: Mapping[str, str]
+    any_caller: bool
+
+    @classmethod
+    def of(cls, message: lookup_pb2.ReplicationScope | None) -> _Scope:
+        if message is None or not message.may_check:
+            return cls(message, {}, any_caller=False)
+        acting = {caller: caller for caller in message.callers}
+        if not message.caller_required:
+            acting[""] = message.default_caller
+        return cls(message, acting, any_caller=message.any_caller)
