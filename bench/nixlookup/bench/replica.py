@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import structlog
 from numpy.typing import NDArray
 
 from nixlookup.bench.redisbench import INSTALL_HINT, load_register, redis_server, redis_server_binary
@@ -39,6 +41,7 @@ from nixlookup.client import Client
 from nixlookup.client.results import CheckResult
 from nixlookup.replica import LocalReplica
 from nixlookup.server.index import Index
+from nixlookup.server.logs import configure_logging
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = ["ReplicaSettings", "replica_figures", "run_replica"]
@@ -335,6 +338,8 @@ def _tables(figures: dict[str, Any]) -> list[Table]:
 
 
 def run_replica(settings: ReplicaSettings, workdir: Path | None = None) -> Report:
+    if not structlog.is_configured():  # the replica's follower logs through structlog: keep stdout for --json
+        configure_logging("warning", stream=sys.stderr)
     report = Report(command="replica", parameters=dataclasses.asdict(settings))
     started = time.perf_counter()
     report.figures, report.notes = replica_figures(settings, workdir)
