@@ -108,50 +108,68 @@ def _not_before(register_date: datetime) -> datetime | None:
         return None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Epoch:
+    """The memo of one serving state for one stretch of time: read as a whole, replaced as a whole, so a
+    check racing a swap in another thread never mixes one state's facts with another's decisions."""
+
+    state: ServingState
+    ends: float
+    """time.time() at which its decisions may no longer hold (`_epoch_end`)."""
+    views: dict[str, _CallerView]
+    memo: dict[tuple[Any, ...], tuple[Any, ...]]
+
+
 class Answers:
-    """One replica's answers: see the module doc. Not thread-safe by design of a dialer's hot path,
-    but safe under threads: a race only costs a repeated `decide_one` (dict operations are atomic)."""
+    """One replica's answers: see the module doc. Safe under threads: a race costs at most a repeated
+    `decide_one` (each check works on one `_Epoch`; dict operations are atomic)."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._state: ServingState | None = None
-        self._epoch_end = 0.0
-        self._views: dict[str, _CallerView] = {}
-        self._memo: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._epoch: _Epoch | None = None
 
-    def _start_epoch(self, state: ServingState, now: float) -> None:
-        moment = datetime.fromtimestamp(now, UTC)
-        self._views = {}
-        self._memo = {}
-        self._state = state
-        self._epoch_end = _epoch_end(state, moment).timestamp()
+    def _start_epoch(self, state: ServingState, now: float) -> _Epoch:
+        epoch = _Epoch(state, _epoch_end(state, datetime.fromtimestamp(now, UTC)).timestamp(), {}, {})
+        self._epoch = epoch
+        return epoch
 
     def answer(
         self, state: ServingState, parsed: ParsedNumber, caller: str, purpose: Purpose, now: float
     ) -> CheckResult:
         """The answer for `parsed` as `caller` for `purpose` at `now` (time.time()), from `state`;
         raises what `decide_one` raises (an expired register)."""
-        if state is not self._state or now >= self._epoch_end:
-            self._start_epoch(state, now)
-        view = self._views.get(caller)
+        epoch = self._epoch
+        if epoch is None or epoch.state is not state or now >= epoch.ends:
+            epoch = self._start_epoch(state, now)
+        view = epoch.views.get(caller)
         if view is None:
-            view = self._views[caller] = _caller_view(state, caller, self.policy)
+            view = epoch.views[caller] = _caller_view(state, caller, self.policy)
         key = parsed.key
-        if parsed.problem is _OK:
-            signature: tuple[Any, ...] = (purpose, caller, parsed.line_type, state.register.contains(key))
+        problem = parsed.problem
+        # The problem leads every signature: IntEnums and bools compare equal across kinds (MOBILE == EMPTY
+        # == True == 1), so only a leading field that differs keeps valid and invalid signatures apart.
+        if problem is _OK:
+            signature: tuple[Any, ...] = (
+                problem,
+                purpose,
+                caller,
+                parsed.line_type,
+                state.register.contains(key),
+            )
             for index, dated in view.lists:
                 if index.contains(key):
                     signature += (index.value_of(key) if dated else 0,)
                 else:
                     signature += (None,)
         else:
-            signature = (purpose, caller, parsed.problem)
-        values = self._memo.get(signature)
+            signature = (problem, purpose, caller, parsed.line_type)
+        memo = epoch.memo
+        values = memo.get(signature)
         if values is None:
             values = self._decide(state, parsed=parsed, caller=caller, purpose=purpose, now=now, view=view)
-            if len(self._memo) >= MAX_MEMO_ENTRIES:
-                self._memo = {}
-            self._memo[signature] = values
+            if len(memo) >= MAX_MEMO_ENTRIES:
+                memo.clear()
+            memo[signature] = values
         verdict, reason, _, line_type, version, register_date, valid_until, detail, mobile, used, by = values
         result = _new(CheckResult)
         _set_verdict(result, verdict)
