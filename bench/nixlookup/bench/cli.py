@@ -1,9 +1,9 @@
 """`nixlookup-bench` (also `python -m nixlookup.bench`): the benchmark harness's command line.
 
-Subcommands: core, rpc, ab, reload, compare, scale, guard. Every run writes `<command>-<time>.json` and `.md`
-(and `<command>-latest.*`) under `--out` (default `bench-results/`), PNG charts with `--plot`, prints the
-Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every server it
-starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
+Subcommands: core, rpc, ab, reload, compare, scale, replica, guard. Every run writes `<command>-<time>.json`
+and `.md` (and `<command>-latest.*`) under `--out` (default `bench-results/`), PNG charts with `--plot`,
+prints the Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every
+server it starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
 """
 
 from __future__ import annotations
@@ -126,6 +126,23 @@ def _run_scale(args: argparse.Namespace) -> Report:
     return run_scale(ScaleSettings(sizes=sizes, seed=args.seed, queries=args.queries), workdir=args.workdir)
 
 
+def _run_replica(args: argparse.Namespace) -> Report:
+    from nixlookup.bench.replica import ReplicaSettings, run_replica
+
+    return run_replica(
+        ReplicaSettings(
+            size=args.size,
+            seed=args.seed,
+            local_calls=args.calls,
+            remote_calls=args.remote_calls,
+            list_size=args.list_size,
+            deltas=args.deltas,
+            repeats=args.repeats,
+        ),
+        workdir=args.workdir,
+    )
+
+
 def _run_guard(args: argparse.Namespace) -> Report:
     from nixlookup.bench.guard import GuardSettings, run_guard
 
@@ -213,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scale.add_argument("--huge", action="store_true", help="also 250M numbers (needs ~10 GB and minutes)")
     scale.add_argument("--queries", type=parse_size, default=1_000_000, help="queries per size")
+
+    replica = command(
+        "replica",
+        "LocalReplica per-call checks from memory vs gRPC Check and Redis SISMEMBER; convergence; memory",
+        _run_replica,
+    )
+    replica.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    replica.add_argument("--calls", type=parse_size, default=50_000, help="replica checks per timed loop")
+    replica.add_argument("--remote-calls", type=parse_size, default=3_000, help="gRPC / Redis calls per loop")
+    replica.add_argument("--list-size", type=parse_size, default=20_000, help="numbers on each caller list")
+    replica.add_argument("--deltas", type=int, default=100, help="deltas timed for convergence")
+    replica.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per per-call loop")
 
     guard = command(
         "guard", "<= 60 s ratio check against bench/thresholds.toml; non-zero exit on a breach", _run_guard
