@@ -149,6 +149,19 @@ def _run_guard(args: argparse.Namespace) -> Report:
     return run_guard(GuardSettings(size=args.size, seed=args.seed, thresholds_path=args.thresholds))
 
 
+def _ab_options(ab: argparse.ArgumentParser) -> None:
+    ab.add_argument(
+        "--baseline-python", required=True,
+        help="the interpreter of the baseline build's virtualenv (e.g. /tmp/base/.venv/bin/python)",
+    )  # fmt: skip
+    ab.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    ab.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per level and run")
+    ab.add_argument("--unary-repeats", type=int, default=3, help="best-of-N unary runs per level and build")
+    ab.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
+    ab.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    ab.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nixlookup-bench",
@@ -195,17 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--wash-rows", type=parse_size, default=100_000, help="rows of the CSV the client washes"
     )
 
-    ab = command("ab", "this build's server vs another build's, interleaved in one run (A/B)", _run_ab)
-    ab.add_argument(
-        "--baseline-python", required=True,
-        help="the interpreter of the baseline build's virtualenv (e.g. /tmp/base/.venv/bin/python)",
-    )  # fmt: skip
-    ab.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
-    ab.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per level and run")
-    ab.add_argument("--unary-repeats", type=int, default=3, help="best-of-N unary runs per level and build")
-    ab.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
-    ab.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
-    ab.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
+    _ab_options(
+        command("ab", "this build's server vs another build's, interleaved in one run (A/B)", _run_ab)
+    )
 
     reload = command(
         "reload", "Check latency during reloads, snapshot reload time, delta apply rate", _run_reload
