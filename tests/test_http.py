@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -22,6 +23,7 @@ from conftest import RegisterFile, ServerFactory
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from nixlookup.bench.certs import write_pki
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.server.policy._dates import add_calendar_months
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
@@ -36,15 +38,20 @@ def _http_port(server: ServerProcess) -> int:
 
 
 def _post(
-    port: int, path: str, body: bytes | dict[str, Any], token: str | None = None
+    port: int,
+    path: str,
+    body: bytes | dict[str, Any],
+    token: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method="POST")
+    scheme = "https" if tls is not None else "http"
+    request = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}", data=data, method="POST")
     request.add_header("Content-Type", "application/json")
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=tls) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         content_type = error.headers["Content-Type"]
@@ -196,11 +203,15 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def test_bearer_tokens_are_the_grpc_listeners_principals(
+def test_bearer_tokens_are_the_grpc_listeners_principals_over_tls(
     server_factory: ServerFactory, small_register: RegisterFile, tmp_path: Path
 ) -> None:
-    """With --auth-file: no or an unknown token is 401, a principal acting as another caller 403, a
-    known token answers as its principal (its one caller filled in, as on gRPC)."""
+    """With --auth-file and --tls-cert/--tls-key: HTTPS with the server's certificate (renewed in place,
+    the next connection gets the new one); no or an unknown
+    token is 401, a principal acting as another caller 403, a known token answers as its principal (its
+    one caller filled in, as on gRPC)."""
+    pki = write_pki(tmp_path / "pki")
+    tls = ssl.create_default_context(cafile=str(pki.ca_cert))
     auth = tmp_path / "auth.toml"
     auth.write_text(
         f'[[principal]]\nname = "acme-dialer"\ntoken_sha256 = "{_digest("acme-token")}"\n'
@@ -208,20 +219,33 @@ def test_bearer_tokens_are_the_grpc_listeners_principals(
         encoding="utf-8",
     )
     server = server_factory(
-        ["--register", str(small_register.path), "--auth-file", str(auth), "--http-listen", "127.0.0.1:0"]
-    )
+        ["--register", str(small_register.path), "--auth-file", str(auth), "--http-listen", "127.0.0.1:0",
+         "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)],
+        channel_credentials=grpc.ssl_channel_credentials(pki.ca_cert.read_bytes()),
+    )  # fmt: skip
     port = _http_port(server)
-    status, answer = _post(port, "/v1/check", {"text": "0"})
+    status, answer = _post(port, "/v1/check", {"text": "0"}, tls=tls)
     assert (status, answer["error"]["status"]) == (401, "UNAUTHENTICATED")
     assert "Bearer" in answer["error"]["message"]
-    assert _post(port, "/v1/check", {"text": "0"}, token="guess")[0] == 401
-    status, answer = _post(port, "/v1/check", {"text": "0", "caller": "other"}, token="acme-token")
+    assert _post(port, "/v1/check", {"text": "0"}, token="guess", tls=tls)[0] == 401
+    status, answer = _post(port, "/v1/check", {"text": "0", "caller": "other"}, token="acme-token", tls=tls)
     assert (status, answer["error"]["status"]) == (403, "PERMISSION_DENIED")
-    status, answer = _post(port, "/v1/check", {"text": "08-123 456 78"}, token="acme-token")
+    status, answer = _post(port, "/v1/check", {"text": "08-123 456 78"}, token="acme-token", tls=tls)
     assert status == 200, answer
     assert "caller 'acme' has no lists" in answer["detail"]
-    status, answer = _post(port, "/v1/check:batch", {"texts": ["08-123 456 78"]}, token="acme-token")
+    status, answer = _post(port, "/v1/check:batch", {"texts": ["08-123 456 78"]}, token="acme-token", tls=tls)
     assert (status, answer["results"][0]["verdict"]) == (200, "ALLOWED")
+    with pytest.raises(OSError):  # plaintext to the TLS listener gets no answer (a reset or URLError)
+        _post(port, "/v1/check", {"text": "0"}, token="acme-token")
+    renewed = write_pki(tmp_path / "pki", name="renewed CA")  # new files in place: no restart
+    status, _ = _post(
+        port,
+        "/v1/check",
+        {"text": "0"},
+        token="acme-token",
+        tls=ssl.create_default_context(cafile=str(renewed.ca_cert)),
+    )
+    assert status == 200, "a renewed certificate serves the next connection"
 
 
 def test_a_public_http_listener_without_auth_is_refused(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ Theory of operation (docs/http.md has the user's side):
   ``Authorization: Bearer TOKEN`` header as the call's metadata (`_HttpCall`), so a token means the same
   principal, callers and roles on both listeners. Client certificates are not read over HTTP: bearer
   tokens only. Exposure follows `app._exposure` (a non-loopback ``--http-listen`` needs ``--auth-file``,
-  and TLS when tokens are used, unless ``--insecure``); TLS uses ``--tls-cert``/``--tls-key`` (read at
-  start), the handshake done on the request's thread so a slow client never holds up ``accept``.
+  and TLS when tokens are used, unless ``--insecure``); TLS uses ``--tls-cert``/``--tls-key`` (re-read
+  when they change, as the gRPC listener does), the handshake done on the request's thread so a slow
+  client never holds up ``accept``.
 - The JSON is protobuf's ``json_format`` with proto field names and every field printed: what
   ``grpcurl -emit-defaults`` prints for the same Check. Requests are parsed by ``json_format`` too, so
   whatever grpcurl accepts (proto or lowerCamel names, enum names or numbers, uint64 as string or
@@ -42,6 +43,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar, Final
 
 import grpc
@@ -255,7 +257,7 @@ class HttpFront:
         authenticator: Authenticator,
         loop: asyncio.AbstractEventLoop,
         *,
-        tls: ssl.SSLContext | None = None,
+        tls: _TlsContexts | None = None,
     ) -> None:
         self._lookup = lookup
         self._authenticator = authenticator
@@ -361,6 +363,45 @@ def _error(status: HTTPStatus, grpc_status: str, message: str) -> tuple[HTTPStat
     return status, {"error": {"code": int(status), "status": grpc_status, "message": message}}
 
 
+class _TlsContexts:
+    """The TLS context of new connections, rebuilt when --tls-cert or --tls-key changes on disk (two
+    ``stat`` calls per connection), so a renewed certificate serves HTTP as it does gRPC (`_tls`), without
+    a restart. A re-read that fails keeps the context in force and logs why."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self._files = (cert, key)
+        self._lock = threading.Lock()
+        self._signature = self._stat()
+        self._context = self._load()  # a bad file refuses the start (`_tls` has checked them already)
+
+    def _stat(self) -> tuple[tuple[int, int], ...]:
+        signature = []
+        for path in self._files:
+            try:
+                found = path.stat()
+                signature.append((found.st_size, found.st_mtime_ns))
+            except OSError:
+                signature.append((-1, -1))
+        return tuple(signature)
+
+    def _load(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*self._files)
+        return context
+
+    def current(self) -> ssl.SSLContext:
+        signature = self._stat()
+        if signature != self._signature:
+            with self._lock:
+                try:
+                    self._context = self._load()
+                    _log.info("http_tls_reloaded", cert=str(self._files[0]))
+                except (OSError, ssl.SSLError) as error:
+                    _log.error("http_tls_reload_failed", error=str(error), kept="the certificate in force")
+                self._signature = signature
+        return self._context
+
+
 class _DualStackServer(ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
@@ -375,10 +416,11 @@ class _Handler(BaseHTTPRequestHandler):
     _ROUTES: ClassVar = (CHECK_PATH, CHECK_BATCH_PATH)
 
     def setup(self) -> None:
-        tls: ssl.SSLContext | None = self.server.tls  # type: ignore[attr-defined]
+        tls: _TlsContexts | None = self.server.tls  # type: ignore[attr-defined]
         if tls is not None:
             self.request.settimeout(HTTP_IDLE_SECONDS)
-            self.request = tls.wrap_socket(self.request, server_side=True)  # handshake here, on this thread
+            context = tls.current()
+            self.request = context.wrap_socket(self.request, server_side=True)  # handshake on this thread
         super().setup()
 
     def handle(self) -> None:
@@ -481,10 +523,7 @@ def start_http_front(
         return None
     if running.lookup is None:
         raise ListenError("--http-listen: this server serves no Lookup service to answer through")
-    context = None
-    if security.tls is not None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(security.tls.files.cert, security.tls.files.key)
+    context = _TlsContexts(security.tls.files.cert, security.tls.files.key) if security.tls else None
     loop = asyncio.get_running_loop()
     try:
         front = HttpFront(config.http_listen, running.lookup, security.authenticator, loop, tls=context)
