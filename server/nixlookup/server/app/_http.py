@@ -410,6 +410,9 @@ class _Handler(BaseHTTPRequestHandler):
     """One connection: POST /v1/check and /v1/check:batch; everything else a JSON 404/405."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: a dialer reuses its connection
+    # TCP_NODELAY: the headers and the body are two writes; with Nagle's algorithm and the client's
+    # delayed ACK the body waited ~40 ms (measured 44.7 ms per Check at 1 in flight, ~1 ms without).
+    disable_nagle_algorithm = True
     timeout = HTTP_IDLE_SECONDS
     server_version = "nixlookup"
     sys_version = ""
