@@ -1,7 +1,7 @@
 """`nixlookup-bench` (also `python -m nixlookup.bench`): the benchmark harness's command line.
 
 Subcommands: core, rpc, ab, reload, compare, scale, replica, guard. Every run writes `<command>-<time>.json`
-and `.md` (and `<command>-latest.*`) under `--out` (default `bench-results/`), PNG charts with `--plot`,
+and `.md` (and `<command>-latest.*`) under `--output` (default `bench-results/`), PNG charts with `--plot`,
 prints the Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every
 server it starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
 """
@@ -42,8 +42,16 @@ def parse_size(text: str) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="directory for JSON/Markdown/PNG results"
+        "-o",
+        "--output",
+        dest="out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help="directory for JSON/Markdown/PNG results",
     )
+    # --output (-o) is where `nixlookup wash` writes too; --out was this command's first spelling.
+    parser.add_argument("--out", dest="out", type=Path, default=DEFAULT_OUT, help=argparse.SUPPRESS)
     parser.add_argument(
         "--json", action="store_true", help="print the JSON object on stdout (not the tables)"
     )
