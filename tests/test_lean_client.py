@@ -22,7 +22,7 @@ from conftest import RegisterFile, ServerFactory
 pytestmark = pytest.mark.slow
 
 _REPO = Path(__file__).resolve().parent.parent
-_SOURCES = ("pyproject.toml", "README.md", "client", "protos", "server", "bench")
+_SOURCES = ("pyproject.toml", "README.md", "client", "protos", "server", "bench", "replica")
 _SERVER_ONLY = (
     "pyroaring",
     "numba",
@@ -82,6 +82,14 @@ def test_the_client_alone_installs_lean_and_checks_against_a_real_server(
     )
     assert json.loads(present.stdout) == []
     assert _size(_site_packages(venv)) < _LEAN_BYTES
+    replica = subprocess.run(
+        [str(python), "-c", "import nixlookup.replica"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "pip install 'nixlookup[replica]'" in replica.stderr  # the extra is named, not a bare import error
 
     server = server_factory(["--register", str(small_register.path)])
     member = int(small_register.keys[0])

@@ -1,9 +1,9 @@
 """`nixlookup-bench` (also `python -m nixlookup.bench`): the benchmark harness's command line.
 
-Subcommands: core, rpc, reload, compare, scale, guard. Every run writes `<command>-<time>.json` and `.md`
-(and `<command>-latest.*`) under `--output` (default `bench-results/`), PNG charts with `--plot`, prints the
-Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every server it
-starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
+Subcommands: core, rpc, ab, reload, compare, scale, replica, guard. Every run writes `<command>-<time>.json`
+and `.md` (and `<command>-latest.*`) under `--output` (default `bench-results/`), PNG charts with `--plot`,
+prints the Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every
+server it starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
 """
 
 from __future__ import annotations
@@ -87,6 +87,22 @@ def _run_rpc(args: argparse.Namespace) -> Report:
     )
 
 
+def _run_ab(args: argparse.Namespace) -> Report:
+    from nixlookup.bench.ab import ab_settings, run_ab
+
+    settings = ab_settings(
+        args.baseline_python,
+        size=args.size,
+        seed=args.seed,
+        unary_calls=args.calls,
+        unary_repeats=args.unary_repeats,
+        bulk_repeats=args.repeats,
+        bulk_numbers=args.bulk_numbers,
+        text_numbers=args.text_numbers,
+    )
+    return run_ab(settings, workdir=args.workdir)
+
+
 def _run_reload(args: argparse.Namespace) -> Report:
     from nixlookup.bench.reload import ReloadSettings, run_reload
 
@@ -118,10 +134,40 @@ def _run_scale(args: argparse.Namespace) -> Report:
     return run_scale(ScaleSettings(sizes=sizes, seed=args.seed, queries=args.queries), workdir=args.workdir)
 
 
+def _run_replica(args: argparse.Namespace) -> Report:
+    from nixlookup.bench.replica import ReplicaSettings, run_replica
+
+    return run_replica(
+        ReplicaSettings(
+            size=args.size,
+            seed=args.seed,
+            local_calls=args.calls,
+            remote_calls=args.remote_calls,
+            list_size=args.list_size,
+            deltas=args.deltas,
+            repeats=args.repeats,
+        ),
+        workdir=args.workdir,
+    )
+
+
 def _run_guard(args: argparse.Namespace) -> Report:
     from nixlookup.bench.guard import GuardSettings, run_guard
 
     return run_guard(GuardSettings(size=args.size, seed=args.seed, thresholds_path=args.thresholds))
+
+
+def _ab_options(ab: argparse.ArgumentParser) -> None:
+    ab.add_argument(
+        "--baseline-python", required=True,
+        help="the interpreter of the baseline build's virtualenv (e.g. /tmp/base/.venv/bin/python)",
+    )  # fmt: skip
+    ab.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    ab.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per level and run")
+    ab.add_argument("--unary-repeats", type=int, default=3, help="best-of-N unary runs per level and build")
+    ab.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
+    ab.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    ab.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--wash-rows", type=parse_size, default=100_000, help="rows of the CSV the client washes"
     )
 
+    _ab_options(
+        command("ab", "this build's server vs another build's, interleaved in one run (A/B)", _run_ab)
+    )
+
     reload = command(
         "reload", "Check latency during reloads, snapshot reload time, delta apply rate", _run_reload
     )
@@ -193,6 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scale.add_argument("--huge", action="store_true", help="also 250M numbers (needs ~10 GB and minutes)")
     scale.add_argument("--queries", type=parse_size, default=1_000_000, help="queries per size")
+
+    replica = command(
+        "replica",
+        "LocalReplica per-call checks from memory vs gRPC Check and Redis SISMEMBER; convergence; memory",
+        _run_replica,
+    )
+    replica.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    replica.add_argument("--calls", type=parse_size, default=50_000, help="replica checks per timed loop")
+    replica.add_argument("--remote-calls", type=parse_size, default=3_000, help="gRPC / Redis calls per loop")
+    replica.add_argument("--list-size", type=parse_size, default=20_000, help="numbers on each caller list")
+    replica.add_argument("--deltas", type=int, default=100, help="deltas timed for convergence")
+    replica.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per per-call loop")
 
     guard = command(
         "guard", "<= 60 s ratio check against bench/thresholds.toml; non-zero exit on a breach", _run_guard

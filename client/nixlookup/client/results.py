@@ -1,6 +1,7 @@
 """What the client hands back: plain typed values decoded from the wire messages.
 
-- `CheckResult`: the answer to one `check` (everything `CheckResponse` carries).
+- `CheckResult`: the answer to one `check` (everything `CheckResponse` carries, and `answered_by`: a
+  server over gRPC, or a `nixlookup.replica.LocalReplica` from its own memory).
 - `BatchResult`: one `CheckStream` batch decoded into numpy arrays (bit fields unpacked LSB-first);
   the vectorised form, for callers that work on arrays. It keeps the wire message (`message`) so
   observers such as proof records see exactly what the server said.
@@ -22,6 +23,8 @@ from nixlookup.v1 import lookup_pb2
 from nixlookup.v1.vocabulary import LineType, ListKind, Problem, Reason, Verdict
 
 __all__ = [
+    "ANSWERED_BY_REPLICA",
+    "ANSWERED_BY_RPC",
     "BatchResult",
     "BulkResult",
     "CheckResult",
@@ -45,6 +48,12 @@ def _datetime(stamp: Timestamp, present: bool = True) -> datetime | None:
 def day_to_date(day: int) -> date | None:
     """A day number (days since 1970-01-01, as in ``valid_until_days_le``) as a date; 0 means none."""
     return None if day == 0 else _EPOCH_DAY + timedelta(days=int(day))
+
+
+ANSWERED_BY_RPC = "rpc"
+"""`CheckResult.answered_by`: a server answered the `Check` RPC."""
+ANSWERED_BY_REPLICA = "replica"
+"""`CheckResult.answered_by`: a `LocalReplica` answered from memory (`nixlookup[replica]`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,8 @@ class CheckResult:
     detail: str
     mobile_flag: bool
     lists_used: tuple[ListVersion, ...]
+    answered_by: str = ANSWERED_BY_RPC
+    """Who answered: `ANSWERED_BY_RPC` (a server) or `ANSWERED_BY_REPLICA` (a LocalReplica's memory)."""
     problem: Problem = Problem.OK
     """Why the number is invalid (`Problem.OK` when it is valid)."""
 

@@ -1200,6 +1200,7 @@ class ReplicateRequest(_message.Message):
 
     HAVE_FIELD_NUMBER: _builtins.int
     FOLLOWER_FIELD_NUMBER: _builtins.int
+    CALLERS_FIELD_NUMBER: _builtins.int
     follower: _builtins.str
     """a name for the writer's log (host or pod name); not an identity"""
     @_builtins.property
@@ -1208,19 +1209,69 @@ class ReplicateRequest(_message.Message):
         snapshot of a list whose journal no longer reaches back to the version it holds. Empty = everything.
         """
 
+    @_builtins.property
+    def callers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only the register and these callers' lists (a LocalReplica in a dialer's process): each must be a
+        caller the principal may act as, else PERMISSION_DENIED. Empty: every list the principal may act as
+        (all of them for a follower server's principal, whose callers are "*").
+        """
+
     def __init__(
         self,
         *,
         have: _abc.Iterable[Global___ListPosition] | None = ...,
         follower: _builtins.str = ...,
+        callers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower", b"follower", "have", b"have"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callers", b"callers", "follower", b"follower", "have", b"have"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplicateRequest: _TypeAlias = ReplicateRequest  # noqa: Y015
+
+@_typing.final
+class ReplicationScope(_message.Message):
+    """Sent first on every Replicate stream: whose lists this stream carries, and how the writer resolves a
+    check as this principal, so a LocalReplica answers exactly what a Check by the same principal would.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLERS_FIELD_NUMBER: _builtins.int
+    ANY_CALLER_FIELD_NUMBER: _builtins.int
+    DEFAULT_CALLER_FIELD_NUMBER: _builtins.int
+    MAY_CHECK_FIELD_NUMBER: _builtins.int
+    CALLER_REQUIRED_FIELD_NUMBER: _builtins.int
+    any_caller: _builtins.bool
+    """the principal may act as any caller: every list is carried"""
+    default_caller: _builtins.str
+    """the caller a check naming none acts as (the principal's only one)"""
+    may_check: _builtins.bool
+    """the principal also has role `check` (else its checks are refused)"""
+    caller_required: _builtins.bool
+    """the principal acts as several callers: a check must name one"""
+    @_builtins.property
+    def callers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the callers whose lists the stream carries (unless any_caller)"""
+
+    def __init__(
+        self,
+        *,
+        callers: _abc.Iterable[_builtins.str] | None = ...,
+        any_caller: _builtins.bool = ...,
+        default_caller: _builtins.str = ...,
+        may_check: _builtins.bool = ...,
+        caller_required: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_caller", b"any_caller", "caller_required", b"caller_required", "callers", b"callers", "default_caller", b"default_caller", "may_check", b"may_check"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicationScope: _TypeAlias = ReplicationScope  # noqa: Y015
 
 @_typing.final
 class ListChange(_message.Message):
@@ -1332,21 +1383,25 @@ class ReplicationEvent(_message.Message):
 
     CHANGE_FIELD_NUMBER: _builtins.int
     SYNCED_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def change(self) -> Global___ListChange: ...
     @_builtins.property
     def synced(self) -> Global___SyncPoint: ...
+    @_builtins.property
+    def scope(self) -> Global___ReplicationScope: ...
     def __init__(
         self,
         *,
         change: Global___ListChange | None = ...,
         synced: Global___SyncPoint | None = ...,
+        scope: Global___ReplicationScope | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "synced", b"synced"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "scope", b"scope", "synced", b"synced"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "synced", b"synced"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "scope", b"scope", "synced", b"synced"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["change", "synced"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["change", "synced", "scope"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

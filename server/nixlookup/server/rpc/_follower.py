@@ -64,6 +64,12 @@ class FollowerSettings:
     backoff_max_seconds: float = 5.0
     """...up to this, with +-20% jitter so followers of a restarted writer do not reconnect in step."""
     stall_seconds: float = STALL_SECONDS
+    credentials: grpc.ChannelCredentials | None = None
+    """TLS (or mTLS) to the writer; None: plaintext."""
+    metadata: tuple[tuple[str, str], ...] = ()
+    """Sent with the stream: the bearer token of a principal with role `replicate`."""
+    callers: tuple[str, ...] = ()
+    """Only these callers' lists (`ReplicateRequest.callers`); empty: every list the principal may see."""
 
 
 class Follower:
@@ -82,6 +88,8 @@ class Follower:
         self._last_sync: float | None = None
         self._sync_lag = 0.0
         self._ready = False
+        self.scope: lookup_pb2.ReplicationScope | None = None
+        """What the current stream carries (its first event): whose lists, how a check resolves."""
         self.reconnects = 0
         """Streams reopened after a failure (a metric)."""
 
@@ -109,6 +117,11 @@ class Follower:
         if silent > 1.5 * HEARTBEAT_SECONDS:
             return silent
         return self._sync_lag
+
+    def seconds_since_sync(self) -> float:
+        """Since the last sync point (a change or a heartbeat) was applied; infinite before the first."""
+        last = self._last_sync
+        return math.inf if last is None else time.monotonic() - last
 
     @property
     def synced(self) -> bool:
@@ -150,13 +163,20 @@ class Follower:
 
     def _stream_once(self) -> None:
         options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
-        with grpc.insecure_channel(self.settings.writer, options=options) as channel:
+        settings = self.settings
+        channel = (
+            grpc.secure_channel(settings.writer, settings.credentials, options=options)
+            if settings.credentials is not None
+            else grpc.insecure_channel(settings.writer, options=options)
+        )
+        with channel:
             stub = lookup_pb2_grpc.ReplicationStub(channel)
             self.replica.begin_stream()
             request = lookup_pb2.ReplicateRequest(
-                have=positions(self.replica.versions()), follower=self.settings.name
+                have=positions(self.replica.versions()), follower=settings.name, callers=settings.callers
             )
-            call: Any = stub.Replicate(request)  # an iterator that is also a cancellable grpc.Call
+            # an iterator that is also a cancellable grpc.Call
+            call: Any = stub.Replicate(request, metadata=settings.metadata or None)
             with self._call_lock:
                 self._call = call
             self._last_event = time.monotonic()
@@ -172,6 +192,8 @@ class Follower:
                             self.replica.add(received)
                     elif event.HasField("synced"):
                         self._synced(event.synced)
+                    elif event.HasField("scope"):
+                        self.scope = event.scope
             finally:
                 with self._call_lock:
                     self._call = None
