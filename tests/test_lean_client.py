@@ -1,5 +1,6 @@
 """`pip install nixlookup` is the lean client: installed alone into a fresh venv, it checks numbers against
-a real server without any server-only package (issue 13, "A lean client").
+a real server without any server-only package (issue 13, "A lean client"), and its `nixlookup-server` says
+in one line which extra it needs (exit 2) instead of an ImportError.
 
 The wheel is built from a copy of the sources (setuptools' own backend, in a child process, so the work
 tree gets no build/ or egg-info); a fresh venv gets it through pip's real dependency resolution (the main
@@ -103,3 +104,11 @@ def test_the_client_alone_installs_lean_and_checks_against_a_real_server(
     assert checked.returncode == 0, checked.stderr
     answers = [json.loads(line) for line in checked.stdout.splitlines()]
     assert [(a["verdict"], a["e164"]) for a in answers] == [("BLOCKED", member), ("ALLOWED", 46812345678)]
+
+    no_server = subprocess.run(
+        [venv / "bin" / "nixlookup-server", "serve", "--synthetic", "1000"],
+        capture_output=True, text=True, timeout=60, env=environment, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert no_server.returncode == 2, no_server.stderr
+    assert "Traceback" not in no_server.stderr
+    assert "the server needs the [server] extra: pip install 'nixlookup[server]'" in no_server.stderr

@@ -56,6 +56,7 @@ def test_a_series_of_texts_comes_back_as_typed_answers_in_order(
     assert str(answers["e164"].dtype) == "UInt64"
     assert str(answers["mobile_flag"].dtype) == "boolean"
     assert answers.loc[answers.index[901], "line_type"] == "FIXED"
+    assert answers.loc[answers.index[[3, 500, 901]], "problem"].tolist() == ["EMPTY", "BAD_CHARACTER", "OK"]
     allowed = answers["verdict"] == "ALLOWED"
     assert answers.loc[allowed, "mobile_flag"].sum() == allowed.sum() - 1  # all mobiles but 08-
 

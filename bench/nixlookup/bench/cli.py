@@ -1,7 +1,7 @@
 """`nixlookup-bench` (also `python -m nixlookup.bench`): the benchmark harness's command line.
 
-Subcommands: core, rpc, reload, compare, scale, replica, guard. Every run writes `<command>-<time>.json`
-and `.md` (and `<command>-latest.*`) under `--out` (default `bench-results/`), PNG charts with `--plot`,
+Subcommands: core, rpc, ab, reload, compare, scale, replica, guard. Every run writes `<command>-<time>.json`
+and `.md` (and `<command>-latest.*`) under `--output` (default `bench-results/`), PNG charts with `--plot`,
 prints the Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every
 server it starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
 """
@@ -42,8 +42,16 @@ def parse_size(text: str) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="directory for JSON/Markdown/PNG results"
+        "-o",
+        "--output",
+        dest="out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help="directory for JSON/Markdown/PNG results",
     )
+    # --output (-o) is where `nixlookup wash` writes too; --out was this command's first spelling.
+    parser.add_argument("--out", dest="out", type=Path, default=DEFAULT_OUT, help=argparse.SUPPRESS)
     parser.add_argument(
         "--json", action="store_true", help="print the JSON object on stdout (not the tables)"
     )
@@ -77,6 +85,22 @@ def _run_rpc(args: argparse.Namespace) -> Report:
         ),
         workdir=args.workdir,
     )
+
+
+def _run_ab(args: argparse.Namespace) -> Report:
+    from nixlookup.bench.ab import ab_settings, run_ab
+
+    settings = ab_settings(
+        args.baseline_python,
+        size=args.size,
+        seed=args.seed,
+        unary_calls=args.calls,
+        unary_repeats=args.unary_repeats,
+        bulk_repeats=args.repeats,
+        bulk_numbers=args.bulk_numbers,
+        text_numbers=args.text_numbers,
+    )
+    return run_ab(settings, workdir=args.workdir)
 
 
 def _run_reload(args: argparse.Namespace) -> Report:
@@ -133,6 +157,19 @@ def _run_guard(args: argparse.Namespace) -> Report:
     return run_guard(GuardSettings(size=args.size, seed=args.seed, thresholds_path=args.thresholds))
 
 
+def _ab_options(ab: argparse.ArgumentParser) -> None:
+    ab.add_argument(
+        "--baseline-python", required=True,
+        help="the interpreter of the baseline build's virtualenv (e.g. /tmp/base/.venv/bin/python)",
+    )  # fmt: skip
+    ab.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    ab.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per level and run")
+    ab.add_argument("--unary-repeats", type=int, default=3, help="best-of-N unary runs per level and build")
+    ab.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
+    ab.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    ab.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nixlookup-bench",
@@ -177,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rpc.add_argument(
         "--wash-rows", type=parse_size, default=100_000, help="rows of the CSV the client washes"
+    )
+
+    _ab_options(
+        command("ab", "this build's server vs another build's, interleaved in one run (A/B)", _run_ab)
     )
 
     reload = command(

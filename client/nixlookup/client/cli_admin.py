@@ -15,8 +15,8 @@ there (bad lines, truncation, checksum, count drop) and refused with the reason 
 serving. `apply-delta` reads numbers as written from text or CSV files and sends them; the server answers
 once the delta is durable. `upload` sends a file from this machine instead (a server with an auth file
 reads no paths unless it has --reload-root). Every command takes ``--token-file``/``$NIXLOOKUP_TOKEN``
-and ``--ca``/``--cert``/``--key`` (docs/security.md). Every call goes through `AdminClient`. Exit status:
-0 done, 1 refused by the server, 2 usage or local file error. Numbers never appear in the output.
+and ``--tls-ca``/``--tls-cert``/``--tls-key`` (docs/security.md). Every call goes through `AdminClient`.
+Exit status: 0 done, 1 refused by the server, 2 usage or local file error. Numbers never appear in the output.
 
 `register_admin_commands(subparsers)` adds the `admin` group to the `nixlookup` parser.
 """
@@ -33,6 +33,7 @@ from typing import Any
 from nixlookup.client._cli_common import (
     Handler,
     UsageError,
+    add_batch_size,
     add_list_kind,
     add_server_options,
     admin_of,
@@ -40,7 +41,6 @@ from nixlookup.client._cli_common import (
 )
 from nixlookup.client.admin import list_name, list_ref
 from nixlookup.client.cli_lists import add_lists_parser, read_numbers, until_day
-from nixlookup.client.defaults import DEFAULT_DELTA_CHUNK
 from nixlookup.client.results import ListInfo
 from nixlookup.v1 import lookup_pb2
 from nixlookup.v1.vocabulary import ListKind
@@ -255,7 +255,7 @@ def register_admin_commands(subparsers: Any) -> argparse.ArgumentParser:
     delta.add_argument("--column", help="CSV column holding the numbers (default: the first)")
     delta.add_argument("--until", help="end date YYYY-MM-DD of the added entries (dated lists)")
     delta.add_argument("--expect-version", help="refuse unless this is the serving version")
-    delta.add_argument("--chunk", type=int, default=DEFAULT_DELTA_CHUNK, help="numbers per ApplyDelta")
+    add_batch_size(delta)
     delta.set_defaults(func=_guarded(_run_apply_delta))
 
     compact = commands.add_parser("compact", help="fold journalled deltas into a new snapshot")

@@ -34,13 +34,13 @@ from typing import Any, TextIO
 from nixlookup.client._cli_common import (
     Handler,
     UsageError,
+    add_batch_size,
     add_list_kind,
     add_server_options,
     admin_of,
     guarded,
 )
 from nixlookup.client.admin import CALLER_LIST_KINDS, list_name, list_ref
-from nixlookup.client.defaults import DEFAULT_DELTA_CHUNK
 from nixlookup.client.proof import ProofError, verify_proof
 
 __all__ = [
@@ -203,7 +203,7 @@ def add_lists_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser.add_argument("numbers", nargs="*", metavar="NUMBER", help="numbers as written")
         parser.add_argument("--file", help="read the numbers from a text file or a CSV file")
         parser.add_argument("--column", help="CSV column holding the numbers (default: the first)")
-        parser.add_argument("--chunk", type=int, default=DEFAULT_DELTA_CHUNK, help="numbers per ApplyDelta")
+        add_batch_size(parser)
         parser.add_argument("--expect-version", help="refuse unless this is the list's serving version")
         if name == "add":
             parser.add_argument("--until", help="end date YYYY-MM-DD (relationship end, consent expiry)")

@@ -163,6 +163,8 @@ class RunningServer:
     executors: tuple[futures.ThreadPoolExecutor, ...] = ()
     admin: RunningServer | None = None
     """The separate Admin listener (``--admin-listen``), when there is one."""
+    lookup: LookupServicer | None = None
+    """The Lookup servicer on ``--listen``: the HTTP front (``--http-listen``) answers through it too."""
 
     def listeners(self) -> list[RunningServer]:
         return [self] if self.admin is None else [self, self.admin]
@@ -385,6 +387,7 @@ async def start_server(
             metrics=metrics,
         )
         running.executors = executors
+        running.lookup = services.lookup
         if plan.admin_listen is not None and services.admin is not None:
             try:
                 running.admin = await _listener(

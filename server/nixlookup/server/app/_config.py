@@ -155,6 +155,7 @@ class ServerConfig:
     insecure: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     metrics_listen: str | None = None
+    http_listen: str | None = None
     follow: str | None = None
     max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS
     min_version_wait_seconds: float = DEFAULT_MIN_VERSION_WAIT_SECONDS
@@ -334,6 +335,9 @@ _SERVE_OPTIONS = (
     _Option("--metrics-listen", "NIXLOOKUP_METRICS_LISTEN", _listen_address, None,
             "serve Prometheus metrics over HTTP on HOST:PORT (needs the server extra: prometheus-client); "
             "none: no metrics endpoint"),
+    _Option("--http-listen", "NIXLOOKUP_HTTP_LISTEN", _listen_address, None,
+            "also answer Check as JSON over HTTP on HOST:PORT (POST /v1/check, /v1/check:batch; "
+            "docs/http.md): the same principals, TLS and --insecure rule as --listen; none: no HTTP"),
     _Option("--follow", "NIXLOOKUP_FOLLOW", str, None,
             "run as a read-only follower of the writer at this address (HOST:PORT): serve Lookup from the "
             "writer's replicated lists, refuse Admin writes; no data directory is used"),

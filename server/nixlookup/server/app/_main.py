@@ -51,6 +51,7 @@ from nixlookup.server.app._config import (
 )
 from nixlookup.server.app._expiry import ExpiryWatch
 from nixlookup.server.app._exposure import host_of, is_loopback
+from nixlookup.server.app._http import start_http_front
 from nixlookup.server.app._lifecycle import ShutdownSignals, serve_until_stopped
 from nixlookup.server.app._metrics import FollowerGauges, MetricsEndpoint, start_metrics
 from nixlookup.server.app._repair import repair
@@ -130,6 +131,7 @@ async def _serve_on_loop(
         return EXIT_CONFIG_ERROR
     try:
         running = await start_server(config, initial, security, metrics)
+        start_http_front(config, running, security, initial.stop_hooks)  # --http-listen: docs/http.md
     except ListenError as error:
         _log.error("startup_failed", step="listen", error=str(error))
         if metrics is not None:

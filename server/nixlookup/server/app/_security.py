@@ -56,6 +56,7 @@ class Security:
             uses_tokens=principals is not None and principals.uses_tokens,
             tls=tls is not None,
             insecure=config.insecure,
+            http_listen=config.http_listen,
         )
         return cls(authenticator=authenticator, tls=tls, plan=plan)
 
