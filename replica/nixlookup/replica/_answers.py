@@ -43,7 +43,7 @@ a caller's lists make more); past it the memo starts over, which costs one `deci
 _FIELDS = tuple(field.name for field in dataclasses.fields(CheckResult))
 _ORDER = (
     "verdict", "reason", "e164", "line_type", "register_version", "register_date", "valid_until", "detail",
-    "mobile_flag", "lists_used", "answered_by",
+    "mobile_flag", "lists_used", "answered_by", "problem",
 )  # fmt: skip
 if _FIELDS != _ORDER:  # the unrolled fill in `Answers.answer` names every field once, in this order
     raise ImportError(f"CheckResult's fields changed ({_FIELDS}); update nixlookup.replica._answers")
@@ -57,7 +57,7 @@ def _setter(name: str) -> Callable[[Any, Any], None]:
 
 _set_verdict, _set_reason, _set_e164, _set_line_type = map(_setter, _ORDER[:4])
 _set_register_version, _set_register_date, _set_valid_until, _set_detail = map(_setter, _ORDER[4:8])
-_set_mobile_flag, _set_lists_used, _set_answered_by = map(_setter, _ORDER[8:])
+_set_mobile_flag, _set_lists_used, _set_answered_by, _set_problem = map(_setter, _ORDER[8:])
 _new = object.__new__
 _OK = Problem.OK
 
@@ -170,7 +170,9 @@ class Answers:
             if len(memo) >= MAX_MEMO_ENTRIES:
                 memo.clear()
             memo[signature] = values
-        verdict, reason, _, line_type, version, register_date, valid_until, detail, mobile, used, by = values
+        verdict, reason, _, line_type, version, register_date, valid_until, detail, mobile, used, by, _ = (
+            values
+        )
         result = _new(CheckResult)
         _set_verdict(result, verdict)
         _set_reason(result, reason)
@@ -183,6 +185,7 @@ class Answers:
         _set_mobile_flag(result, mobile)
         _set_lists_used(result, used)
         _set_answered_by(result, by)
+        _set_problem(result, problem)
         return result
 
     def _decide(
@@ -211,5 +214,6 @@ class Answers:
             "mobile_flag": decision.mobile_flag,
             "lists_used": view.lists_used,
             "answered_by": ANSWERED_BY_REPLICA,
+            "problem": parsed.problem,
         }
         return tuple(fields[name] for name in _ORDER)
