@@ -28,6 +28,7 @@ from nixlookup.client import Client
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import CheckResult
 from nixlookup.replica import LocalReplica
+from nixlookup.server.policy import PolicySettings
 from nixlookup.server.store import REGISTER_KEY, ListKind
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import Purpose
@@ -61,13 +62,22 @@ def _server_versions(target: str, metadata: tuple[tuple[str, str], ...] = ()) ->
     return {(int(each.list.kind), each.list.caller): each.version for each in (info.register, *info.lists)}
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = _CONVERGE_SECONDS) -> None:
+def _wait_for(
+    condition: Callable[[], bool], seconds: float = _CONVERGE_SECONDS, why: Callable[[], str] = str
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.02)
-    assert condition()
+    assert condition(), why()
+
+
+def _where(replica: LocalReplica, wanted: str) -> str:
+    return (
+        f"replica holds {replica.register_version}, wanted {wanted}; fresh={replica.fresh}, "
+        f"{replica.seconds_since_sync():.1f} s since a sync point, stats {replica.stats}"
+    )
 
 
 def _converged(replica: LocalReplica, target: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
@@ -283,7 +293,7 @@ def test_a_stale_replica_answers_through_rpc_and_catches_up_after_the_writer_res
     writer = server_factory(["--data-dir", data_dir, "--register", str(small_register.path)])
     follower = server_factory(["--follow", writer.target])
     key = int(make_mobile_keys(1, seed=5151)[0])
-    with LocalReplica(follower.target, replicate_target=writer.target, max_staleness_seconds=1.5) as replica:
+    with LocalReplica(follower.target, replicate_target=writer.target) as replica:
         replica.wait_ready(_CONVERGE_SECONDS)
         assert replica.check(key).answered_by == "replica"
         writer.stop(signal.SIGTERM)
@@ -297,13 +307,34 @@ def test_a_stale_replica_answers_through_rpc_and_catches_up_after_the_writer_res
             reply = lookup_pb2_grpc.AdminStub(channel).ApplyDelta(
                 lookup_pb2.ApplyDeltaRequest(add_e164_le=_packed([key])), timeout=10
             )
-        _wait_for(lambda: replica.register_version == reply.version and replica.fresh)
-        answer = replica.check(key)
-        assert (answer.answered_by, answer.blocked, answer.register_version) == (
-            "replica",
-            True,
-            reply.version,
+        _wait_for(
+            lambda: replica.register_version == reply.version, why=lambda: _where(replica, reply.version)
         )
+        _wait_for(lambda: replica.check(key).answered_by == "replica")  # fresh again: heartbeats arrive
+        answer = replica.check(key)
+        assert (answer.blocked, answer.register_version) == (True, reply.version)
         with Client(restarted.target) as client:
             _assert_same_answers(replica, client, [key, int(make_mobile_keys(2, seed=6)[1])])
         assert replica.stats.rpc >= 1
+
+
+@pytest.mark.xfail(
+    reason="app/_assembly.py does not yet pass policy_settings=policy.settings to ReplicationServicer, so "
+    "the writer's rule flags do not reach a LocalReplica (one line for the lead; then drop this marker)",
+    strict=True,
+)
+def test_a_replica_applies_the_writers_rule_settings(
+    server_factory: ServerFactory, small_register: RegisterFile, tmp_path: Path
+) -> None:
+    """A writer with --block-mobile-without-relationship and a 30-day grace: the replica answers with
+    those settings (taken from the stream's scope), exactly as the server does."""
+    writer = server_factory(
+        ["--data-dir", str(tmp_path / "data"), "--register", str(small_register.path),
+         "--block-mobile-without-relationship", "--relationship-grace-days", "30"]
+    )  # fmt: skip
+    with LocalReplica(writer.target) as replica, Client(writer.target) as client:
+        replica.wait_ready(_CONVERGE_SECONDS)
+        assert replica.policy_settings == PolicySettings(
+            relationship_grace_days=30, block_mobile_without_relationship=True
+        )
+        _assert_same_answers(replica, client, [int(make_mobile_keys(1, seed=31)[0]), "08-123 456 78"])

@@ -29,7 +29,6 @@ from typing import Any
 
 import grpc
 import numpy as np
-import structlog
 from numpy.typing import NDArray
 
 from nixlookup.bench.redisbench import INSTALL_HINT, load_register, redis_server, redis_server_binary
@@ -41,7 +40,6 @@ from nixlookup.client import Client
 from nixlookup.client.results import CheckResult
 from nixlookup.replica import LocalReplica
 from nixlookup.server.index import Index
-from nixlookup.server.logs import configure_logging
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = ["ReplicaSettings", "replica_figures", "run_replica"]
@@ -338,11 +336,12 @@ def _tables(figures: dict[str, Any]) -> list[Table]:
 
 
 def run_replica(settings: ReplicaSettings, workdir: Path | None = None) -> Report:
-    if not structlog.is_configured():  # the replica's follower logs through structlog: keep stdout for --json
-        configure_logging("warning", stream=sys.stderr)
     report = Report(command="replica", parameters=dataclasses.asdict(settings))
     started = time.perf_counter()
-    report.figures, report.notes = replica_figures(settings, workdir)
+    # The replica's follower logs through structlog, whose unconfigured default prints to the current
+    # sys.stdout: keep stdout for --json without configuring logging for the whole process.
+    with contextlib.redirect_stdout(sys.stderr):
+        report.figures, report.notes = replica_figures(settings, workdir)
     report.duration_s = time.perf_counter() - started
     report.tables = _tables(report.figures)
     report.notes.append(

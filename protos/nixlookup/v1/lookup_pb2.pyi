@@ -1244,6 +1244,9 @@ class ReplicationScope(_message.Message):
     DEFAULT_CALLER_FIELD_NUMBER: _builtins.int
     MAY_CHECK_FIELD_NUMBER: _builtins.int
     CALLER_REQUIRED_FIELD_NUMBER: _builtins.int
+    RULES_SENT_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_GRACE_DAYS_FIELD_NUMBER: _builtins.int
+    BLOCK_MOBILE_WITHOUT_RELATIONSHIP_FIELD_NUMBER: _builtins.int
     any_caller: _builtins.bool
     """the principal may act as any caller: every list is carried"""
     default_caller: _builtins.str
@@ -1252,6 +1255,12 @@ class ReplicationScope(_message.Message):
     """the principal also has role `check` (else its checks are refused)"""
     caller_required: _builtins.bool
     """the principal acts as several callers: a check must name one"""
+    rules_sent: _builtins.bool
+    """The writer's rule settings (its --relationship-grace-days and --block-mobile-without-relationship),
+    so a LocalReplica applies the same rule table; rules_sent is false from a writer that does not say.
+    """
+    relationship_grace_days: _builtins.int
+    block_mobile_without_relationship: _builtins.bool
     @_builtins.property
     def callers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """the callers whose lists the stream carries (unless any_caller)"""
@@ -1264,10 +1273,13 @@ class ReplicationScope(_message.Message):
         default_caller: _builtins.str = ...,
         may_check: _builtins.bool = ...,
         caller_required: _builtins.bool = ...,
+        rules_sent: _builtins.bool = ...,
+        relationship_grace_days: _builtins.int = ...,
+        block_mobile_without_relationship: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_caller", b"any_caller", "caller_required", b"caller_required", "callers", b"callers", "default_caller", b"default_caller", "may_check", b"may_check"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_caller", b"any_caller", "block_mobile_without_relationship", b"block_mobile_without_relationship", "caller_required", b"caller_required", "callers", b"callers", "default_caller", b"default_caller", "may_check", b"may_check", "relationship_grace_days", b"relationship_grace_days", "rules_sent", b"rules_sent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -170,8 +170,9 @@ class Answers:
             if len(memo) >= MAX_MEMO_ENTRIES:
                 memo.clear()
             memo[signature] = values
-        (verdict, reason, _, line_type, version, register_date, valid_until, detail, mobile, used, by,
-         invalid_because) = values  # fmt: skip
+        verdict, reason, _, line_type, version, register_date, valid_until, detail, mobile, used, by, _ = (
+            values
+        )
         result = _new(CheckResult)
         _set_verdict(result, verdict)
         _set_reason(result, reason)
@@ -184,7 +185,7 @@ class Answers:
         _set_mobile_flag(result, mobile)
         _set_lists_used(result, used)
         _set_answered_by(result, by)
-        _set_problem(result, invalid_because)
+        _set_problem(result, problem)
         return result
 
     def _decide(

@@ -11,7 +11,8 @@ Theory of operation:
 - `check()` answers like the server's ``Check`` (`Client.check`'s `CheckResult`, from the server's
   `Policy.decide_one`; see `_answers`) with ``answered_by="replica"``, and names the versions it used
   (`register_version`, `lists_used`). It resolves the caller as the server would for the same principal
-  (the stream's `ReplicationScope`: the principal's only caller when none is named).
+  (the stream's `ReplicationScope`: the principal's only caller when none is named), with the writer's
+  rule settings when the scope carries them.
 - Staleness: the writer sends a sync point at least once per heartbeat (1 s) even when idle. When none
   has come for `max_staleness_seconds` (default 3 s), before the first snapshot, for a caller outside the
   stream's scope, for a principal without role ``check``, or when the local decision refuses (an expired
@@ -83,8 +84,9 @@ class LocalReplica:
     ``with LocalReplica("lookup.internal:50051", token=TOKEN) as replica: replica.wait_ready(30);
     replica.check("070-123 45 67", caller="acme")``. `target` serves Lookup (the fallback RPC);
     `replicate_target` serves Replication when it is another listener (the admin one), else `target`.
-    `policy` must carry the server's own settings (its ``--relationship-grace-days`` and
-    ``--block-mobile-without-relationship``); the defaults are the server's defaults.
+    The rule settings are the writer's when its stream sends them (`ReplicationScope.rules_sent`); else
+    `policy`, which must then carry the server's own ``--relationship-grace-days`` and
+    ``--block-mobile-without-relationship`` (the defaults are the server's defaults).
     """
 
     def __init__(
@@ -120,7 +122,8 @@ class LocalReplica:
                 callers=tuple(callers),
             ),
         )
-        self._answers = Answers(Policy(policy))
+        self._policy = policy or PolicySettings()
+        self._answers = Answers(Policy(self._policy))
         self._scope = _Scope.of(None)
         self._started = False
         self._closed = False
@@ -204,6 +207,31 @@ class LocalReplica:
             list_bytes=sum(index.nbytes_total for index in lists),
         )
 
+    @property
+    def policy_settings(self) -> PolicySettings:
+        """The rule settings answers are made with: the writer's when its stream says, else `policy`."""
+        self._current_scope()
+        return self._answers.policy.settings
+
+    def _current_scope(self) -> _Scope:
+        scope = self._scope
+        message = self._follower.scope
+        if message is not scope.message:
+            scope = self._scope = self._new_scope(message)
+        return scope
+
+    def _new_scope(self, message: lookup_pb2.ReplicationScope | None) -> _Scope:
+        """A new stream's scope; the writer's rule settings, when it sends them, replace the replica's."""
+        settings = self._policy
+        if message is not None and message.rules_sent:
+            settings = PolicySettings(
+                relationship_grace_days=message.relationship_grace_days,
+                block_mobile_without_relationship=message.block_mobile_without_relationship,
+            )
+        if settings != self._answers.policy.settings:
+            self._answers = Answers(Policy(settings))
+        return _Scope.of(message)
+
     # -- checks ----------------------------------------------------------------------------------------
     def check(
         self,
@@ -218,7 +246,7 @@ class LocalReplica:
         follower = self._follower
         scope = self._scope
         if follower.scope is not scope.message:
-            scope = self._scope = _Scope.of(follower.scope)
+            scope = self._current_scope()
         acting = scope.acting.get(caller)
         if acting is None and scope.any_caller:
             acting = caller

@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from nixlookup.server.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
 from nixlookup.server.lists import spec_of
 from nixlookup.server.logs import get_logger
+from nixlookup.server.policy import PolicySettings
 from nixlookup.server.rpc._auth import authorize, current_principal
 from nixlookup.server.rpc._convert import datetime_to_timestamp, list_key, list_ref, timestamp_to_datetime
 from nixlookup.server.rpc._principals import ALL_CALLERS, Principal, Role
@@ -141,7 +142,7 @@ def sync_event(position: int) -> lookup_pb2.ReplicationEvent:
 
 
 def scope_of(
-    principal: Principal, requested: Iterable[str]
+    principal: Principal, requested: Iterable[str], rules: PolicySettings | None = None
 ) -> tuple[lookup_pb2.ReplicationScope, set[str] | None]:
     """The scope of a stream for `principal` asking for `requested` callers (PERMISSION_DENIED for one it
     may not act as), and the callers whose lists it carries (None: every caller's)."""
@@ -157,6 +158,10 @@ def scope_of(
         may_check=Role.CHECK in principal.roles,
         caller_required=len(named) > 1 and not principal.any_caller,
     )
+    if rules is not None:
+        scope.rules_sent = True
+        scope.relationship_grace_days = rules.relationship_grace_days
+        scope.block_mobile_without_relationship = rules.block_mobile_without_relationship
     return scope, None if any_caller else set(wanted or named)
 
 
@@ -221,8 +226,17 @@ def _received(parts: list[lookup_pb2.ListChange]) -> ReceivedChange:
 class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
     """The writer's Replicate stream over one `Store`; see the module doc."""
 
-    def __init__(self, store: Store, *, heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        policy_settings: PolicySettings | None = None,
+    ) -> None:
+        """`policy_settings`: the rule settings the server answers with, sent in each stream's scope so a
+        LocalReplica applies the same table (None: not sent)."""
         self._store = store
+        self._rules = policy_settings
         self._heartbeat = heartbeat_seconds
         self._stopping = threading.Event()
 
@@ -238,7 +252,7 @@ class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
         The catch-up plan (which takes the store's write lock briefly) runs in the default executor."""
         principal = current_principal()
         authorize(principal, Role.REPLICATE)  # a follower is a principal with its own role
-        scope, carried = scope_of(principal, request.callers)
+        scope, carried = scope_of(principal, request.callers, self._rules)
         have = have_map(list(request.have))
         follower = request.follower[:128] or context.peer()
         started = time.perf_counter()
