@@ -66,8 +66,10 @@ _log = get_logger("nixlookup.server")
 
 
 def _write_port_file(path: Path, running: RunningServer) -> None:
-    """The bound port on the first line; ``admin PORT`` on the next when Admin has its own listener."""
+    """The bound port on the first line; ``admin PORT`` when Admin has its own listener, ``health PORT``
+    for the plaintext health listener."""
     text = f"{running.port}\n" + (f"admin {running.admin.port}\n" if running.admin is not None else "")
+    text += f"health {running.health_only.port}\n" if running.health_only is not None else ""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="ascii")
     os.replace(temporary, path)
@@ -171,6 +173,11 @@ async def _serve(
             if running.admin is not None
             else ("on --listen" if security.plan.admin_on_listen else "not served")
         ),
+        health_listen=(
+            f"{host_of(config.health_listen)}:{running.health_only.port}"
+            if config.health_listen and running.health_only is not None
+            else None
+        ),
         services=list(running.service_names),
         workers=config.workers,
         max_batch=config.max_batch,
@@ -206,8 +213,9 @@ def serve(config: ServerConfig) -> int:
     """Run the server until SIGTERM/SIGINT; the exit code (module doc)."""
     try:
         check_listen_address(config.listen)
-        if config.admin_listen:
-            check_listen_address(config.admin_listen)
+        for other in (config.admin_listen, config.health_listen):
+            if other:
+                check_listen_address(other)
     except ListenError as error:
         config_error(str(error))
     signals = ShutdownSignals()
@@ -218,7 +226,7 @@ def serve(config: ServerConfig) -> int:
         _log.error("startup_failed", step="security", error=str(error))
         return EXIT_START_FAILED
     try:
-        initial = load_initial_state(config)
+        initial = load_initial_state(config, security.follow)
     except (NixlookupError, OSError) as error:
         _log.error("startup_failed", step="load register", error=str(error))
         return EXIT_START_FAILED
