@@ -49,6 +49,7 @@ from nixlookup.server.logs import get_logger
 from nixlookup.server.policy import Policy, PolicySettings
 from nixlookup.server.rpc import (
     AdminServicer,
+    Authenticator,
     CallLimiter,
     Follower,
     FollowerSettings,
@@ -70,6 +71,7 @@ __all__ = [
     "LOOKUP_SERVICE",
     "InitialState",
     "ListenError",
+    "ProcessRole",
     "RunningServer",
     "check_listen_address",
     "load_initial_state",
@@ -89,6 +91,19 @@ EPHEMERAL_DATA_DIR_PREFIX = "nixlookup-ephemeral-"
 ADMIN_THREADS = 2
 """Threads for Admin's store calls: the store serialises its writes anyway; two let a quick delta pass a
 reload's file parsing, which runs outside the store's write lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRole:
+    """What one process of ``--processes N`` does (`app._processes`); None everywhere else."""
+
+    label: str
+    """In every log event as ``process``: ``writer``, ``0``, ``1`` ..."""
+    replication_listen: str | None = None
+    """The writer: serve Replication (and health) only here, a unix socket in a private directory
+    (anonymous: only this user can reach it), and Admin on --admin-listen; no Lookup listener."""
+    reuse_port: bool = False
+    """A serving process: --listen (and --health-listen) with SO_REUSEPORT, shared with its siblings."""
 
 
 class ListenError(NixlookupError):
@@ -337,14 +352,17 @@ async def _listener(
     admin: AdminServicer | ReadOnlyAdminServicer | None,
     replication: ReplicationServicer | None,
     metrics: MetricsEndpoint | None,
-    extra_options: Sequence[tuple[str, int]] = (),
+    reuse_port: bool = False,
+    internal: bool = False,
 ) -> RunningServer:
     """One grpc.aio server bound to `address` with the given services, health and reflection (listing only
-    what this listener serves), TLS when configured; started, health SERVING."""
-    interceptors: list[Any] = [RpcGuard(limiter, security.authenticator)]
+    what this listener serves), TLS when configured; started, health SERVING. `internal`: the private
+    replication socket of --processes (plaintext, anonymous)."""
+    authenticator = Authenticator(None) if internal else security.authenticator
+    interceptors: list[Any] = [RpcGuard(limiter, authenticator)]
     if metrics is not None:  # inside the guard: sees decoded messages and the errors handlers raise
         interceptors.append(metrics_interceptor(metrics.registry))
-    server = aio.server(interceptors=interceptors, options=[*server_options(config), *extra_options])
+    server = aio.server(interceptors=interceptors, options=server_options(config, reuse_port=reuse_port))
     health_servicer = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -359,7 +377,7 @@ async def _listener(
         names.append(REPLICATION_SERVICE)
     service_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, server)
-    credentials = security.credentials()
+    credentials = None if internal else security.credentials()
     try:
         if credentials is None:
             port = server.add_insecure_port(address)
@@ -374,10 +392,15 @@ async def _listener(
 
 
 async def start_server(
-    config: ServerConfig, initial: InitialState, security: Security, metrics: MetricsEndpoint | None = None
+    config: ServerConfig,
+    initial: InitialState,
+    security: Security,
+    metrics: MetricsEndpoint | None = None,
+    role: ProcessRole | None = None,
 ) -> RunningServer:
     """Create, bind and start the grpc.aio server(s) on the running loop; health is SERVING on return.
-    Admin is on --listen, on its own --admin-listen listener (`RunningServer.admin`), or nowhere."""
+    Admin is on --listen, on its own --admin-listen listener (`RunningServer.admin`), or nowhere. The
+    writer of --processes (`role`) listens on its replication socket instead of --listen."""
     limits = service_limits(config)
     limiter = CallLimiter(limits)  # one count for every listener: the limits are the process's
     bulk = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="bulk")
@@ -385,17 +408,32 @@ async def start_server(
     executors = (bulk, admin)
     services = _build_services(config, initial, security, limits=limits, bulk=bulk, admin=admin)
     plan = security.plan
+    reuse_port = role is not None and role.reuse_port
     try:
-        running = await _listener(
-            config,
-            security,
-            limiter,
-            config.listen,
-            lookup=services.lookup,
-            admin=services.admin if plan.admin_on_listen else None,
-            replication=services.replication if plan.admin_on_listen else None,
-            metrics=metrics,
-        )
+        if role is not None and role.replication_listen is not None:
+            running = await _listener(
+                config,
+                security,
+                limiter,
+                role.replication_listen,
+                lookup=None,
+                admin=None,
+                replication=services.replication,
+                metrics=metrics,
+                internal=True,
+            )
+        else:
+            running = await _listener(
+                config,
+                security,
+                limiter,
+                config.listen,
+                lookup=services.lookup,
+                admin=services.admin if plan.admin_on_listen else None,
+                replication=services.replication if plan.admin_on_listen else None,
+                metrics=metrics,
+                reuse_port=reuse_port,
+            )
         running.executors = executors
         running.lookup = services.lookup
         if plan.admin_listen is not None and services.admin is not None:
@@ -415,7 +453,9 @@ async def start_server(
                 raise
         if config.health_listen is not None:
             try:
-                running.health_only = await _health_listener(config, config.health_listen, running.health)
+                running.health_only = await _health_listener(
+                    config, config.health_listen, running.health, reuse_port=reuse_port
+                )
             except ListenError:
                 await asyncio.gather(*(each.server.stop(None) for each in running.listeners()))
                 raise
@@ -427,12 +467,12 @@ async def start_server(
 
 
 async def _health_listener(
-    config: ServerConfig, address: str, health_servicer: health_async.HealthServicer
+    config: ServerConfig, address: str, health_servicer: health_async.HealthServicer, *, reuse_port: bool
 ) -> RunningServer:
     """``--health-listen``: grpc.health.v1 only, in plaintext, answering what `health_servicer` (the Lookup
     listener's) says. For probes that cannot speak TLS (Kubernetes' native gRPC probes): health needs no
     principal anyway, and this listener serves nothing else."""
-    server = aio.server(options=server_options(config))
+    server = aio.server(options=server_options(config, reuse_port=reuse_port))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
         port = server.add_insecure_port(address)

@@ -165,6 +165,7 @@ class ServerConfig:
     follow_tls: bool = False
     max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS
     min_version_wait_seconds: float = DEFAULT_MIN_VERSION_WAIT_SECONDS
+    processes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +367,10 @@ _SERVE_OPTIONS = (
             DEFAULT_MIN_VERSION_WAIT_SECONDS,
             "seconds a call naming a min_version not yet served waits for it (within its deadline) "
             "before FAILED_PRECONDITION", dest="min_version_wait_seconds"),
+    _Option("--processes", "NIXLOOKUP_PROCESSES", _positive_int, 1,
+            "serving processes on this machine: N > 1 runs a writer process (the data directory, Admin on "
+            "--admin-listen) and N serving processes sharing --listen (SO_REUSEPORT), each a follower of the "
+            "writer over a private unix socket, under a supervisor that restarts them"),
     _Option("--relationship-grace-days", "NIXLOOKUP_RELATIONSHIP_GRACE_DAYS", _non_negative_int,
             DEFAULT_RELATIONSHIP_GRACE_DAYS,
             "days a customer relationship still counts after it ended (NIX: normally at most 12 months)"),
@@ -497,6 +502,10 @@ def parse_args(
     config = ServerConfig(**values)
     if (config.tls_cert is None) != (config.tls_key is None):
         parser.error("--tls-cert and --tls-key go together (NIXLOOKUP_TLS_CERT, NIXLOOKUP_TLS_KEY)")
+    if config.processes > 1 and config.follow is not None:
+        parser.error("--processes N runs a writer and N followers of it on this machine; drop --follow")
+    if config.processes > 1 and config.http_listen is not None:
+        parser.error("--processes N does not serve --http-listen (one HTTP port per process); run without it")
     if (config.follow_cert is None) != (config.follow_key is None):
         parser.error(
             "--follow-cert and --follow-key go together (NIXLOOKUP_FOLLOW_CERT, NIXLOOKUP_FOLLOW_KEY)"
