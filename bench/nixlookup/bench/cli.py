@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     guard.add_argument(
         "--thresholds", type=Path, default=None, help="thresholds file (default: the packaged one)"
     )
+    from nixlookup.bench import scaleout  # its own module: scale-out registers itself
+
+    scaleout.add_command(command)
     return parser
 
 
