@@ -9,8 +9,9 @@ What it measures (every server a separate process on 127.0.0.1, the clients on t
   ratio is the figure; absolute QPS depends on what else runs on the machine.
 - **Bulk numbers/s, 1 vs 2 serving processes**: one CheckStream of packed 10k-number batches per client
   process, in parallel, answers checked against the expected hits.
-- **Follower lag under 100 deltas/s**: a writer and one follower; ApplyDelta of one number paced at
-  100/s (each durable, fsync'd, when it returns); for each, a Check on the follower with ``min_version`` =
+- **Follower lag under 100 deltas/s**: a writer and one follower; ApplyDelta of one number offered at
+  100/s (each its own call, started on schedule whether or not the last has returned; durable, fsync'd,
+  when it returns; the rate reached is reported); for each, a Check on the follower with ``min_version`` =
   the version it returned (the follower waits for it: ``--min-version-wait``). Lag = from the writer's
   answer to the follower's answer, i.e. until a client can read its write on the follower (one loopback
   round trip included).
@@ -260,17 +261,20 @@ async def _lag_run(writer: str, follower: str, s: ScaleOutSettings) -> tuple[lis
             lags.append((time.perf_counter() - acknowledged) * 1000)
             wrong += answer.verdict != lookup_pb2.BLOCKED
 
-        tasks = []
-        started = time.perf_counter()
-        for index, key in enumerate(keys.tolist()):
-            await asyncio.sleep(max(0.0, started + index / s.deltas_per_second - time.perf_counter()))
+        async def apply(key: int) -> None:
             reply = await admin.ApplyDelta(
                 lookup_pb2.ApplyDeltaRequest(add_e164_le=np.array([key], "<u8").tobytes()),
                 timeout=_CALL_TIMEOUT_S,
             )
-            tasks.append(asyncio.ensure_future(observe(key, reply.version, time.perf_counter())))
-        achieved = count / (time.perf_counter() - started)
+            await observe(key, reply.version, time.perf_counter())
+
+        tasks = []
+        started = time.perf_counter()
+        for index, key in enumerate(keys.tolist()):  # offered at the rate, whether or not the last is done
+            await asyncio.sleep(max(0.0, started + index / s.deltas_per_second - time.perf_counter()))
+            tasks.append(asyncio.ensure_future(apply(key)))
         await asyncio.gather(*tasks)
+        achieved = count / (time.perf_counter() - started)
     return lags, wrong, achieved
 
 

@@ -261,7 +261,7 @@ def _follower_state(config: ServerConfig, follow: FollowCredentials) -> InitialS
         writer=config.follow,
         name=socket.gethostname(),
         max_lag_seconds=config.max_lag_seconds,
-        credential_source=follow.current,  # re-read at each reconnect: rotated files are used on the next stream
+        credential_source=follow.current,  # re-read at each reconnect: rotated files used on the next stream
     )
     return InitialState(
         holder=replica.holder,

@@ -16,10 +16,11 @@ Theory of operation:
   heartbeats, the time since the last one. Before the first sync point it is infinite.
 - A follower is a principal: it presents `FollowerSettings.credentials` (TLS) and `metadata` (a bearer
   token), or what `credential_source` answers at every (re)connect (`WriterCredentials`: the server's
-  ``--follow-*`` files, so a rotated token file or CA is used from the next stream on). A writer that refuses it (UNAUTHENTICATED, PERMISSION_DENIED: no
-  principal with role ``replicate``; UNIMPLEMENTED: that address does not serve Replication) is logged
-  as ``replication_refused`` with what to change, and retried at the longest backoff; the follower stays
-  NOT_SERVING until a stream is allowed and its first snapshot is in.
+  ``--follow-*`` files, so a rotated token file or CA is used from the next stream on). A writer that
+  refuses it (UNAUTHENTICATED, PERMISSION_DENIED: no principal with role ``replicate``; UNIMPLEMENTED:
+  that address does not serve Replication) is logged as ``replication_refused`` with what to change, and
+  retried at the longest backoff; the follower stays NOT_SERVING until a stream is allowed and its first
+  snapshot is in.
 - Readiness: `on_ready(bool)` is called on each change of "has a whole writer state and lag is within
   ``max_lag_seconds``"; the server turns it into the health status of Lookup (NOT_SERVING until the
   first snapshot is in, and while too far behind).
