@@ -55,6 +55,7 @@ UNARY_TARGET_QPS_RATIO = 1.5
 LAG_TARGET_P99_MS = 100.0
 _CALL_TIMEOUT_S = 10.0
 _START_TIMEOUT_S = 300.0
+_ADMIN_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class ScaleOutSettings:
     bulk_numbers: int = 2_000_000
     batch_size: int = 10_000
     deltas_per_second: float = 100.0
-    lag_seconds: float = 10.0
+    lag_seconds: float = 5.0
     follower_register: int = 3_000_000
 
 
@@ -262,9 +263,9 @@ async def _lag_run(writer: str, follower: str, s: ScaleOutSettings) -> tuple[lis
             wrong += answer.verdict != lookup_pb2.BLOCKED
 
         async def apply(key: int) -> None:
-            reply = await admin.ApplyDelta(
+            reply = await admin.ApplyDelta(  # queued behind the others when the writer falls behind the rate
                 lookup_pb2.ApplyDeltaRequest(add_e164_le=np.array([key], "<u8").tobytes()),
-                timeout=_CALL_TIMEOUT_S,
+                timeout=_ADMIN_TIMEOUT_S,
             )
             await observe(key, reply.version, time.perf_counter())
 
@@ -448,7 +449,7 @@ def add_command(
     sub.add_argument("--unary-seconds", type=float, default=5.0, help="seconds of unary load per run")
     sub.add_argument("--bulk-numbers", type=parse_size, default=2_000_000, help="numbers per bulk run")
     sub.add_argument("--deltas-per-second", type=float, default=100.0, help="delta rate of the lag run")
-    sub.add_argument("--lag-seconds", type=float, default=10.0, help="seconds of deltas in the lag run")
+    sub.add_argument("--lag-seconds", type=float, default=5.0, help="seconds of deltas in the lag run")
     sub.add_argument(
         "--follower-register", type=parse_size, default=3_000_000, help="register size for the new follower"
     )
