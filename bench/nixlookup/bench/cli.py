@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="THRESHOLDS",
         help="thresholds file (default: the packaged one)",
     )
+    from nixlookup.bench import scaleout  # its own module: scale-out registers itself
+
+    scaleout.add_command(command)
     return parser
 
 
