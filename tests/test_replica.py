@@ -318,11 +318,6 @@ def test_a_stale_replica_answers_through_rpc_and_catches_up_after_the_writer_res
         assert replica.stats.rpc >= 1
 
 
-@pytest.mark.xfail(
-    reason="app/_assembly.py does not yet pass policy_settings=policy.settings to ReplicationServicer, so "
-    "the writer's rule flags do not reach a LocalReplica (one line for the lead; then drop this marker)",
-    strict=True,
-)
 def test_a_replica_applies_the_writers_rule_settings(
     server_factory: ServerFactory, small_register: RegisterFile, tmp_path: Path
 ) -> None:

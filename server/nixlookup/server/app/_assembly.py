@@ -337,7 +337,8 @@ def _build_services(
         max_upload_bytes=config.max_upload_bytes,
         meter=security.meter,
     )
-    replication = ReplicationServicer(initial.store)
+    # The rule settings travel in each stream's scope: a LocalReplica answers by the writer's own rules.
+    replication = ReplicationServicer(initial.store, policy_settings=policy.settings)
     initial.stop_hooks.append(replication.stop)  # end follower streams first: they would wait out --grace
     return _Services(lookup, admin_servicer, replication)
 
