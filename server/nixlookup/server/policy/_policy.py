@@ -445,6 +445,7 @@ class Policy:
         started = time.perf_counter()
         key = np.array([46701234567], dtype=np.uint64)
         listed = Index.build(key, values=np.zeros(1, dtype=np.uint32), version="warm-up", source="warm-up")
+        listed.contains_many(key)  # the register's compiled probe
         overlay = CallerOverlay.build([listed] * len(CALLER_LISTS), relationship_grace_days=0)
         if overlay is None:
             raise AssertionError("an overlay of one listed number is never empty")
@@ -471,8 +472,7 @@ class Policy:
         swapping in a new state to take that off the request path. Returns how many callers were prepared.
         """
         callers = {caller for (_, caller) in state.lists}
-        if callers:
-            self.warm_up()
+        self.warm_up()
         for caller in callers:
             self._overlay_for(state, caller)
         return len(callers)
