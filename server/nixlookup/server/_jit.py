@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-__all__ = ["bulk_compiled", "compiled", "set_bulk_path"]
+__all__ = ["bulk_compiled", "compile_counts", "compiled", "set_bulk_path"]
 
 _Function = TypeVar("_Function", bound=Callable[..., Any])
 
@@ -29,6 +29,7 @@ def compiled(function: _Function) -> _Function:
         jitted = numba.njit(cache=True)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"
         jitted = numba.njit(function)
+    _compiled_functions.append(jitted)
     return cast("_Function", jitted)
 
 
@@ -56,3 +57,17 @@ def set_bulk_path(path: str) -> str:
         raise ValueError(f"bulk path {path!r}: expected one of {', '.join(_BULK_PATHS)}")
     previous, _bulk_path = _bulk_path, path
     return previous
+
+
+_compiled_functions: list[Any] = []
+
+
+def compile_counts() -> dict[str, int]:
+    """How many of the compiled loops' versions this process loaded from numba's cache, and how many it
+    had to compile (a cold start: nothing cached yet, or the cache is not writable)."""
+    loaded = compiled_now = 0
+    for function in _compiled_functions:
+        stats = function.stats
+        loaded += sum(stats.cache_hits.values())
+        compiled_now += sum(stats.cache_misses.values())
+    return {"loops_loaded_from_cache": loaded, "loops_compiled": compiled_now}
