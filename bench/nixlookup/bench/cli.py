@@ -74,6 +74,8 @@ def _run_rpc(args: argparse.Namespace) -> Report:
             security=args.security,
             client_numbers=args.client_numbers,
             wash_rows=args.wash_rows,
+            previous_path=args.previous_path,
+            path_ab_only=args.path_ab_only,
         ),
         workdir=args.workdir,
     )
@@ -160,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rpc.add_argument(
         "--wash-rows", type=parse_size, default=100_000, help="rows of the CSV the client washes"
+    )
+    rpc.add_argument(
+        "--previous-path",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also a server on the previous numpy bulk path (NIXLOOKUP_BULK_PATH=numpy): bulk bytes A/B",
+    )
+    rpc.add_argument(
+        "--path-ab-only", action="store_true", help="run only that bulk A/B (two servers, bulk bytes)"
     )
 
     reload = command(
