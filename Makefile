@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy -p nixlookup.v1 -p nixlookup.server -p nixlookup.client -p nixlookup.bench
+	$(BIN)/mypy -p nixlookup.v1 -p nixlookup.server -p nixlookup.client -p nixlookup.replica -p nixlookup.bench
 
 proto: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I $(PROTO_DIR) \

@@ -8,6 +8,7 @@ PACKAGES = {
     "nixlookup.server": ROOT / "server/nixlookup/server",
     "nixlookup.client": ROOT / "client/nixlookup/client",
     "nixlookup.bench": ROOT / "bench/nixlookup/bench",
+    "nixlookup.replica": ROOT / "replica/nixlookup/replica",
     "nixlookup.v1": ROOT / "protos/nixlookup/v1",
 }
 

@@ -1,5 +1,5 @@
-"""`rpc`, `reload` and `compare` end to end on tiny registers: real servers on loopback, every figure the
-issues ask for in the JSON, answers checked, and no process left behind."""
+"""`rpc`, `reload`, `compare` and `replica` end to end on tiny registers: real servers on loopback, every
+figure the issues ask for in the JSON, answers checked, and no process left behind."""
 
 from __future__ import annotations
 
@@ -95,3 +95,22 @@ def test_compare_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
             assert figures[f"{name}_bulk_{batch}_correct"] is True
     assert figures["nixlookup_load_s"] > 0
     assert figures["target_unary_c8_nixlookup_over_grpc_set"] > 0
+
+
+def test_replica_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """replica reports per-call figures for the replica (register only, with lists), gRPC and the floor,
+    Redis when installed, convergence and memory per register number; its answers were checked."""
+    figures = _run(
+        ["replica", "--size", "20000", "--calls", "2000", "--remote-calls", "100", "--list-size", "500",
+         "--deltas", "5", "--repeats", "1"],
+        tmp_path, capsys,
+    )  # fmt: skip
+    for prefix in ("floor_contains", "replica_register", "replica_lists", "grpc_check"):
+        assert figures[f"{prefix}_mean_us"] > 0
+        assert figures[f"{prefix}_p99_us"] >= figures[f"{prefix}_p50_us"]
+    assert figures["converge_p99_ms"] >= figures["converge_p50_ms"] > 0
+    assert figures["replica_bytes_per_register_number"] > 0
+    assert figures["grpc_over_replica_register"] > 0
+    if redis_server_binary() is not None:
+        assert figures["redis_sismember_mean_us"] > 0
+        assert figures["redis_over_replica_register"] > 0

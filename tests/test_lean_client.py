@@ -1,5 +1,6 @@
 """`pip install nixlookup` is the lean client: installed alone into a fresh venv, it checks numbers against
-a real server without any server-only package (issue 13, "A lean client").
+a real server without any server-only package (issue 13, "A lean client"), and its `nixlookup-server` says
+in one line which extra it needs (exit 2) instead of an ImportError.
 
 The wheel is built from a copy of the sources (setuptools' own backend, in a child process, so the work
 tree gets no build/ or egg-info); a fresh venv gets it through pip's real dependency resolution (the main
@@ -16,22 +17,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RegisterFile, ServerFactory
+from conftest import SERVER_ONLY_PACKAGES, RegisterFile, ServerFactory
 
 pytestmark = pytest.mark.slow
 
 _REPO = Path(__file__).resolve().parent.parent
-_SOURCES = ("pyproject.toml", "README.md", "client", "protos", "server", "bench")
-_SERVER_ONLY = (
-    "pyroaring",
-    "numba",
-    "llvmlite",
-    "phonenumbers",
-    "structlog",
-    "grpc_health",
-    "grpc_reflection",
-    "xxhash",
-)
+_SOURCES = ("pyproject.toml", "README.md", "client", "protos", "server", "bench", "replica")
 _LEAN_BYTES = 200 * 1024 * 1024
 """Ceiling on the client's site-packages (measured ~97 MB with .pyc files; the full install was 386 MB)."""
 
@@ -77,10 +68,22 @@ def test_the_client_alone_installs_lean_and_checks_against_a_real_server(
     probe = "import importlib.util as u, json, sys; print(json.dumps([n for n in sys.argv[1:]"
     probe += " if u.find_spec(n)]))"
     present = subprocess.run(
-        [str(python), "-c", probe, *_SERVER_ONLY], capture_output=True, text=True, check=True, timeout=60
+        [str(python), "-c", probe, *SERVER_ONLY_PACKAGES],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert json.loads(present.stdout) == []
     assert _size(_site_packages(venv)) < _LEAN_BYTES
+    replica = subprocess.run(
+        [str(python), "-c", "import nixlookup.replica"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "pip install 'nixlookup[replica]'" in replica.stderr  # the extra is named, not a bare import error
 
     server = server_factory(["--register", str(small_register.path)])
     member = int(small_register.keys[0])
@@ -95,3 +98,11 @@ def test_the_client_alone_installs_lean_and_checks_against_a_real_server(
     assert checked.returncode == 0, checked.stderr
     answers = [json.loads(line) for line in checked.stdout.splitlines()]
     assert [(a["verdict"], a["e164"]) for a in answers] == [("BLOCKED", member), ("ALLOWED", 46812345678)]
+
+    no_server = subprocess.run(
+        [venv / "bin" / "nixlookup-server", "serve", "--synthetic", "1000"],
+        capture_output=True, text=True, timeout=60, env=environment, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert no_server.returncode == 2, no_server.stderr
+    assert "Traceback" not in no_server.stderr
+    assert "the server needs the [server] extra: pip install 'nixlookup[server]'" in no_server.stderr

@@ -120,6 +120,29 @@ def test_invalid_numbers_come_back_invalid_with_a_reason(stub: lookup_pb2_grpc.L
     assert _bits(keys_result.invalid, 3).all()
 
 
+def test_invalid_numbers_carry_their_problem_code(stub: lookup_pb2_grpc.LookupStub) -> None:
+    """Check says why a number is invalid (`problem`); a stream batch with details carries one Problem
+    byte per number when it holds an invalid one, and nothing at all when every number is valid."""
+    cases = {
+        "": lookup_pb2.PROBLEM_EMPTY,
+        "hello": lookup_pb2.PROBLEM_BAD_CHARACTER,
+        "070-12": lookup_pb2.PROBLEM_TOO_SHORT,
+        "+46 70 123 45 67 89 01 23": lookup_pb2.PROBLEM_TOO_LONG,
+        "070-123 45 67": lookup_pb2.PROBLEM_OK,
+    }
+    for text, problem in cases.items():
+        assert stub.Check(lookup_pb2.CheckRequest(text=text), timeout=5).problem == problem, text
+    (mixed,) = _stream(stub, [lookup_pb2.CheckBatch(texts=list(cases), want_details=True)])
+    assert list(mixed.problems) == list(cases.values())
+    keys = np.array([46_701_234_567, 2**63], "<u8").tobytes()
+    (packed,) = _stream(stub, [lookup_pb2.CheckBatch(e164_le=keys, want_details=True)])
+    assert list(packed.problems) == [lookup_pb2.PROBLEM_OK, lookup_pb2.PROBLEM_FOREIGN_NOT_IN_PLAN]
+    (valid,) = _stream(stub, [lookup_pb2.CheckBatch(texts=["070-123 45 67"], want_details=True)])
+    assert valid.problems == b"", "an all-valid batch pays nothing for problems"
+    (lean,) = _stream(stub, [lookup_pb2.CheckBatch(texts=["070-12"])])
+    assert lean.problems == b"", "without want_details no per-number bytes are sent"
+
+
 def test_answers_name_the_register_version_and_valid_until(
     stub: lookup_pb2_grpc.LookupStub, small_register: RegisterFile
 ) -> None:

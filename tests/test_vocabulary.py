@@ -5,9 +5,10 @@ from enum import IntEnum
 import pytest
 
 from nixlookup.server.numbering import LineType as NumberingLineType
+from nixlookup.server.numbering import Problem as NumberingProblem
 from nixlookup.server.store import ListKind as StoreListKind
 from nixlookup.v1 import lookup_pb2
-from nixlookup.v1.vocabulary import LineType, ListKind, Purpose, Reason, Verdict, mask_number
+from nixlookup.v1.vocabulary import LineType, ListKind, Problem, Purpose, Reason, Verdict, mask_number
 
 
 @pytest.mark.parametrize(
@@ -18,6 +19,7 @@ from nixlookup.v1.vocabulary import LineType, ListKind, Purpose, Reason, Verdict
         (Purpose, lookup_pb2.Purpose, "PURPOSE_"),
         (LineType, lookup_pb2.LineType, "LINE_TYPE_"),
         (ListKind, lookup_pb2.ListKind, "LIST_KIND_"),
+        (Problem, lookup_pb2.Problem, "PROBLEM_"),
     ],
 )
 def test_enum_matches_proto(ours: type[IntEnum], wire: object, prefix: str) -> None:
@@ -29,6 +31,7 @@ def test_enum_matches_proto(ours: type[IntEnum], wire: object, prefix: str) -> N
 def test_server_families_use_the_wire_enums() -> None:
     """The server re-exports the wire enums; it keeps no copy of its own."""
     assert NumberingLineType is LineType
+    assert NumberingProblem is Problem  # a numbering problem code is the wire's, byte for byte
     assert StoreListKind is ListKind
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RegisterFile, ServerFactory
+from conftest import RegisterFile, ServerFactory, national
 
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import Client
@@ -31,11 +31,6 @@ def fixture_client(server: ServerProcess) -> Iterator[Client]:
         yield client
 
 
-def _national(key: int) -> str:
-    digits = "0" + str(key)[2:]
-    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
-
-
 def _read(path: Path, delimiter: str = ",", encoding: str = "utf-8-sig") -> list[list[str]]:
     with path.open(encoding=encoding, newline="") as handle:
         return list(csv.reader(handle, delimiter=delimiter))
@@ -50,7 +45,7 @@ def test_wash_round_trips_quotes_empty_cells_and_a_bom(
     source = tmp_path / "calls.csv"
     source.write_bytes(
         "\ufeffname;phone;note\n"
-        f'"Svensson; Anna";{_national(member)};"rings ""after\n5"""\n'
+        f'"Svensson; Anna";{national(member)};"rings ""after\n5"""\n'
         "Bo;;no number\n"
         f'Cecilia;"+{other}";\n'
         "Dag;not a number;x\n".encode()
@@ -60,15 +55,16 @@ def test_wash_round_trips_quotes_empty_cells_and_a_bom(
     assert output.read_bytes().startswith(b"\xef\xbb\xbfname;"), "the BOM is kept, so Excel reads UTF-8"
     rows = _read(output, ";")
     assert rows[0] == ["name", "phone", "note", *OUTPUT_COLUMNS]
-    assert rows[1][:3] == ["Svensson; Anna", _national(member), 'rings "after\n5"']
+    assert rows[1][:3] == ["Svensson; Anna", national(member), 'rings "after\n5"']
     assert rows[1][3:6] == [f"+{member}", "BLOCKED", "NIX_REGISTERED"]
-    assert rows[2][:6] == ["Bo", "", "no number", "", "INVALID", "INVALID_NUMBER"]
-    assert rows[2][6] == "", "an invalid number has no line type (not a bare 0)"
-    assert rows[2][9] == "", "an invalid number is neither flagged nor unflagged"
-    assert rows[3][3:7] == [f"+{other}", "ALLOWED", "NOT_REGISTERED", "MOBILE"]
-    assert rows[3][8]  # valid_until date
-    assert rows[3][9] == "yes", "a mobile with no relationship carries the Swedma/Kontakta flag"
-    assert rows[4][4] == "INVALID"
+    assert rows[1][6] == "", "a valid number has no problem"
+    assert rows[2][:7] == ["Bo", "", "no number", "", "INVALID", "INVALID_NUMBER", "EMPTY"]
+    assert rows[2][7] == "", "an invalid number has no line type (not a bare 0)"
+    assert rows[2][10] == "", "an invalid number is neither flagged nor unflagged"
+    assert rows[3][3:8] == [f"+{other}", "ALLOWED", "NOT_REGISTERED", "", "MOBILE"]
+    assert rows[3][9]  # valid_until date
+    assert rows[3][10] == "yes", "a mobile with no relationship carries the Swedma/Kontakta flag"
+    assert rows[4][4:7] == ["INVALID", "INVALID_NUMBER", "BAD_CHARACTER"], "the problem says why"
     assert (summary.rows, summary.blocked, summary.invalid, summary.allowed) == (4, 1, 2, 1)
     assert summary.by_reason == {"NIX_REGISTERED": 1, "INVALID_NUMBER": 2, "NOT_REGISTERED": 1}
     assert not output.with_name("washed.csv.partial").exists()
@@ -102,7 +98,8 @@ def test_rewashing_a_washed_list_replaces_the_answer_columns(client: Client, tmp
     wash(client, source, output, column="phone")
     header, row = _read(output)
     assert header == [
-        "phone", "verdict", "e164", "reason", "line_type", "register_version", "valid_until", "mobile_flag"
+        "phone", "verdict", "e164", "reason", "problem", "line_type", "register_version", "valid_until",
+        "mobile_flag",
     ]  # fmt: skip
     assert row[:4] == ["070-123 45 67", "ALLOWED", "+46701234567", "NOT_REGISTERED"]
 

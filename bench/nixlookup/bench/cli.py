@@ -1,9 +1,9 @@
 """`nixlookup-bench` (also `python -m nixlookup.bench`): the benchmark harness's command line.
 
-Subcommands: core, rpc, reload, compare, scale, guard. Every run writes `<command>-<time>.json` and `.md`
-(and `<command>-latest.*`) under `--out` (default `bench-results/`), PNG charts with `--plot`, prints the
-Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every server it
-starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
+Subcommands: core, rpc, ab, reload, compare, scale, replica, guard. Every run writes `<command>-<time>.json`
+and `.md` (and `<command>-latest.*`) under `--output` (default `bench-results/`), PNG charts with `--plot`,
+prints the Markdown tables (or, with `--json`, the JSON object) on stdout and progress on stderr. Every
+server it starts is stopped by pid when the run ends, also on Ctrl-C, SIGTERM or failure.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -22,7 +24,12 @@ from nixlookup.bench.report import Report, render_markdown, write_report
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.proof import tool_version
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = ["build_parser", "main", "parse_size"]
+
+_Settings = TypeVar("_Settings", bound="DataclassInstance")
 
 DEFAULT_OUT = Path("bench-results")
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
@@ -42,8 +49,16 @@ def parse_size(text: str) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="directory for JSON/Markdown/PNG results"
+        "-o",
+        "--output",
+        dest="out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help="directory for JSON/Markdown/PNG results",
     )
+    # --output (-o) is where `nixlookup wash` writes too; --out was this command's first spelling.
+    parser.add_argument("--out", dest="out", type=Path, default=DEFAULT_OUT, help=argparse.SUPPRESS)
     parser.add_argument(
         "--json", action="store_true", help="print the JSON object on stdout (not the tables)"
     )
@@ -51,58 +66,63 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=20080101, help="seed of the register and the queries")
 
 
+def _per_call_and_bulk(parser: argparse.ArgumentParser, *, calls_help: str, bulk_help: str) -> None:
+    """--size, --calls, --repeats, --bulk-numbers: the flags `rpc` and `compare` share."""
+    parser.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    parser.add_argument(
+        "--calls", type=parse_size, default=6_000, dest="unary_calls", metavar="CALLS", help=calls_help
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, dest="bulk_repeats", metavar="REPEATS",
+        help="best-of-N repeats per bulk run",
+    )  # fmt: skip
+    parser.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help=bulk_help)
+
+
+def _settings(args: argparse.Namespace, settings: type[_Settings]) -> _Settings:
+    """A command's settings from its parsed flags: each flag's ``dest`` is the settings field it sets."""
+    given = {field.name: getattr(args, field.name) for field in fields(settings) if hasattr(args, field.name)}
+    return settings(**given)
+
+
 def _run_core(args: argparse.Namespace) -> Report:
     from nixlookup.bench.core import CoreSettings, run_core
 
-    return run_core(
-        CoreSettings(size=args.size, queries=args.queries, seed=args.seed, repeats=args.repeats),
-        workdir=args.workdir,
-    )
+    return run_core(_settings(args, CoreSettings), workdir=args.workdir)
 
 
 def _run_rpc(args: argparse.Namespace) -> Report:
     from nixlookup.bench.rpc import RpcSettings, run_rpc
 
-    return run_rpc(
-        RpcSettings(
-            size=args.size,
-            seed=args.seed,
-            unary_calls=args.calls,
-            bulk_repeats=args.repeats,
-            bulk_numbers=args.bulk_numbers,
-            text_numbers=args.text_numbers,
-            security=args.security,
-            client_numbers=args.client_numbers,
-            wash_rows=args.wash_rows,
-            previous_path=args.previous_path,
-            path_ab_only=args.path_ab_only,
-        ),
-        workdir=args.workdir,
+    return run_rpc(_settings(args, RpcSettings), workdir=args.workdir)
+
+
+def _run_ab(args: argparse.Namespace) -> Report:
+    from nixlookup.bench.ab import ab_settings, run_ab
+
+    settings = ab_settings(
+        args.baseline_python,
+        size=args.size,
+        seed=args.seed,
+        unary_calls=args.calls,
+        unary_repeats=args.unary_repeats,
+        bulk_repeats=args.repeats,
+        bulk_numbers=args.bulk_numbers,
+        text_numbers=args.text_numbers,
     )
+    return run_ab(settings, workdir=args.workdir)
 
 
 def _run_reload(args: argparse.Namespace) -> Report:
     from nixlookup.bench.reload import ReloadSettings, run_reload
 
-    return run_reload(
-        ReloadSettings(size=args.size, seed=args.seed, reloads=args.reloads, delta_rounds=args.delta_rounds),
-        workdir=args.workdir,
-    )
+    return run_reload(_settings(args, ReloadSettings), workdir=args.workdir)
 
 
 def _run_compare(args: argparse.Namespace) -> Report:
     from nixlookup.bench.compare import CompareSettings, run_compare
 
-    return run_compare(
-        CompareSettings(
-            size=args.size,
-            seed=args.seed,
-            unary_calls=args.calls,
-            bulk_repeats=args.repeats,
-            bulk_numbers=args.bulk_numbers,
-        ),
-        workdir=args.workdir,
-    )
+    return run_compare(_settings(args, CompareSettings), workdir=args.workdir)
 
 
 def _run_scale(args: argparse.Namespace) -> Report:
@@ -112,10 +132,40 @@ def _run_scale(args: argparse.Namespace) -> Report:
     return run_scale(ScaleSettings(sizes=sizes, seed=args.seed, queries=args.queries), workdir=args.workdir)
 
 
+def _run_replica(args: argparse.Namespace) -> Report:
+    from nixlookup.bench.replica import ReplicaSettings, run_replica
+
+    return run_replica(
+        ReplicaSettings(
+            size=args.size,
+            seed=args.seed,
+            local_calls=args.calls,
+            remote_calls=args.remote_calls,
+            list_size=args.list_size,
+            deltas=args.deltas,
+            repeats=args.repeats,
+        ),
+        workdir=args.workdir,
+    )
+
+
 def _run_guard(args: argparse.Namespace) -> Report:
     from nixlookup.bench.guard import GuardSettings, run_guard
 
-    return run_guard(GuardSettings(size=args.size, seed=args.seed, thresholds_path=args.thresholds))
+    return run_guard(_settings(args, GuardSettings))
+
+
+def _ab_options(ab: argparse.ArgumentParser) -> None:
+    ab.add_argument(
+        "--baseline-python", required=True,
+        help="the interpreter of the baseline build's virtualenv (e.g. /tmp/base/.venv/bin/python)",
+    )  # fmt: skip
+    ab.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    ab.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per level and run")
+    ab.add_argument("--unary-repeats", type=int, default=3, help="best-of-N unary runs per level and build")
+    ab.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
+    ab.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    ab.add_argument("--text-numbers", type=parse_size, default=300_000, help="numbers per bulk texts run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,10 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     core.add_argument("--repeats", type=int, default=5, help="best-of-N repeats per timing")
 
     rpc = command("rpc", "the gRPC service (unary and bulk) vs a bare grpcio server", _run_rpc)
-    rpc.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
-    rpc.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per concurrency level")
-    rpc.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
-    rpc.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    _per_call_and_bulk(
+        rpc, calls_help="unary calls per concurrency level", bulk_help="numbers per bulk bytes run"
+    )
     rpc.add_argument(
         "--security",
         action=argparse.BooleanOptionalAction,
@@ -173,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--path-ab-only", action="store_true", help="run only that bulk A/B (two servers, bulk bytes)"
     )
 
+    _ab_options(
+        command("ab", "this build's server vs another build's, interleaved in one run (A/B)", _run_ab)
+    )
+
     reload = command(
         "reload", "Check latency during reloads, snapshot reload time, delta apply rate", _run_reload
     )
@@ -181,10 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--delta-rounds", type=int, default=20, help="durable ApplyDelta calls to time")
 
     compare = command("compare", "nixlookup vs Redis vs a bare grpcio server vs a Python set", _run_compare)
-    compare.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
-    compare.add_argument("--calls", type=parse_size, default=6_000, help="per-call operations per level")
-    compare.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
-    compare.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk run")
+    _per_call_and_bulk(compare, calls_help="per-call operations per level", bulk_help="numbers per bulk run")
 
     scale = command("scale", "cost per number as the register grows", _run_scale)
     scale.add_argument(
@@ -197,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--huge", action="store_true", help="also 250M numbers (needs ~10 GB and minutes)")
     scale.add_argument("--queries", type=parse_size, default=1_000_000, help="queries per size")
 
+    replica = command(
+        "replica",
+        "LocalReplica per-call checks from memory vs gRPC Check and Redis SISMEMBER; convergence; memory",
+        _run_replica,
+    )
+    replica.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    replica.add_argument("--calls", type=parse_size, default=50_000, help="replica checks per timed loop")
+    replica.add_argument("--remote-calls", type=parse_size, default=3_000, help="gRPC / Redis calls per loop")
+    replica.add_argument("--list-size", type=parse_size, default=20_000, help="numbers on each caller list")
+    replica.add_argument("--deltas", type=int, default=100, help="deltas timed for convergence")
+    replica.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per per-call loop")
+
     guard = command(
         "guard", "<= 60 s ratio check against bench/thresholds.toml; non-zero exit on a breach", _run_guard
     )
@@ -207,8 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="register size (the budget's; the run stays < 60 s)",
     )
     guard.add_argument(
-        "--thresholds", type=Path, default=None, help="thresholds file (default: the packaged one)"
+        "--thresholds",
+        type=Path,
+        default=None,
+        dest="thresholds_path",
+        metavar="THRESHOLDS",
+        help="thresholds file (default: the packaged one)",
     )
+    from nixlookup.bench import scaleout  # its own module: scale-out registers itself
+
+    scaleout.add_command(command)
     return parser
 
 

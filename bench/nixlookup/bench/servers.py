@@ -78,14 +78,16 @@ def nixlookup_server(
     extra_args: Sequence[str] = (),
     name: str = "nixlookup-server",
     security: ChannelSecurity | None = None,
+    python: str = sys.executable,
     env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """`nixlookup-server serve` on a free loopback port, serving `register_path`, data dir under `workdir`;
-    `security` is what clients need when `extra_args` turn on TLS and an auth file; `env` is added to
+    `security` is what clients need when `extra_args` turn on TLS and an auth file; `python` is the
+    interpreter whose installed nixlookup runs (another checkout's venv, for an A/B run); `env` is added to
     the server's environment (`NIXLOOKUP_BULK_PATH=numpy`: the previous bulk path, for an A/B)."""
     data_dir = workdir / f"{name}-data"
     argv = [
-        sys.executable, "-m", "nixlookup.server.app", "serve",
+        python, "-m", "nixlookup.server.app", "serve",
         "--register", str(register_path),
         "--data-dir", str(data_dir),
         "--log-level", "warning",   # one line per batch at info would cost time on the measured path

@@ -4,8 +4,8 @@
   and on every command (``nixlookup check --target X``); a command's copy has no default, so a value given
   before the command name is kept. The target resolves flag -> ``$NIXLOOKUP_TARGET`` -> 127.0.0.1:50051
   (`nixlookup.client.defaults.resolve_target`); each command picks its own default deadline. The
-  security options (``--token-file``/``$NIXLOOKUP_TOKEN``, ``--ca``, ``--cert``, ``--key``, ``--tls``:
-  `nixlookup.client.security`, docs/security.md) come with them, the same way.
+  security options (``--token-file``/``$NIXLOOKUP_TOKEN``, ``--tls-ca``, ``--tls-cert``, ``--tls-key``,
+  ``--tls``: `nixlookup.client.security`, docs/security.md) come with them, the same way.
 - ``--list-kind`` names a list (``register``, ``opt-out``, ``relationship``, ``consent``) wherever a command
   takes one. ``--kind`` is kept as a deprecated alias on ``nixlookup lists`` only: earlier docs/rules.md
   documented it there.
@@ -26,6 +26,7 @@ from typing import Any
 from nixlookup.client.admin import AdminClient, list_name, list_ref
 from nixlookup.client.defaults import (
     DEFAULT_ADMIN_TIMEOUT,
+    DEFAULT_DELTA_CHUNK,
     DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
@@ -46,6 +47,7 @@ __all__ = [
     "SYNTHETIC_NOTE",
     "Handler",
     "UsageError",
+    "add_batch_size",
     "add_caller_purpose",
     "add_list_kind",
     "add_server_options",
@@ -92,6 +94,22 @@ def add_server_options(parser: argparse.ArgumentParser, *, top_level: bool = Fal
         help="deadline of one call (check/info 5 s, a wash's stream 3600 s, admin and lists 120 s)",
     )
     add_security_arguments(parser, top_level=top_level)
+
+
+def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    """--batch-size N: numbers per ApplyDelta call (the concept `wash --batch-size` names for CheckStream);
+    --chunk, its first spelling here, stays accepted, hidden from --help."""
+    parser.add_argument(
+        "--batch-size",
+        dest="chunk",
+        type=int,
+        default=DEFAULT_DELTA_CHUNK,
+        metavar="N",
+        help="numbers per ApplyDelta call",
+    )
+    parser.add_argument(
+        "--chunk", dest="chunk", type=int, default=DEFAULT_DELTA_CHUNK, help=argparse.SUPPRESS
+    )
 
 
 def target_of(args: argparse.Namespace) -> str:
@@ -210,3 +228,13 @@ def guarded(handler: Handler, *, prefix: str) -> Handler:
             return EXIT_USAGE
 
     return run
+
+
+def run_alone(register: Callable[[Any], object], argv: Sequence[str] | None) -> int:
+    """Run a plugin's subcommands on their own (``python -m nixlookup.client.cli_admin ...``): `register`
+    adds them to a bare ``nixlookup`` parser, as it does to the full one."""
+    parser = argparse.ArgumentParser(prog="nixlookup")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    return handler(args)

@@ -2,6 +2,7 @@
 
 - `answer_columns` turns one `BatchResult` into its appended cells, column by column, with table lookups
   (a batch has few distinct verdicts, reasons, line types and dates), never a per-number branch.
+  `problem` says why an INVALID row is invalid (`TOO_SHORT`, `BAD_CHARACTER`, ...), empty otherwise.
 - `CsvRows` writes the input's columns and the answers in the input's dialect; answer columns the input
   already has (a list washed before) are overwritten in place.
 - `JsonRows` writes one JSON object per row (the input's columns by header name, then the answers, empty
@@ -18,15 +19,25 @@ from typing import TextIO
 import numpy as np
 
 from nixlookup.client.results import BatchResult, day_to_date
-from nixlookup.v1.vocabulary import LineType, Reason, Verdict
+from nixlookup.v1.vocabulary import LineType, Problem, Reason, Verdict
 
 __all__ = ["OUTPUT_COLUMNS", "OUTPUT_FORMATS", "CsvRows", "JsonRows", "RowWriter", "answer_columns"]
 
-OUTPUT_COLUMNS = ("e164", "verdict", "reason", "line_type", "register_version", "valid_until", "mobile_flag")
+OUTPUT_COLUMNS = (
+    "e164",
+    "verdict",
+    "reason",
+    "problem",
+    "line_type",
+    "register_version",
+    "valid_until",
+    "mobile_flag",
+)
 OUTPUT_FORMATS = ("csv", "jsonl")
 
 _VERDICT_NAMES = {int(v): v.name for v in Verdict}
 _REASON_NAMES = {int(r): r.name for r in Reason}
+_PROBLEM_NAMES = {int(p): ("" if p is Problem.OK else p.name) for p in Problem}  # empty for a valid number
 _LINE_TYPE_NAMES = {int(t): ("" if t is LineType.UNSPECIFIED else t.name) for t in LineType}
 _FLAG_NAMES = {0: "", 1: "no", 2: "yes"}  # invalid / valid, not flagged / valid, flagged
 
@@ -41,6 +52,7 @@ def answer_columns(batch: BatchResult) -> list[list[str]]:
     zeros = np.zeros(count, dtype=np.uint8)
     reasons = batch.reasons if batch.reasons is not None else zeros
     line_types = batch.line_types if batch.line_types is not None else zeros
+    problems = batch.problems if batch.problems is not None else zeros
     days = batch.valid_until_days if batch.valid_until_days is not None else np.zeros(count, np.uint32)
     distinct_days, day_index = np.unique(days, return_inverse=True)
     day_texts = []
@@ -51,6 +63,7 @@ def answer_columns(batch: BatchResult) -> list[list[str]]:
         [f"+{key}" if key else "" for key in batch.e164.tolist()],
         _names(batch.verdicts().tolist(), _VERDICT_NAMES),
         _names(reasons.tolist(), _REASON_NAMES),
+        _names(problems.tolist(), _PROBLEM_NAMES),
         _names(line_types.tolist(), _LINE_TYPE_NAMES),
         [batch.register_version] * count,
         [day_texts[index] for index in day_index.tolist()],

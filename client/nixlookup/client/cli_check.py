@@ -3,7 +3,8 @@
     nixlookup check "070-123 45 67" "+46 8 123 456 78" [--caller acme] [--purpose sales] [--json]
     printf '0701234567\\n08-123 456 78\\n' | nixlookup check -          (numbers from standard input)
 
-Each number is one `Check` (with its `detail`: why an invalid number is invalid). The register's
+Each number is one `Check` (with its `problem`, the code of why an invalid number is invalid, and its
+`detail`, the same in words). The register's
 SYNTHETIC flag comes from one `GetRegisterInfo` per command (asked again only if a reload brings a new
 version), since a CheckResponse does not carry it: every answer from a synthetic register is marked. After
 the answers, standard error says which of the caller's lists answered (or that the caller has none: a
@@ -30,12 +31,13 @@ from nixlookup.client._cli_common import (
 )
 from nixlookup.client._files import STDIO
 from nixlookup.client.results import CheckResult, ListVersion
-from nixlookup.v1.vocabulary import LineType, Verdict
+from nixlookup.v1.vocabulary import LineType, Problem, Verdict
 
 __all__ = ["add_check_parser"]
 
 _MOBILE_NOTE = "mobile without relationship"
 _SYNTHETIC_MARK = "SYNTHETIC register"
+_ALIGNED = 7  # number, verdict, reason, problem, e164, line type, valid until; notes follow unpadded
 
 
 def _date(moment: datetime | None) -> str:
@@ -46,7 +48,8 @@ def _cells(number: str, result: CheckResult, synthetic: bool) -> list[str]:
     line_type = "-" if result.line_type is LineType.UNSPECIFIED else result.line_type.name
     e164 = f"+{result.e164}" if result.e164 else "-"
     until = f"valid until {_date(result.valid_until)}" if result.valid_until else result.detail
-    cells = [number, result.verdict.name, result.reason.name, e164, line_type, until]
+    problem = "-" if result.problem is Problem.OK else result.problem.name
+    cells = [number, result.verdict.name, result.reason.name, problem, e164, line_type, until]
     # Swedma/Kontakta: marketing calls to mobiles only to existing customers. A flag, not a verdict, and
     # only news when the call is otherwise allowed (--json carries the raw flag for every answer).
     if result.mobile_flag and result.verdict is Verdict.ALLOWED:
@@ -66,6 +69,7 @@ def _json_line(number: str, result: CheckResult, synthetic: bool) -> str:
             "number": number,
             "verdict": result.verdict.name,
             "reason": result.reason.name,
+            "problem": None if result.problem is Problem.OK else result.problem.name,
             "e164": result.e164 or None,
             "line_type": result.line_type.name,
             "register_version": result.register_version,
@@ -85,9 +89,9 @@ def _print_table(rows: list[list[str]], out: TextIO) -> None:
         for cells in rows:
             print("\t".join(cells), file=out)
         return
-    widths = [max(len(cells[column]) for cells in rows if len(cells) > column) for column in range(6)]
+    widths = [max(len(cells[column]) for cells in rows if len(cells) > column) for column in range(_ALIGNED)]
     for cells in rows:
-        padded = [cell.ljust(widths[column]) if column < 6 else cell for column, cell in enumerate(cells)]
+        padded = [cell.ljust(widths[at]) if at < _ALIGNED else cell for at, cell in enumerate(cells)]
         print("  ".join(padded).rstrip(), file=out)
 
 

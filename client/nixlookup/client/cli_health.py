@@ -54,15 +54,21 @@ def register_commands(subparsers: Any) -> argparse.ArgumentParser:
         "health", help="ask the server's health service; exit 0 when SERVING, 1 otherwise"
     )
     health.add_argument(
-        "--server",
         "--target",
         dest="health_server",
         default=None,
-        help=f"server address HOST:PORT (default: --target, $NIXLOOKUP_TARGET, or {DEFAULT_TARGET})",
+        metavar="HOST:PORT",
+        help=f"server address (default: nixlookup's --target, $NIXLOOKUP_TARGET, or {DEFAULT_TARGET})",
     )
+    # --target is the server's address in every nixlookup command; --server was health's first spelling.
+    health.add_argument("--server", dest="health_server", default=None, help=argparse.SUPPRESS)
     health.add_argument("--service", default="", help='service to ask about (default "": the whole server)')
     health.add_argument(
-        "--timeout", type=float, default=DEFAULT_HEALTH_TIMEOUT, help="deadline in seconds (default 2)"
+        "--timeout",
+        type=float,
+        default=DEFAULT_HEALTH_TIMEOUT,
+        metavar="SECONDS",
+        help="deadline in seconds (default 2)",
     )
     health.add_argument("--quiet", "-q", action="store_true", help="print nothing; only the exit status")
     health.set_defaults(func=_run_health)

@@ -34,13 +34,14 @@ from typing import Any, TextIO
 from nixlookup.client._cli_common import (
     Handler,
     UsageError,
+    add_batch_size,
     add_list_kind,
     add_server_options,
     admin_of,
     guarded,
+    run_alone,
 )
 from nixlookup.client.admin import CALLER_LIST_KINDS, list_name, list_ref
-from nixlookup.client.defaults import DEFAULT_DELTA_CHUNK
 from nixlookup.client.proof import ProofError, verify_proof
 
 __all__ = [
@@ -203,7 +204,7 @@ def add_lists_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser.add_argument("numbers", nargs="*", metavar="NUMBER", help="numbers as written")
         parser.add_argument("--file", help="read the numbers from a text file or a CSV file")
         parser.add_argument("--column", help="CSV column holding the numbers (default: the first)")
-        parser.add_argument("--chunk", type=int, default=DEFAULT_DELTA_CHUNK, help="numbers per ApplyDelta")
+        add_batch_size(parser)
         parser.add_argument("--expect-version", help="refuse unless this is the list's serving version")
         if name == "add":
             parser.add_argument("--until", help="end date YYYY-MM-DD (relationship end, consent expiry)")
@@ -270,11 +271,7 @@ def register_commands(subparsers: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run these subcommands on their own (`python -m nixlookup.client.cli_lists ...`)."""
-    parser = argparse.ArgumentParser(prog="nixlookup")
-    register_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    handler: Handler = args.func
-    return handler(args)
+    return run_alone(register_commands, argv)
 
 
 if __name__ == "__main__":

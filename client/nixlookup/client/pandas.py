@@ -12,7 +12,8 @@ Theory of operation:
   integer Series goes as packed E.164 keys, anything else as texts (missing values as empty texts, which
   come back INVALID). Answers arrive per batch as arrays and are concatenated; the DataFrame is built
   once, column by column, with no per-number Python work.
-- Columns: `verdict`, `reason`, `line_type` (categoricals of the wire vocabulary's names), `e164`
+- Columns: `verdict`, `reason`, `problem` (why an INVALID number is invalid, `OK` otherwise), `line_type`
+  (categoricals of the wire vocabulary's names), `e164`
   (nullable UInt64, <NA> when invalid), `valid_until` (dates, NaT when invalid), `mobile_flag` (nullable
   boolean, <NA> when invalid: the Swedma/Kontakta flag). The index is the input Series' index.
 - pandas is imported by this module only: the rest of the client never needs it.
@@ -28,11 +29,11 @@ from numpy.typing import NDArray
 
 from nixlookup.client.results import BatchResult
 from nixlookup.client.sync import Client
-from nixlookup.v1.vocabulary import LineType, Purpose, Reason, Verdict
+from nixlookup.v1.vocabulary import LineType, Problem, Purpose, Reason, Verdict
 
 __all__ = ["ANSWER_COLUMNS", "check_series"]
 
-ANSWER_COLUMNS = ("verdict", "reason", "e164", "line_type", "valid_until", "mobile_flag")
+ANSWER_COLUMNS = ("verdict", "reason", "problem", "e164", "line_type", "valid_until", "mobile_flag")
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
 
 
@@ -73,6 +74,7 @@ def _frame(batches: list[BatchResult], index: pd.Index) -> pd.DataFrame:
                 joined([b.verdicts() for b in batches], np.uint8).astype(np.uint8), Verdict
             ),
             "reason": _categorical(details("reasons", np.uint8).astype(np.uint8), Reason),
+            "problem": _categorical(details("problems", np.uint8).astype(np.uint8), Problem),  # OK if valid
             "e164": pd.arrays.IntegerArray(e164.astype(np.uint64), invalid.copy()),
             "line_type": _categorical(details("line_types", np.uint8), LineType),
             "valid_until": pd.to_datetime(until),

@@ -1,6 +1,7 @@
 """What the client hands back: plain typed values decoded from the wire messages.
 
-- `CheckResult`: the answer to one `check` (everything `CheckResponse` carries).
+- `CheckResult`: the answer to one `check` (everything `CheckResponse` carries, and `answered_by`: a
+  server over gRPC, or a `nixlookup.replica.LocalReplica` from its own memory).
 - `BatchResult`: one `CheckStream` batch decoded into numpy arrays (bit fields unpacked LSB-first);
   the vectorised form, for callers that work on arrays. It keeps the wire message (`message`) so
   observers such as proof records see exactly what the server said.
@@ -19,9 +20,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
 from nixlookup.v1 import lookup_pb2
-from nixlookup.v1.vocabulary import LineType, ListKind, Reason, Verdict
+from nixlookup.v1.vocabulary import LineType, ListKind, Problem, Reason, Verdict
 
 __all__ = [
+    "ANSWERED_BY_REPLICA",
+    "ANSWERED_BY_RPC",
     "BatchResult",
     "BulkResult",
     "CheckResult",
@@ -45,6 +48,12 @@ def _datetime(stamp: Timestamp, present: bool = True) -> datetime | None:
 def day_to_date(day: int) -> date | None:
     """A day number (days since 1970-01-01, as in ``valid_until_days_le``) as a date; 0 means none."""
     return None if day == 0 else _EPOCH_DAY + timedelta(days=int(day))
+
+
+ANSWERED_BY_RPC = "rpc"
+"""`CheckResult.answered_by`: a server answered the `Check` RPC."""
+ANSWERED_BY_REPLICA = "replica"
+"""`CheckResult.answered_by`: a `LocalReplica` answered from memory (`nixlookup[replica]`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,10 @@ class CheckResult:
     detail: str
     mobile_flag: bool
     lists_used: tuple[ListVersion, ...]
+    answered_by: str = ANSWERED_BY_RPC
+    """Who answered: `ANSWERED_BY_RPC` (a server) or `ANSWERED_BY_REPLICA` (a LocalReplica's memory)."""
+    problem: Problem = Problem.OK
+    """Why the number is invalid (`Problem.OK` when it is valid)."""
 
     @property
     def blocked(self) -> bool:
@@ -106,6 +119,7 @@ class CheckResult:
             detail=message.detail,
             mobile_flag=message.mobile_flag,
             lists_used=tuple(ListVersion.from_proto(item) for item in message.lists_used),
+            problem=_PROBLEMS.get(message.problem) or Problem(message.problem),
         )
 
 
@@ -123,11 +137,14 @@ class BulkResult:
     valid_until: date | None
     register_version: str
     mobile_flag: bool
+    problem: Problem = Problem.OK
+    """Why the number is invalid (`Problem.OK` when it is valid)."""
 
 
 _VERDICTS = {int(member): member for member in Verdict}
 _REASONS = {int(member): member for member in Reason}
 _LINE_TYPES = {int(member): member for member in LineType}
+_PROBLEMS = {int(member): member for member in Problem}
 
 
 def _unpack(bits: bytes, count: int) -> NDArray[np.bool_]:
@@ -151,6 +168,9 @@ class BatchResult:
     register_date: datetime | None
     valid_until: datetime | None
     message: lookup_pb2.CheckBatchResult
+    problems: NDArray[np.uint8] | None = None
+    """One `Problem` value per number (with the details; the wire sends them only for a batch holding
+    an invalid number, so an all-valid batch decodes as zeros)."""
 
     @property
     def count(self) -> int:
@@ -172,9 +192,14 @@ class BatchResult:
         verdicts = [_VERDICTS[value] for value in self.verdicts().tolist()]
         reasons = [_REASONS.get(value) or Reason(value) for value in self.reasons.tolist()]
         line_types = [_LINE_TYPES.get(value) or LineType(value) for value in self.line_types.tolist()]
+        problems = (
+            [_PROBLEMS.get(value) or Problem(value) for value in self.problems.tolist()]
+            if self.problems is not None
+            else [Problem.OK] * len(line_types)
+        )
         dates: dict[int, date | None] = {}
         version = self.register_version
-        for number, verdict, reason, key, line_type, day, flag in zip(
+        for number, verdict, reason, key, line_type, day, flag, problem in zip(
             inputs,
             verdicts,
             reasons,
@@ -182,12 +207,13 @@ class BatchResult:
             line_types,
             self.valid_until_days.tolist(),
             self.mobile_flag.tolist(),
+            problems,
             strict=True,
         ):
             until = dates.get(day)
             if until is None and day not in dates:
                 until = dates[day] = day_to_date(day)
-            yield BulkResult(number, verdict, reason, key, line_type, until, version, flag)
+            yield BulkResult(number, verdict, reason, key, line_type, until, version, flag, problem)
 
     @classmethod
     def from_proto(
@@ -205,6 +231,11 @@ class BatchResult:
             e164 = np.where(invalid, np.uint64(0), sent_keys).astype(np.uint64)
         else:
             e164 = np.zeros(count, dtype=np.uint64)
+        problems: NDArray[np.uint8] | None = None
+        if message.problems:
+            problems = np.frombuffer(message.problems, dtype=np.uint8)
+        elif message.reasons:  # details without problems: every number of the batch is valid
+            problems = np.zeros(count, dtype=np.uint8)
         return cls(
             inputs=inputs,
             e164=e164,
@@ -222,6 +253,7 @@ class BatchResult:
             register_date=_datetime(message.register_date, message.HasField("register_date")),
             valid_until=_datetime(message.valid_until, message.HasField("valid_until")),
             message=message,
+            problems=problems,
         )
 
 

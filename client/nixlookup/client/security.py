@@ -9,7 +9,8 @@ Theory of operation:
   took 2-4x as long) and refuses it on plaintext channels; instead `metadata` is passed with each call
   (`Client`, `AsyncClient`), or added by `TokenInterceptor` on a channel the CLI's admin commands use.
 - `from_sources` reads what the command line and environment give: ``--token-file`` or ``$NIXLOOKUP_TOKEN``
-  (the token itself), ``--ca``, ``--cert``, ``--key`` (files), ``--tls``. A file that cannot be read is a
+  (the token itself), ``--tls-ca``, ``--tls-cert``, ``--tls-key`` (files; the first spellings ``--ca``,
+  ``--cert``, ``--key`` are hidden aliases), ``--tls``. A file that cannot be read is a
   `ValueError` naming it; an empty token file too (a token is never guessed).
 """
 
@@ -60,7 +61,7 @@ class ChannelSecurity:
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
-            raise ValueError("a client certificate needs its key: give --cert and --key together")
+            raise ValueError("a client certificate needs its key: give --tls-cert and --tls-key together")
 
     @property
     def uses_tls(self) -> bool:
@@ -105,9 +106,9 @@ class ChannelSecurity:
         key_path = key or environ.get(KEY_ENV) or None
         return cls(
             token=token,
-            ca=_read(Path(ca_path), "--ca") if ca_path else None,
-            cert=_read(Path(cert_path), "--cert") if cert_path else None,
-            key=_read(Path(key_path), "--key") if key_path else None,
+            ca=_read(Path(ca_path), "--tls-ca") if ca_path else None,
+            cert=_read(Path(cert_path), "--tls-cert") if cert_path else None,
+            key=_read(Path(key_path), "--tls-key") if key_path else None,
             tls=tls,
         )
 
@@ -169,8 +170,8 @@ def open_channel(
 
 
 def add_security_arguments(parser: Any, *, top_level: bool = False) -> None:
-    """--token-file, --ca, --cert, --key, --tls on an argparse parser; a command's copy has no default, so
-    a value given before the command name is kept (`top_level` gives them their None defaults)."""
+    """--token-file, --tls-ca, --tls-cert, --tls-key, --tls on an argparse parser; a command's copy has no
+    default, so a value given before the command name is kept (`top_level` gives them their None defaults)."""
     import argparse
 
     default: Any = None if top_level else argparse.SUPPRESS
@@ -181,24 +182,21 @@ def add_security_arguments(parser: Any, *, top_level: bool = False) -> None:
         metavar="PATH",
         help=f"file holding the bearer token [env {TOKEN_FILE_ENV}; or the token itself in {TOKEN_ENV}]",
     )
-    parser.add_argument(
-        "--ca",
-        default=default,
-        metavar="PEM",
-        help=f"CA certificate to verify the server by (TLS) [env {CA_ENV}]",
-    )
-    parser.add_argument(
-        "--cert",
-        default=default,
-        metavar="PEM",
-        help=f"client certificate for mTLS, with --key [env {CERT_ENV}]",
-    )
-    parser.add_argument("--key", default=default, metavar="PEM", help=f"its private key [env {KEY_ENV}]")
+    # One name per concept across the three commands: the server's TLS files are --tls-cert, --tls-key
+    # (and --tls-client-ca), so the client's are --tls-ca, --tls-cert, --tls-key. The first spellings
+    # (--ca, --cert, --key) stay accepted, hidden from --help.
+    for name, old_name, dest, help_text in (
+        ("--tls-ca", "--ca", "ca", f"CA certificate to verify the server by (TLS) [env {CA_ENV}]"),
+        ("--tls-cert", "--cert", "cert", f"client certificate for mTLS, with --tls-key [env {CERT_ENV}]"),
+        ("--tls-key", "--key", "key", f"its private key [env {KEY_ENV}]"),
+    ):
+        parser.add_argument(name, dest=dest, default=default, metavar="PEM", help=help_text)
+        parser.add_argument(old_name, dest=dest, default=default, metavar="PEM", help=argparse.SUPPRESS)
     parser.add_argument(
         "--tls",
         action="store_true",
         default=flag_default,
-        help="use TLS with the system's CA certificates (implied by --ca or --cert)",
+        help="use TLS with the system's CA certificates (implied by --tls-ca or --tls-cert)",
     )
 
 

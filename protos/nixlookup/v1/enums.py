@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nixlookup.v1._wire_enum import WireEnum
 
-__all__ = ["ChangeKind", "LineType", "ListKind", "Purpose", "Reason", "Verdict"]
+__all__ = ["ChangeKind", "LineType", "ListKind", "Problem", "Purpose", "Reason", "Verdict"]
 
 
 class Verdict(WireEnum):
@@ -25,6 +25,19 @@ class Reason(WireEnum):
     CONSENT = 6
     INVALID_NUMBER = 7
     MOBILE_WITHOUT_RELATIONSHIP = 8
+
+
+class Problem(WireEnum):
+    OK = 0
+    EMPTY = 1
+    BAD_CHARACTER = 2
+    TOO_SHORT = 3
+    TOO_LONG = 4
+    NOT_IN_PLAN = 5
+    UNKNOWN_COUNTRY_CODE = 6
+    FOREIGN_NOT_IN_PLAN = 7
+    OUT_OF_RANGE = 8
+    NOT_TEXT = 9
 
 
 class LineType(WireEnum):

@@ -91,6 +91,56 @@ MOBILE_WITHOUT_RELATIONSHIP: Reason.ValueType  # 8
 """Swedma/Kontakta rule, only when the server is set to block it"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
+class _Problem:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProblemEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Problem.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROBLEM_OK: _Problem.ValueType  # 0
+    PROBLEM_EMPTY: _Problem.ValueType  # 1
+    """no digits"""
+    PROBLEM_BAD_CHARACTER: _Problem.ValueType  # 2
+    """not a digit, a separator (space - . / ( )) or a leading +"""
+    PROBLEM_TOO_SHORT: _Problem.ValueType  # 3
+    """too few digits for the numbering plan"""
+    PROBLEM_TOO_LONG: _Problem.ValueType  # 4
+    """too many digits (or characters)"""
+    PROBLEM_NOT_IN_PLAN: _Problem.ValueType  # 5
+    """no number range of the Swedish plan matches"""
+    PROBLEM_UNKNOWN_COUNTRY_CODE: _Problem.ValueType  # 6
+    """the international prefix is followed by no known country code"""
+    PROBLEM_FOREIGN_NOT_IN_PLAN: _Problem.ValueType  # 7
+    """not valid in the numbering plan of its country"""
+    PROBLEM_OUT_OF_RANGE: _Problem.ValueType  # 8
+    """an e164 key that is not one (too large)"""
+    PROBLEM_NOT_TEXT: _Problem.ValueType  # 9
+    """neither text nor an integer key"""
+
+class Problem(_Problem, metaclass=_ProblemEnumTypeWrapper):
+    """Why a number is INVALID (PROBLEM_OK for a valid one): the normaliser's codes, one to one."""
+
+PROBLEM_OK: Problem.ValueType  # 0
+PROBLEM_EMPTY: Problem.ValueType  # 1
+"""no digits"""
+PROBLEM_BAD_CHARACTER: Problem.ValueType  # 2
+"""not a digit, a separator (space - . / ( )) or a leading +"""
+PROBLEM_TOO_SHORT: Problem.ValueType  # 3
+"""too few digits for the numbering plan"""
+PROBLEM_TOO_LONG: Problem.ValueType  # 4
+"""too many digits (or characters)"""
+PROBLEM_NOT_IN_PLAN: Problem.ValueType  # 5
+"""no number range of the Swedish plan matches"""
+PROBLEM_UNKNOWN_COUNTRY_CODE: Problem.ValueType  # 6
+"""the international prefix is followed by no known country code"""
+PROBLEM_FOREIGN_NOT_IN_PLAN: Problem.ValueType  # 7
+"""not valid in the numbering plan of its country"""
+PROBLEM_OUT_OF_RANGE: Problem.ValueType  # 8
+"""an e164 key that is not one (too large)"""
+PROBLEM_NOT_TEXT: Problem.ValueType  # 9
+"""neither text nor an integer key"""
+Global___Problem: _TypeAlias = Problem  # noqa: Y015
+
 class _LineType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -342,6 +392,7 @@ class CheckResponse(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     MOBILE_FLAG_FIELD_NUMBER: _builtins.int
     LISTS_USED_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
     verdict: Global___Verdict.ValueType
     reason: Global___Reason.ValueType
     e164: _builtins.int
@@ -352,6 +403,8 @@ class CheckResponse(_message.Message):
     """human-readable: why a number is invalid, which rule decided"""
     mobile_flag: _builtins.bool
     """mobile number without a relationship (Swedma/Kontakta ethics rule)"""
+    problem: Global___Problem.ValueType
+    """why the number is INVALID; PROBLEM_OK otherwise"""
     @_builtins.property
     def register_date(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -375,10 +428,11 @@ class CheckResponse(_message.Message):
         detail: _builtins.str = ...,
         mobile_flag: _builtins.bool = ...,
         lists_used: _abc.Iterable[Global___ListVersion] | None = ...,
+        problem: Global___Problem.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["register_date", b"register_date", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "e164", b"e164", "line_type", b"line_type", "lists_used", b"lists_used", "mobile_flag", b"mobile_flag", "reason", b"reason", "register_date", b"register_date", "register_version", b"register_version", "valid_until", b"valid_until", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "e164", b"e164", "line_type", b"line_type", "lists_used", b"lists_used", "mobile_flag", b"mobile_flag", "problem", b"problem", "reason", b"reason", "register_date", b"register_date", "register_version", b"register_version", "valid_until", b"valid_until", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -453,6 +507,7 @@ class CheckBatchResult(_message.Message):
     LISTS_USED_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_DAYS_LE_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     blocked: _builtins.bytes
     invalid: _builtins.bytes
@@ -468,6 +523,10 @@ class CheckBatchResult(_message.Message):
     batch_id: _builtins.int
     valid_until_days_le: _builtins.bytes
     """per number, uint32 days since 1970-01-01, 0 = none (want_details)"""
+    problems: _builtins.bytes
+    """One Problem byte per number (want_details), sent only when the batch holds an invalid number:
+    empty means every number is PROBLEM_OK, so an all-valid batch pays nothing for it.
+    """
     @_builtins.property
     def register_date(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -492,10 +551,11 @@ class CheckBatchResult(_message.Message):
         lists_used: _abc.Iterable[Global___ListVersion] | None = ...,
         batch_id: _builtins.int = ...,
         valid_until_days_le: _builtins.bytes = ...,
+        problems: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["register_date", b"register_date", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "blocked", b"blocked", "count", b"count", "e164_le", b"e164_le", "invalid", b"invalid", "line_types", b"line_types", "lists_used", b"lists_used", "mobile_flag", b"mobile_flag", "reasons", b"reasons", "register_date", b"register_date", "register_version", b"register_version", "valid_until", b"valid_until", "valid_until_days_le", b"valid_until_days_le"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "blocked", b"blocked", "count", b"count", "e164_le", b"e164_le", "invalid", b"invalid", "line_types", b"line_types", "lists_used", b"lists_used", "mobile_flag", b"mobile_flag", "problems", b"problems", "reasons", b"reasons", "register_date", b"register_date", "register_version", b"register_version", "valid_until", b"valid_until", "valid_until_days_le", b"valid_until_days_le"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1140,6 +1200,7 @@ class ReplicateRequest(_message.Message):
 
     HAVE_FIELD_NUMBER: _builtins.int
     FOLLOWER_FIELD_NUMBER: _builtins.int
+    CALLERS_FIELD_NUMBER: _builtins.int
     follower: _builtins.str
     """a name for the writer's log (host or pod name); not an identity"""
     @_builtins.property
@@ -1148,19 +1209,81 @@ class ReplicateRequest(_message.Message):
         snapshot of a list whose journal no longer reaches back to the version it holds. Empty = everything.
         """
 
+    @_builtins.property
+    def callers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only the register and these callers' lists (a LocalReplica in a dialer's process): each must be a
+        caller the principal may act as, else PERMISSION_DENIED. Empty: every list the principal may act as
+        (all of them for a follower server's principal, whose callers are "*").
+        """
+
     def __init__(
         self,
         *,
         have: _abc.Iterable[Global___ListPosition] | None = ...,
         follower: _builtins.str = ...,
+        callers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower", b"follower", "have", b"have"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callers", b"callers", "follower", b"follower", "have", b"have"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplicateRequest: _TypeAlias = ReplicateRequest  # noqa: Y015
+
+@_typing.final
+class ReplicationScope(_message.Message):
+    """Sent first on every Replicate stream: whose lists this stream carries, and how the writer resolves a
+    check as this principal, so a LocalReplica answers exactly what a Check by the same principal would.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLERS_FIELD_NUMBER: _builtins.int
+    ANY_CALLER_FIELD_NUMBER: _builtins.int
+    DEFAULT_CALLER_FIELD_NUMBER: _builtins.int
+    MAY_CHECK_FIELD_NUMBER: _builtins.int
+    CALLER_REQUIRED_FIELD_NUMBER: _builtins.int
+    RULES_SENT_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_GRACE_DAYS_FIELD_NUMBER: _builtins.int
+    BLOCK_MOBILE_WITHOUT_RELATIONSHIP_FIELD_NUMBER: _builtins.int
+    any_caller: _builtins.bool
+    """the principal may act as any caller: every list is carried"""
+    default_caller: _builtins.str
+    """the caller a check naming none acts as (the principal's only one)"""
+    may_check: _builtins.bool
+    """the principal also has role `check` (else its checks are refused)"""
+    caller_required: _builtins.bool
+    """the principal acts as several callers: a check must name one"""
+    rules_sent: _builtins.bool
+    """The writer's rule settings (its --relationship-grace-days and --block-mobile-without-relationship),
+    so a LocalReplica applies the same rule table; rules_sent is false from a writer that does not say.
+    """
+    relationship_grace_days: _builtins.int
+    block_mobile_without_relationship: _builtins.bool
+    @_builtins.property
+    def callers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the callers whose lists the stream carries (unless any_caller)"""
+
+    def __init__(
+        self,
+        *,
+        callers: _abc.Iterable[_builtins.str] | None = ...,
+        any_caller: _builtins.bool = ...,
+        default_caller: _builtins.str = ...,
+        may_check: _builtins.bool = ...,
+        caller_required: _builtins.bool = ...,
+        rules_sent: _builtins.bool = ...,
+        relationship_grace_days: _builtins.int = ...,
+        block_mobile_without_relationship: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_caller", b"any_caller", "block_mobile_without_relationship", b"block_mobile_without_relationship", "caller_required", b"caller_required", "callers", b"callers", "default_caller", b"default_caller", "may_check", b"may_check", "relationship_grace_days", b"relationship_grace_days", "rules_sent", b"rules_sent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicationScope: _TypeAlias = ReplicationScope  # noqa: Y015
 
 @_typing.final
 class ListChange(_message.Message):
@@ -1272,21 +1395,25 @@ class ReplicationEvent(_message.Message):
 
     CHANGE_FIELD_NUMBER: _builtins.int
     SYNCED_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def change(self) -> Global___ListChange: ...
     @_builtins.property
     def synced(self) -> Global___SyncPoint: ...
+    @_builtins.property
+    def scope(self) -> Global___ReplicationScope: ...
     def __init__(
         self,
         *,
         change: Global___ListChange | None = ...,
         synced: Global___SyncPoint | None = ...,
+        scope: Global___ReplicationScope | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "synced", b"synced"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "scope", b"scope", "synced", b"synced"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "synced", b"synced"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event", b"event", "scope", b"scope", "synced", b"synced"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["change", "synced"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["change", "synced", "scope"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

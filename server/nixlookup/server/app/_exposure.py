@@ -5,10 +5,10 @@ Theory of operation:
   (its own listener, which can be bound to loopback or a management network); without it, on `--listen`
   only when that is a loopback address, and not at all otherwise. So a server on ``0.0.0.0`` never offers
   Admin unless the operator asked for an Admin listener.
-- A listener beyond loopback needs authentication (``--auth-file``), and when any principal uses a bearer
-  token, TLS (a token sent in plaintext is a token given away). Without them the server refuses to start
-  and says what is missing, unless ``--insecure`` is given: then it starts and warns, at every start,
-  naming what is unsafe.
+- A listener beyond loopback (``--listen``, ``--admin-listen``, ``--http-listen``) needs authentication
+  (``--auth-file``), and when any principal uses a bearer token, TLS (a token sent in plaintext is a
+  token given away). Without them the server refuses to start and says what is missing, unless
+  ``--insecure`` is given: then it starts and warns, at every start, naming what is unsafe.
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ def plan_exposure(
     uses_tokens: bool,
     tls: bool,
     insecure: bool,
+    http_listen: str | None = None,
 ) -> ExposurePlan:
-    """Decide where Admin goes; raise `ExposureError` for an unsafe exposure unless `insecure`."""
-    exposed = [address for address in (listen, admin_listen) if address and not is_loopback(host_of(address))]
+    """Decide where Admin goes; raise `ExposureError` for an unsafe exposure unless `insecure`.
+    `http_listen` (the HTTP/JSON front) is held to the same rule as the gRPC listeners."""
+    listeners = (listen, admin_listen, http_listen)
+    exposed = [address for address in listeners if address and not is_loopback(host_of(address))]
     problems: list[str] = []
     for address in exposed:
         if not authenticated:

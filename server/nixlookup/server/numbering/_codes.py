@@ -2,14 +2,14 @@
 
 Everything here is data shared by the scalar (`_numbering_scalar`) and the vectorised
 (`_numbering_vector`) paths, so the two speak the same codes: a `Problem` or `LineType` value is what
-lands in a ``ParsedBatch`` array, byte for byte.
+lands in a ``ParsedBatch`` array, byte for byte. Both are the wire enums (`nixlookup.v1.vocabulary`,
+generated from ``lookup.proto``), so a problem code travels to clients unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 from types import MappingProxyType
 from typing import Final
 
@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from phonenumbers import PhoneNumberType
 
 from nixlookup.server.numbering._plan import MAX_PLAN_LENGTH, MIN_PLAN_LENGTH, NO_TYPE
-from nixlookup.v1.vocabulary import LineType
+from nixlookup.v1.vocabulary import LineType, Problem
 
 __all__ = [
     "LINE_TYPE_OF_CODE",
@@ -34,21 +34,6 @@ __all__ = [
 # Longer texts are refused before any parsing (libphonenumber stops at 250; a written number, with
 # generous separators and an international prefix, fits in 40).
 MAX_TEXT_CHARS: Final = 64
-
-
-class Problem(IntEnum):
-    """Why a number is invalid; ``OK`` (0) when it is valid."""
-
-    OK = 0
-    EMPTY = 1
-    BAD_CHARACTER = 2
-    TOO_SHORT = 3
-    TOO_LONG = 4
-    NOT_IN_PLAN = 5
-    UNKNOWN_COUNTRY_CODE = 6
-    FOREIGN_NOT_IN_PLAN = 7
-    OUT_OF_RANGE = 8
-    NOT_TEXT = 9
 
 
 PROBLEM_TEXT: Final[Mapping[Problem, str]] = MappingProxyType(

@@ -113,6 +113,7 @@ def check_response(
         reason=int(decision.reason),  # type: ignore[arg-type]
         e164=parsed.key,
         line_type=int(parsed.line_type),  # type: ignore[arg-type]
+        problem=int(parsed.problem),  # type: ignore[arg-type]
         register_version=meta.version,
         register_date=datetime_to_timestamp(meta.register_date),
         detail=decision.detail,
@@ -170,6 +171,7 @@ class CheckResponses:
         response.reason = int(decision.reason)  # type: ignore[assignment]
         response.e164 = parsed.key
         response.line_type = int(parsed.line_type)  # type: ignore[assignment]
+        response.problem = int(parsed.problem)  # type: ignore[assignment]
         response.detail = decision.detail
         response.mobile_flag = decision.mobile_flag
         if decision.valid_until is None:

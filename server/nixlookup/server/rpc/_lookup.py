@@ -292,14 +292,17 @@ class LookupServicer(lookup_pb2_grpc.LookupServicer):
         result.mobile_flag = pack_bits(decision.mobile_flag)
         if decision.valid_until is not None:  # None: an exempt batch while the register is expired
             result.valid_until.CopyFrom(datetime_to_timestamp(decision.valid_until))
+        invalid = int(np.count_nonzero(decision.invalid))
         if batch.want_details:
+            if invalid:  # an all-valid batch sends no problems (empty = every number PROBLEM_OK)
+                result.problems = parsed.problems.astype(np.uint8, copy=False).tobytes()
             result.reasons = decision.reasons.astype(np.uint8, copy=False).tobytes()
             result.line_types = parsed.line_types.astype(np.uint8, copy=False).tobytes()
             result.valid_until_days_le = decision.valid_until_days.astype("<u4", copy=False).tobytes()
             if text_count:
                 result.e164_le = parsed.keys.astype("<u8", copy=False).tobytes()
         _log.debug("check_batch", count=count, register_version=result.register_version)
-        return result, int(np.count_nonzero(decision.blocked)), int(np.count_nonzero(decision.invalid))
+        return result, int(np.count_nonzero(decision.blocked)), invalid
 
     def _result_header(self, state: ServingState, caller: str) -> lookup_pb2.CheckBatchResult:
         """What every batch result on `state` for `caller` starts with: the versions it answers from."""

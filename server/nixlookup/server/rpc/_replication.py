@@ -10,6 +10,11 @@ Theory of operation:
   follows the last change of a state the writer served, so a follower that swaps only there never serves
   a mixture. A follower that fell too far behind is cut off with RESOURCE_EXHAUSTED naming the limit
   (it resumes from its versions); a writer shutting down ends streams with UNAVAILABLE.
+- Scope: a stream carries the register and the lists of the callers its principal may act as, narrowed to
+  `ReplicateRequest.callers` when it names some (each must be one the principal may act as, else
+  PERMISSION_DENIED); a company's lists never reach a follower whose principal cannot act as it. The
+  stream opens with a `ReplicationScope` saying so (and how a check naming no caller resolves), which a
+  follower server ignores and a `LocalReplica` answers by.
 - Keys travel as packed little-endian uint64 bytes (end days as uint32), never ``repeated uint64``: numpy
   writes and reads them at memory speed. A change is split into parts of at most `PART_KEYS` keys, so a
   3M-number register or a huge delta never exceeds a message size limit; `ChangeAssembler` joins the
@@ -24,7 +29,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +40,10 @@ from numpy.typing import NDArray
 from nixlookup.server.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
 from nixlookup.server.lists import spec_of
 from nixlookup.server.logs import get_logger
+from nixlookup.server.policy import PolicySettings
 from nixlookup.server.rpc._auth import authorize, current_principal
 from nixlookup.server.rpc._convert import datetime_to_timestamp, list_key, list_ref, timestamp_to_datetime
-from nixlookup.server.rpc._principals import Role
+from nixlookup.server.rpc._principals import ALL_CALLERS, Principal, Role
 from nixlookup.server.store import (
     DEFAULT_MAX_PENDING,
     ListChange,
@@ -56,6 +62,7 @@ __all__ = [
     "change_events",
     "have_map",
     "positions",
+    "scope_of",
     "sync_event",
 ]
 
@@ -134,6 +141,30 @@ def sync_event(position: int) -> lookup_pb2.ReplicationEvent:
     )
 
 
+def scope_of(
+    principal: Principal, requested: Iterable[str], rules: PolicySettings | None = None
+) -> tuple[lookup_pb2.ReplicationScope, set[str] | None]:
+    """The scope of a stream for `principal` asking for `requested` callers (PERMISSION_DENIED for one it
+    may not act as), and the callers whose lists it carries (None: every caller's)."""
+    wanted = sorted({caller for caller in requested if caller})
+    for caller in wanted:
+        authorize(principal, Role.REPLICATE, caller)
+    named = sorted(principal.callers - {ALL_CALLERS})
+    any_caller = principal.any_caller and not wanted
+    scope = lookup_pb2.ReplicationScope(
+        callers=wanted or named,
+        any_caller=any_caller,
+        default_caller=named[0] if len(named) == 1 and not principal.any_caller else "",
+        may_check=Role.CHECK in principal.roles,
+        caller_required=len(named) > 1 and not principal.any_caller,
+    )
+    if rules is not None:
+        scope.rules_sent = True
+        scope.relationship_grace_days = rules.relationship_grace_days
+        scope.block_mobile_without_relationship = rules.block_mobile_without_relationship
+    return scope, None if any_caller else set(wanted or named)
+
+
 class ChangeAssembler:
     """Joins the parts of each change into one `ReceivedChange` (follower side)."""
 
@@ -195,8 +226,17 @@ def _received(parts: list[lookup_pb2.ListChange]) -> ReceivedChange:
 class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
     """The writer's Replicate stream over one `Store`; see the module doc."""
 
-    def __init__(self, store: Store, *, heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        policy_settings: PolicySettings | None = None,
+    ) -> None:
+        """`policy_settings`: the rule settings the server answers with, sent in each stream's scope so a
+        LocalReplica applies the same table (None: not sent)."""
         self._store = store
+        self._rules = policy_settings
         self._heartbeat = heartbeat_seconds
         self._stopping = threading.Event()
 
@@ -210,7 +250,9 @@ class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
     ) -> AsyncIterator[lookup_pb2.ReplicationEvent]:
         """An async generator on the server's event loop: a follower waiting for news holds no thread.
         The catch-up plan (which takes the store's write lock briefly) runs in the default executor."""
-        authorize(current_principal(), Role.REPLICATE)  # a follower is a principal with its own role
+        principal = current_principal()
+        authorize(principal, Role.REPLICATE)  # a follower is a principal with its own role
+        scope, carried = scope_of(principal, request.callers, self._rules)
         have = have_map(list(request.have))
         follower = request.follower[:128] or context.peer()
         started = time.perf_counter()
@@ -232,10 +274,16 @@ class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
             position=catch_up.position,
         )
         sent = 0
+
+        def entitled(change: ListChange) -> bool:
+            return carried is None or not change.key[1] or change.key[1] in carried
+
         try:
+            yield lookup_pb2.ReplicationEvent(scope=scope)
             for change in catch_up.changes:
-                for event in change_events(change):
-                    yield event
+                if entitled(change):
+                    for event in change_events(change):
+                        yield event
             yield sync_event(catch_up.position)
             position = catch_up.position
             while not context.done():
@@ -251,8 +299,9 @@ class ReplicationServicer(lookup_pb2_grpc.ReplicationServicer):
                 if self._stopping.is_set() or subscription.closed:
                     raise UnavailableError("the writer is shutting down; reconnect to resume")
                 for change in changes:
-                    for event in change_events(change):
-                        yield event
+                    if entitled(change):
+                        for event in change_events(change):
+                            yield event
                     position = change.position
                 sent += len(changes)
                 yield sync_event(position)
