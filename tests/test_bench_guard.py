@@ -13,7 +13,7 @@ from nixlookup.bench.guard import Threshold, check_thresholds, load_thresholds
 
 def test_packaged_thresholds_cover_the_guarded_ratios() -> None:
     """The shipped thresholds.toml guards core vs floor, core vs set, bytes vs texts, memory, and bulk with
-    a large caller vs without."""
+    a large caller vs without, and the compiled bulk path (lookup and handler) vs the numpy chain."""
     names = {t.name for t in load_thresholds()}
     assert names == {
         "dense_floor_over_batch",
@@ -21,6 +21,8 @@ def test_packaged_thresholds_cover_the_guarded_ratios() -> None:
         "bulk_bytes_over_texts",
         "memory_pyset_over_index",
         "caller_lists_over_plain",
+        "numpy_batch_over_compiled_batch",
+        "numpy_handler_over_compiled_handler",
     }
     assert all(t.minimum > 0 for t in load_thresholds())
 

@@ -45,9 +45,10 @@ def test_warm_up_compiles_the_bulk_loops() -> None:
     assert Policy().warm_up() >= 0.0
 
 
-def test_numba_loads_only_for_callers_with_lists() -> None:
-    """A server whose callers have no lists never imports numba (~0.3 s, ~45 MB); preparing a state with
-    caller lists compiles the loops before that state serves."""
+def test_numba_loads_when_a_state_is_prepared() -> None:
+    """The bulk path is compiled end to end, so numba loads (and the loops compile or load from its cache)
+    when the first state is prepared, before it serves, not on the first batch; importing the policy and
+    the index alone does not load it."""
     script = """
 import sys
 from datetime import UTC, datetime
@@ -61,6 +62,7 @@ keys = np.array([46701234567, 46701234568], dtype=np.uint64)
 register = Index.build(keys[:1], version="r", source="t")
 policy = Policy()
 plain = ServingState(register=register)
+print("before prepare:", "numba" in sys.modules)
 policy.prepare(plain)
 policy.decide_many(plain, classify_keys(keys), caller="", purpose=Purpose.SALES, now=datetime.now(UTC))
 print("after plain:", "numba" in sys.modules)
@@ -74,6 +76,7 @@ print("reasons:", decision.reasons.tolist())
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
-    assert "after plain: False" in done.stdout
+    assert "before prepare: False" in done.stdout
+    assert "after plain: True" in done.stdout
     assert "after lists: True" in done.stdout
     assert f"reasons: {[int(Reason.NIX_REGISTERED), int(Reason.COMPANY_OPT_OUT)]}" in done.stdout

@@ -212,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument(
         "--wash-rows", type=parse_size, default=100_000, help="rows of the CSV the client washes"
     )
+    rpc.add_argument(
+        "--previous-path",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also a server on the previous numpy bulk path (NIXLOOKUP_BULK_PATH=numpy): bulk bytes A/B",
+    )
+    rpc.add_argument(
+        "--path-ab-only", action="store_true", help="run only that bulk A/B (two servers, bulk bytes)"
+    )
 
     _ab_options(
         command("ab", "this build's server vs another build's, interleaved in one run (A/B)", _run_ab)

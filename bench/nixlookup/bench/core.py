@@ -1,9 +1,13 @@
 """`nixlookup-bench core`: the lookup core in process, against its references, in one run.
 
 On one seeded register (1.5M numbers by default) and one seeded query set (1M, half hits) it measures:
-- `Index.contains_many` (the batch path), ns per number;
+- `Index.contains_many` (the batch path), ns per number, compiled (the default) and through the numpy
+  chain it replaced;
 - `Index.contains` in a Python loop (the single-lookup path), ns per lookup;
-- the references on the same queries: a Python `set` loop and the dense-bitset floor;
+- the references on the same queries: a Python `set` loop and the dense-bitset floor, probed in numpy and
+  by a compiled loop;
+- the bulk handler (classify, decide for a caller with lists, pack the bits), compiled and numpy
+  (`core_handler`);
 - memory: canonical (roaring) and all structures, bytes per number;
 - loading: a text register file through `load_register_file` plus `Index.build`, and a snapshot through
   `read_snapshot`.
@@ -22,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from nixlookup.bench.core_handler import CompiledDenseFloor, best_of_alternating, handler_figures
 from nixlookup.bench.references import DenseBitsetFloor, PythonSetLookup
 from nixlookup.bench.report import Report, Table
 from nixlookup.bench.timing import Timing, best_of, best_of_paired, progress, ratio
 from nixlookup.bench.workload import Workload, make_workload, write_register_text
+from nixlookup.server._jit import set_bulk_path
 from nixlookup.server.index import Index
 from nixlookup.server.store import load_register_file, read_snapshot, write_snapshot
 
@@ -43,6 +49,7 @@ class CoreSettings:
     load_repeats: int = 3  # loads take longer; fewer repeats
     max_seconds_per_measurement: float = 10.0
     measure_text_load: bool = True
+    measure_handler: bool = True  # the bulk handler with a caller's lists, compiled vs numpy (core_handler)
 
 
 class CoreBenchError(AssertionError):
@@ -64,14 +71,29 @@ def _measure_lookups(index: Index, workload: Workload, settings: CoreSettings) -
     repeats, budget = settings.repeats, settings.max_seconds_per_measurement
     _check("Index.contains_many", index.contains_many(queries), workload)
     floor = DenseBitsetFloor(workload.register)
+    compiled_floor = CompiledDenseFloor(workload.register)
+    _check("compiled dense floor", compiled_floor.contains_many(queries), workload)
     floor.contains_many(queries)
-    # The batch path and its floor run alternately: their ratio is the figure that matters.
-    batch, floor_timing = best_of_paired(
-        lambda: index.contains_many(queries),
-        lambda: floor.contains_many(queries),
+
+    def numpy_batch() -> None:
+        previous = set_bulk_path("numpy")
+        try:
+            _check("Index.contains_many (numpy)", index.contains_many(queries), workload)
+        finally:
+            set_bulk_path(previous)
+
+    # The batch path and its floors run in turn: their ratios are the figures that matter.
+    timings = best_of_alternating(
+        {
+            "batch": lambda: index.contains_many(queries),
+            "floor": lambda: floor.contains_many(queries),
+            "compiled_floor": lambda: compiled_floor.contains_many(queries),
+            "numpy_batch": numpy_batch,
+        },
         repeats=repeats * 2,
         max_seconds=budget,
     )
+    batch, floor_timing = timings["batch"], timings["floor"]
 
     single_keys = queries[:SINGLE_LOOKUPS].tolist()
     contains = index.contains
@@ -98,6 +120,10 @@ def _measure_lookups(index: Index, workload: Workload, settings: CoreSettings) -
         "batch_ns_per_number": min(_ns_per(batch, n), _ns_per(batch_again, n)),
         "pyset_vs_batch_speedup": pyset_timing.min_s / batch_again.min_s,
         "batch_vs_dense_floor": batch.min_s / floor_timing.min_s,
+        "batch_vs_compiled_floor": batch.min_s / timings["compiled_floor"].min_s,
+        "batch_numpy_ns_per_number": _ns_per(timings["numpy_batch"], n),
+        "batch_numpy_vs_dense_floor": timings["numpy_batch"].min_s / floor_timing.min_s,
+        "dense_bitset_compiled_ns_per_number": _ns_per(timings["compiled_floor"], n),
         "batch_ns_per_number_median": batch.median_s / n * 1e9,
         "single_ns_per_lookup": _ns_per(single, len(single_keys)),
         "pyset_batch_ns_per_number": _ns_per(pyset_timing, n),
@@ -159,6 +185,11 @@ def core_figures(settings: CoreSettings, workdir: Path | None = None) -> dict[st
     figures: dict[str, Any] = {"register_size": workload.size, "query_count": int(workload.queries.size)}
     figures |= {"hit_share": float(workload.expected_blocked.mean()), "index_build_s": build_s}
     figures |= _measure_lookups(index, workload, settings)
+    if settings.measure_handler:
+        progress("core: bulk handler with a caller's lists, compiled and numpy")
+        figures |= handler_figures(
+            workload, repeats=settings.repeats, max_seconds=settings.max_seconds_per_measurement
+        )
     figures["bytes_per_number_canonical"] = index.nbytes_canonical / workload.size
     figures["bytes_per_number_total"] = index.nbytes_total / workload.size
     progress("core: text and snapshot loads")
@@ -192,7 +223,16 @@ BUDGET_SIZE = 1_500_000
 
 _BUDGET_ROWS: tuple[tuple[str, str, str, Budget | None], ...] = (
     ("batch lookup (Index.contains_many)", "batch_ns_per_number", "ns/number", Budget("<=", 25, "<= 25")),
-    ("dense bitset floor", "dense_bitset_ns_per_number", "ns/number", None),
+    ("  the same, numpy chain (previous path)", "batch_numpy_ns_per_number", "ns/number", None),
+    ("dense bitset floor (numpy)", "dense_bitset_ns_per_number", "ns/number", None),
+    ("dense bitset floor (compiled)", "dense_bitset_compiled_ns_per_number", "ns/number", None),
+    (
+        "bulk handler, caller's lists (10k batches)",
+        "handler_ns_per_number",
+        "ns/number",
+        Budget("<=", 40, "<= 40"),
+    ),
+    ("  the same, numpy chain (previous path)", "handler_numpy_ns_per_number", "ns/number", None),
     ("Python set loop", "pyset_batch_ns_per_number", "ns/number", None),
     ("single lookup (Index.contains)", "single_ns_per_lookup", "ns/lookup", Budget("<=", 300, "<= 300")),
     ("memory, canonical", "bytes_per_number_canonical", "bytes/number", Budget("<=", 3, "<= 3")),
@@ -206,7 +246,9 @@ _BUDGET_ROWS: tuple[tuple[str, str, str, Budget | None], ...] = (
     ("  of which parsing the text", "text_parse_s", "s", None),
     ("  of which building the index", "text_index_build_s", "s", None),
     ("load from snapshot", "snapshot_load_s", "s", Budget("<=", 0.010, "<= 0.010 at 1.5M", per_size=True)),
-    ("batch / dense floor", "batch_vs_dense_floor", "ratio", Budget("<=", 1.7, "<= 1.7")),
+    ("batch / dense floor (numpy)", "batch_vs_dense_floor", "ratio", Budget("<=", 1.0, "<= 1.0")),
+    ("batch / dense floor (compiled)", "batch_vs_compiled_floor", "ratio", None),
+    ("handler: numpy chain / compiled", "handler_numpy_vs_compiled", "ratio", None),
     ("Python set / batch", "pyset_vs_batch_speedup", "ratio", Budget(">=", 10, ">= 10")),
 )
 """The core table: label, figure, unit, budget (None: a reference, measured to compare against)."""

@@ -3,6 +3,8 @@
 It measures a small set of ratios, each between two figures of this same run (so the machine's speed and
 load cancel out), and checks each against `bench/thresholds.toml`:
 - core: the dense-bitset floor over `Index.contains_many`, and a Python set loop over `contains_many`;
+  the numpy chain over the compiled bulk path, for the lookup and for the whole handler with a caller's
+  lists (both in process, alternating);
 - memory: a Python set's bytes per number over the index's (all structures);
 - service: `CheckStream` numbers/s with packed bytes over texts, batches of 10k, one real server; and
   with a caller holding 100k opt-outs and 500k relationships over no caller (bytes, 10k).
@@ -96,6 +98,10 @@ def _core_ratios(settings: GuardSettings) -> dict[str, float | None]:
     return {
         "dense_floor_over_batch": ratio(1.0, core["batch_vs_dense_floor"]),
         "pyset_over_batch": core["pyset_vs_batch_speedup"],
+        "numpy_batch_over_compiled_batch": ratio(
+            core["batch_numpy_ns_per_number"], core["batch_ns_per_number"]
+        ),
+        "numpy_handler_over_compiled_handler": core.get("handler_numpy_vs_compiled"),
     }
 
 

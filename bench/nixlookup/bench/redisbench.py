@@ -1,5 +1,6 @@
-"""Redis as a contender, used the way a team would: one SET, redis-py, pipelined SADD to load it,
-`SISMEMBER` per call and `SMISMEMBER` per batch.
+"""Redis as a contender, used the way a team would: one SET, redis-py with hiredis, pipelined SADD to load
+it, `SISMEMBER` per call and `SMISMEMBER` per batch. hiredis comes with the `[bench]` extra; where it is
+missing, `redis_server` says so loudly (`HIREDIS_HINT`) and `REDIS_PARSER` names the parser in use.
 
 `redis_server` starts a private `redis-server` on a free loopback port with persistence off
 (``--save '' --appendonly no``), in a scratch directory, and stops it by pid when the block ends. Where the
@@ -20,6 +21,7 @@ import numpy as np
 import redis
 import redis.asyncio
 from numpy.typing import NDArray
+from redis.utils import HIREDIS_AVAILABLE
 
 from nixlookup.bench.procs import (
     ManagedProcess,
@@ -29,10 +31,12 @@ from nixlookup.bench.procs import (
     rss_bytes,
     wait_for_port,
 )
-from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, drive_calls, latency_stats
+from nixlookup.bench.timing import BulkStats, LatencyStats, bulk_stats, drive_calls, latency_stats, progress
 
 __all__ = [
+    "HIREDIS_HINT",
     "INSTALL_HINT",
+    "REDIS_PARSER",
     "REDIS_SET_NAME",
     "RedisHandle",
     "load_register",
@@ -45,6 +49,12 @@ __all__ = [
 
 INSTALL_HINT = "redis-server not found: install it with `apt-get install redis-server` to include Redis"
 REDIS_SET_NAME = "nix:register"
+REDIS_PARSER = "hiredis" if HIREDIS_AVAILABLE else "pure Python"
+"""redis-py's reply parser here: hiredis (C) is how a Redis user runs it; without it replies cost ~3x."""
+HIREDIS_HINT = (
+    "hiredis missing: redis-py parses replies in pure Python, so Redis looks ~2-3x slower than a Redis user "
+    "sees it; install it with `pip install 'nixlookup[bench]'` (or `pip install hiredis`)"
+)
 _LOAD_CHUNK = 10_000  # members per SADD: a large multi-member SADD is how a team would bulk-load
 _CHUNKS_PER_PIPELINE = 10  # SADDs queued before one round trip
 
@@ -64,7 +74,11 @@ class RedisHandle:
 
 @contextlib.contextmanager
 def redis_server(workdir: Path, *, start_timeout_s: float = 15.0) -> Iterator[RedisHandle]:
-    """A private redis-server on 127.0.0.1 with persistence off; stopped by pid on exit."""
+    """A private redis-server on 127.0.0.1 with persistence off; stopped by pid on exit. Says which reply
+    parser redis-py uses, and loudly when hiredis is missing."""
+    progress(f"redis: redis-py {redis.__version__} with the {REDIS_PARSER} reply parser")
+    if not HIREDIS_AVAILABLE:
+        progress(f"WARNING: {HIREDIS_HINT}")
     binary = redis_server_binary()
     if binary is None:
         raise FileNotFoundError(INSTALL_HINT)

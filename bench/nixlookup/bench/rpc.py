@@ -9,6 +9,9 @@ It starts the real server (`nixlookup-server serve`, register from a text file) 
   against no caller, answers checked against the rule order (opt-out, relationship, register);
 - the same unary and bulk runs against a second nixlookup server with TLS and an auth file, the client
   sending a bearer token (`--security`, on by default), as a ratio to the plaintext server;
+- bulk bytes at 10k and 100k against a second nixlookup server on the previous bulk path (the numpy
+  chain, `NIXLOOKUP_BULK_PATH=numpy`), alternating (`--previous-path`, on by default; `--path-ab-only`
+  runs just that);
 - the real Python client (`Client.check_batches`, `Client.check_many`, `wash`) against the raw-stub path
   on the same server (`clientpath`);
 and reports nixlookup's figures as ratios against the reference. Contenders alternate at every step, so
@@ -82,6 +85,8 @@ class RpcSettings:
     security: bool = True  # also the server with TLS + a bearer token, as a ratio to plaintext
     client_numbers: int = 300_000  # per Client.check_batches / check_many run (0: skip the client paths)
     wash_rows: int = 100_000  # rows of the CSV `wash` runs
+    previous_path: bool = True  # also a server on the previous (numpy) bulk path: bulk bytes A/B
+    path_ab_only: bool = False  # only that A/B (two servers, bulk bytes): a quick, bounded run
 
 
 def _unary_key(contender: str, level: int, what: str) -> str:
@@ -241,6 +246,63 @@ def measure_caller_lists(server: RunningServer, workload: Workload, settings: Rp
         "caller_lists_correct": best["caller"].correct and best["plain"].correct,
         "caller_lists_vs_plain": ratio(best["caller"].numbers_per_s, best["plain"].numbers_per_s),
     }
+
+
+PREVIOUS_PATH = "nixlookup-numpy"
+"""Our server on the bulk path the compiled one replaced (`NIXLOOKUP_BULK_PATH=numpy`), for the A/B."""
+_CURRENT_PATH = "nixlookup-compiled"  # figure keys of the A/B's compiled side (the same server as OURS)
+_PATH_AB_BATCHES = (10_000, 100_000)
+
+
+def measure_path_ab(
+    current: RunningServer, previous: RunningServer, workload: Workload, settings: RpcSettings
+) -> dict[str, Any]:
+    """Bulk bytes through the compiled bulk path against the previous numpy path, same run, alternating
+    at every repeat so the machine's load hits both alike."""
+    queries = workload.queries[: settings.bulk_numbers]
+    expected = workload.expected_blocked[: settings.bulk_numbers]
+    figures: dict[str, Any] = {}
+    for batch in _PATH_AB_BATCHES:
+        progress(f"rpc: bulk path A/B, batches of {batch:,}")
+        best: dict[str, BulkStats] = {}
+        cpu: dict[str, float] = {}
+        for _ in range(settings.bulk_repeats):
+            for name, server in ((_CURRENT_PATH, current), (PREVIOUS_PATH, previous)):
+                cpu_before = cpu_seconds(server.pid)
+                stats = bulk_check(
+                    server.target, queries, expected, batch_size=batch, mode="bytes",
+                    max_seconds=settings.bulk_seconds,
+                )  # fmt: skip
+                cpu_ns = (cpu_seconds(server.pid) - cpu_before) / max(1, stats.numbers) * 1e9
+                if name not in best or stats.numbers_per_s > best[name].numbers_per_s:
+                    best[name], cpu[name] = stats, cpu_ns
+        for name in (_CURRENT_PATH, PREVIOUS_PATH):
+            figures[_bulk_key(name, "bytes", batch, "numbers_per_s")] = best[name].numbers_per_s
+            figures[_bulk_key(name, "bytes", batch, "correct")] = best[name].correct
+            figures[_bulk_key(name, "bytes", batch, "server_cpu_ns_per_number")] = cpu[name]
+        figures[f"bulk_bytes_{batch}_vs_previous_path"] = ratio(
+            best[_CURRENT_PATH].numbers_per_s, best[PREVIOUS_PATH].numbers_per_s
+        )
+    return figures
+
+
+def _path_ab_table(figures: dict[str, Any]) -> Table:
+    table = Table(
+        title="Bulk bytes: compiled bulk path vs the previous numpy path (same run, alternating)",
+        columns=["batch", "compiled numbers/s", "numpy numbers/s", "compiled CPU ns/number",
+                 "numpy CPU ns/number", "compiled / numpy", "target"],
+    )  # fmt: skip
+    for batch in _PATH_AB_BATCHES:
+        table.rows.append([
+            batch,
+            figures.get(_bulk_key(_CURRENT_PATH, "bytes", batch, "numbers_per_s")),
+            figures.get(_bulk_key(PREVIOUS_PATH, "bytes", batch, "numbers_per_s")),
+            figures.get(_bulk_key(_CURRENT_PATH, "bytes", batch, "server_cpu_ns_per_number")),
+            figures.get(_bulk_key(PREVIOUS_PATH, "bytes", batch, "server_cpu_ns_per_number")),
+            figures.get(f"bulk_bytes_{batch}_vs_previous_path"),
+            ">= 1.3" if batch == 100_000 else "-",
+        ])  # fmt: skip
+    return table
 
 
 def _ratios(figures: dict[str, Any], settings: RpcSettings) -> dict[str, Any]:
@@ -417,6 +479,10 @@ def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str,
     )  # fmt: skip
     workload = make_workload(settings.size, query_count, settings.seed)
     figures: dict[str, Any] = {"register_size": workload.size}
+    if settings.path_ab_only:
+        with tempfile.TemporaryDirectory(prefix="nixlookup-bench-rpc-", dir=workdir) as tmp:
+            figures |= _path_ab(workload, Path(tmp), settings)
+        return figures
     with (
         tempfile.TemporaryDirectory(prefix="nixlookup-bench-rpc-", dir=workdir) as tmp,
         started_servers(workload, Path(tmp), with_security=settings.security) as servers,
@@ -438,8 +504,25 @@ def rpc_figures(settings: RpcSettings, workdir: Path | None = None) -> dict[str,
             figures |= client_path_figures(servers[OURS].target, workload, client_settings, Path(tmp))
         if settings.caller_lists:
             figures |= measure_caller_lists(servers[OURS], workload, settings)
+        if settings.previous_path:
+            register_path = Path(tmp) / "register.txt"  # written by started_servers
+            with nixlookup_server(
+                register_path, Path(tmp), name=PREVIOUS_PATH, env={"NIXLOOKUP_BULK_PATH": "numpy"}
+            ) as previous:
+                figures |= measure_path_ab(servers[OURS], previous, workload, settings)
     figures |= _ratios(figures, settings)
     return figures
+
+
+def _path_ab(workload: Workload, workdir: Path, settings: RpcSettings) -> dict[str, Any]:
+    register_path = write_register_text(workdir / "register.txt", workload.register)
+    with (
+        nixlookup_server(register_path, workdir) as current,
+        nixlookup_server(
+            register_path, workdir, name=PREVIOUS_PATH, env={"NIXLOOKUP_BULK_PATH": "numpy"}
+        ) as previous,
+    ):
+        return measure_path_ab(current, previous, workload, settings)
 
 
 def run_rpc(settings: RpcSettings, workdir: Path | None = None) -> Report:
@@ -448,13 +531,19 @@ def run_rpc(settings: RpcSettings, workdir: Path | None = None) -> Report:
         parameters={"size": settings.size, "seed": settings.seed, "unary_calls": settings.unary_calls,
                     "bulk_numbers": settings.bulk_numbers, "text_numbers": settings.text_numbers,
                     "bulk_repeats": settings.bulk_repeats, "client_numbers": settings.client_numbers,
-                    "wash_rows": settings.wash_rows},
+                    "wash_rows": settings.wash_rows, "previous_path": settings.previous_path,
+                    "path_ab_only": settings.path_ab_only},
     )  # fmt: skip
     started = time.perf_counter()
     report.figures = rpc_figures(settings, workdir)
     report.duration_s = time.perf_counter() - started
-    report.tables = _tables(report.figures, settings)
-    report.plots = _plots(report.figures, settings)
+    if settings.path_ab_only:
+        report.tables = [_path_ab_table(report.figures)]
+    else:
+        report.tables = _tables(report.figures, settings)
+        if settings.previous_path:
+            report.tables.append(_path_ab_table(report.figures))
+        report.plots = _plots(report.figures, settings)
     report.notes.append(
         "client, nixlookup server and reference server share this machine's cores; requests are prebuilt, "
         "so client encoding cost is not in the figures, except in the Python-client table, which runs the "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +42,18 @@ class RunningServer:
 
 @contextlib.contextmanager
 def _serving(
-    argv: Sequence[str], *, name: str, workdir: Path, security: ChannelSecurity | None = None
+    argv: Sequence[str],
+    *,
+    name: str,
+    workdir: Path,
+    security: ChannelSecurity | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     started = time.perf_counter()
     port_file = workdir / f"{name}.port"
     port_file.unlink(missing_ok=True)
     argv = [*argv, "--listen", "127.0.0.1:0", "--port-file", str(port_file)]
-    with managed_process(argv, name=name, log_path=workdir / f"{name}.log", grace_s=10.0) as process:
+    with managed_process(argv, name=name, log_path=workdir / f"{name}.log", env=env, grace_s=10.0) as process:
 
         def failed(what: str) -> ProcessStartError:
             return ProcessStartError(f"{name} (pid {process.pid}) {what}:\n{process.log_tail()}")
@@ -74,10 +79,12 @@ def nixlookup_server(
     name: str = "nixlookup-server",
     security: ChannelSecurity | None = None,
     python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """`nixlookup-server serve` on a free loopback port, serving `register_path`, data dir under `workdir`;
     `security` is what clients need when `extra_args` turn on TLS and an auth file; `python` is the
-    interpreter whose installed nixlookup runs (another checkout's venv, for an A/B run)."""
+    interpreter whose installed nixlookup runs (another checkout's venv, for an A/B run); `env` is added to
+    the server's environment (`NIXLOOKUP_BULK_PATH=numpy`: the previous bulk path, for an A/B)."""
     data_dir = workdir / f"{name}-data"
     argv = [
         python, "-m", "nixlookup.server.app", "serve",
@@ -88,7 +95,7 @@ def nixlookup_server(
         "--grace", "2",
         *extra_args,
     ]  # fmt: skip
-    with _serving(argv, name=name, workdir=workdir, security=security) as server:
+    with _serving(argv, name=name, workdir=workdir, security=security, env=env) as server:
         yield server
 
 

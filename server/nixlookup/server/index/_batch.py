@@ -7,7 +7,9 @@ Keys are grouped in blocks of 2**16 consecutive values. A block with enough keys
 gather per query). A directory maps each block to a slot: 0 absent and 1 sparse are both all-zero
 bitsets, so every query takes the same branch-free path (shift, directory gather, bitset gather, bit
 test), and only the queries that land on slot 1 are looked up again in the hash table. Out-of-range
-queries are clamped onto the absent entry. No per-number Python runs anywhere.
+queries are clamped onto the absent entry. No per-number Python runs anywhere: `contains_many` runs that
+path as one compiled loop (`_kernels.blocked_probe`, over the arrays `parts` lists); `contains_many_numpy`
+is the same path in numpy passes, kept as the loop's reference (and for a directory too wide to be direct).
 
 Everything here is immutable once built: `with_changes` returns a patched copy (copy-on-write of the
 arrays it touches), and `export`/`restore` let snapshots store the structure instead of rebuilding it.
@@ -21,6 +23,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from nixlookup.server._jit import bulk_compiled
 from nixlookup.server.index._roaring_build import or_bits_sorted
 
 __all__ = ["BlockedBitset", "sorted_contains"]
@@ -135,6 +138,11 @@ class _SparseTable:
         # [0, n_buckets) with a multiply-shift instead of a modulo.
         high = (keys * _FIBONACCI) >> U64(32)
         return ((high * self._n_buckets) >> U64(32)).astype(np.intp)
+
+    @property
+    def parts(self) -> tuple[Any, ...]:
+        """What the compiled probe reads of this table: flat buckets, count, empty marker, overflow."""
+        return (self._buckets.reshape(-1), self._n_buckets, self._empty, self._overflow, self._overflowed)
 
     def contains_many(self, queries: NDArray[np.uint64]) -> NDArray[np.bool_]:
         bucket = self._bucket(queries)
@@ -307,7 +315,25 @@ class BlockedBitset:
         position[missing] = self._directory_blocks.size
         return self._directory[position]
 
+    @property
+    def parts(self) -> tuple[Any, ...] | None:
+        """The arrays and scalars the compiled probe (`_kernels.blocked_probe`) takes after the queries, in
+        its order; None for a sorted directory (keys spread over a huge range), which stays on numpy."""
+        if self._directory_blocks is not None:
+            return None
+        return (self._directory, self._first_block, U64(self._span), self._bits, *self._sparse.parts)
+
     def contains_many(self, queries: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        parts = self.parts if bulk_compiled() else None
+        if parts is not None:
+            from nixlookup.server.index._kernels import blocked_probe
+
+            found: NDArray[np.bool_] = blocked_probe(np.ascontiguousarray(queries, dtype=np.uint64), *parts)
+            return found
+        return self.contains_many_numpy(queries)
+
+    def contains_many_numpy(self, queries: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        """`contains_many` in numpy passes: the reference the compiled probe is held to."""
         slots = self._block_slots(queries)
         byte_index: NDArray[Any] = np.left_shift(slots.astype(self._index_dtype), _BLOCK_SHIFT - 3)
         byte_index |= ((queries & _LOW_MASK) >> U64(3)).astype(self._index_dtype)

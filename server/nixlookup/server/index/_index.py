@@ -178,6 +178,13 @@ class Index:
         return self._batch.contains_many(queries)
 
     @property
+    def probe_parts(self) -> tuple[Any, ...] | None:
+        """What compiled loops pass to `index.probe_register_into` (`BlockedBitset.parts`: directory,
+        first block, span, bitsets, then the hash table's arrays); None where the batch structure has no
+        direct directory (keys spread over a huge range): callers then use `contains_many`."""
+        return self._batch.parts
+
+    @property
     def has_values(self) -> bool:
         return self._values is not None
 

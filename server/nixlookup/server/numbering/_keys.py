@@ -7,6 +7,9 @@ picks the candidate range; the range test itself is exact uint64 comparison, so 
 only be wrong for keys near a power of ten, which start with 9 or 1 and are not Swedish anyway. The
 NSN's first digits index the plan table, as in the text path. Keys outside the Swedish ranges are
 foreign (or invalid): `classify_key` judges them one by one with libphonenumber.
+
+By default the Swedish keys are judged in one compiled loop (`_kernels.classify_swedish_keys`, the same
+arithmetic over the same tables); the numpy chunks below are its reference (`NIXLOOKUP_BULK_PATH=numpy`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from nixlookup.server._jit import bulk_compiled
 from nixlookup.server.numbering._codes import (
     LINE_TYPE_OF_CODE,
     SWEDISH_LENGTH_PROBLEM,
@@ -44,6 +48,22 @@ _SWEDISH_HIGH: Final = np.array([_swedish_key_range(e)[1] for e in range(_DECIMA
 _NSN_LENGTH_BY_EXPONENT: Final = np.maximum(np.arange(_DECIMAL_EXPONENTS) - 1, 0)
 _ROW_BASE_BY_EXPONENT: Final = ROW_BASE[_NSN_LENGTH_BY_EXPONENT]
 _PREFIX_DIVISOR_BY_EXPONENT: Final = PREFIX_DIVISOR[_NSN_LENGTH_BY_EXPONENT]
+_POWERS: Final = np.array([10**e for e in range(_DECIMAL_EXPONENTS)], dtype=np.uint64)
+_KERNEL_TABLES: Final = (
+    _POWERS,
+    _SWEDISH_LOW,
+    _SWEDISH_HIGH,
+    _ROW_BASE_BY_EXPONENT,
+    _PREFIX_DIVISOR_BY_EXPONENT,
+    TYPE_CODE_FLAT,
+    LINE_TYPE_OF_CODE,
+    SWEDISH_LENGTH_PROBLEM,
+    POW10,
+    NO_TYPE,
+    int(Problem.OK),
+    int(Problem.EMPTY),
+)
+"""What `_kernels.classify_swedish_keys` reads after the batch's arrays, in its order."""
 # Keys per chunk: the working vectors of a chunk stay in L2 cache (measured 2x faster than one pass).
 CHUNK_KEYS: Final = 1 << 15
 
@@ -63,10 +83,19 @@ def classify_keys(keys: NDArray[Any]) -> ParsedBatch:
     batch = ParsedBatch(
         np.zeros(count, dtype=np.uint64), np.zeros(count, dtype=np.uint8), np.zeros(count, dtype=np.uint8)
     )
-    scalar_rows = np.zeros(count, dtype=np.bool_)
-    for first in range(0, count, CHUNK_KEYS):
-        last = min(first + CHUNK_KEYS, count)
-        _classify_chunk(values[first:last], batch, first, scalar_rows[first:last])
+    if bulk_compiled():
+        from nixlookup.server.numbering._kernels import classify_swedish_keys
+
+        rows = classify_swedish_keys(
+            np.ascontiguousarray(values), batch.keys, batch.problems, batch.line_types, *_KERNEL_TABLES
+        )
+        scalar_rows = np.zeros(count, dtype=np.bool_)
+        scalar_rows[rows] = True
+    else:
+        scalar_rows = np.zeros(count, dtype=np.bool_)
+        for first in range(0, count, CHUNK_KEYS):
+            last = min(first + CHUNK_KEYS, count)
+            _classify_chunk(values[first:last], batch, first, scalar_rows[first:last])
     if negative is not None and negative.any():
         batch.keys[negative] = 0
         batch.problems[negative] = Problem.OUT_OF_RANGE

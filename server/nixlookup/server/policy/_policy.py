@@ -52,10 +52,12 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
+from nixlookup.server._jit import compile_counts
 from nixlookup.server.index import Index
 from nixlookup.server.lists import CALLER_LISTS
 from nixlookup.server.logs import get_logger
-from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber
+from nixlookup.server.numbering import PROBLEM_TEXT, ParsedBatch, ParsedNumber, classify_keys
+from nixlookup.server.policy._bulk import answer_batch, warm_up_batch
 from nixlookup.server.policy._dates import (
     as_utc,
     day_of,
@@ -67,11 +69,8 @@ from nixlookup.server.policy._facts import (
     EXEMPT_PURPOSES,
     REGISTERED,
     CodedFacts,
-    Fact,
     Facts,
     OneFacts,
-    apply_caller_lists,
-    batch_codes,
 )
 from nixlookup.server.policy._overlay import CallerOverlay, OverlayCache
 from nixlookup.server.store import REGISTER_KEY, ListKey, ListKind, PerStateMemo, ServingState
@@ -391,34 +390,20 @@ class Policy:
                 raise expired_error(state.register.meta, now)
             valid_until = None  # exempt answers never touch the register: nothing dates them
         table = self._code_tables[exempt]
-        keys = parsed.keys
-        codes = batch_codes(parsed)
-        invalid = (codes & np.uint8(Fact.INVALID)).view(np.bool_)
         until_day = 0 if valid_until is None else day_of(valid_until)
-        valid_until_days = np.full(codes.size, until_day, dtype=np.uint32)
-        np.putmask(valid_until_days, invalid, np.uint32(0))
-        overlay = self._overlay_for(state, caller)
-        if overlay is None:
-            if table.needs_register:  # the register decides every valid number: ask it for all of them
-                codes |= state.register.contains_many(keys).view(np.uint8) * np.uint8(REGISTERED)
-        else:  # first the caller's lists: the numbers they decide need no register lookup
-            undecided, undecided_keys = apply_caller_lists(
-                overlay,
-                keys,
-                codes,
-                valid_until_days,
-                today=day_of(now),
-                capped_by=table.capped_by,
-                register_matters=table.register_matters,
-            )
-            if undecided.size:
-                found = state.register.contains_many(undecided_keys)
-                codes[undecided] |= found.view(np.uint8) * np.uint8(REGISTERED)
+        blocked, invalid, reasons, mobile_flag, valid_until_days = answer_batch(
+            table,
+            state.register,
+            self._overlay_for(state, caller),
+            parsed,
+            until_day=until_day,
+            today=day_of(now),
+        )
         return BatchDecision(
-            blocked=table.blocked.take(codes),
+            blocked=blocked,
             invalid=invalid,
-            reasons=table.reasons.take(codes),
-            mobile_flag=table.mobile_flag.take(codes),
+            reasons=reasons,
+            mobile_flag=mobile_flag,
             valid_until_days=valid_until_days,
             valid_until=valid_until,
         )
@@ -435,46 +420,52 @@ class Policy:
                     )
         return tuple(used)
 
-    def warm_up(self) -> float:
-        """Compile the bulk path's caller loops (`_policy_kernels`), or load them from numba's on-disk
-        cache: ~1.5 s on a machine that never ran them, ~0.3 s cached (most of it importing numba).
-        `prepare` calls it before the first state with caller lists serves, so no batch pays for it.
-        Returns the seconds it took (0 once done)."""
-        if self._warmed_up:
-            return 0.0
+    def warm_up(self, state: ServingState | None = None) -> float:
+        """Load the bulk path's compiled loops (`_kernels`, `index`, `numbering`) from numba's on-disk
+        cache, or compile them where the cache has none: ~5-10 s on a machine that never ran them, well
+        under a second cached (most of it importing numba). With `state`, also for the array types of
+        its register and caller overlays (a mapped snapshot's read-only arrays are a type of their own).
+        `prepare` calls it before each state serves, so no batch pays for it. The first call logs how
+        long it took and how many loops were compiled rather than loaded. Returns the seconds it took."""
         started = time.perf_counter()
+        first = not self._warmed_up
         key = np.array([46701234567], dtype=np.uint64)
-        listed = Index.build(key, values=np.zeros(1, dtype=np.uint32), version="warm-up", source="warm-up")
-        overlay = CallerOverlay.build([listed] * len(CALLER_LISTS), relationship_grace_days=0)
-        if overlay is None:
-            raise AssertionError("an overlay of one listed number is never empty")
-        for table in self._code_tables.values():
-            apply_caller_lists(
-                overlay,
-                key,
-                np.zeros(1, dtype=np.uint8),
-                np.zeros(1, dtype=np.uint32),
-                today=0,
-                capped_by=table.capped_by,
-                register_matters=table.register_matters,
+        if first:
+            classify_keys(key)
+            listed = Index.build(
+                key, values=np.zeros(1, dtype=np.uint32), version="warm-up", source="warm-up"
             )
-        self._warmed_up = True
+            listed.contains_many(key)
+            overlay = CallerOverlay.build([listed] * len(CALLER_LISTS), relationship_grace_days=0)
+            for table in self._code_tables.values():
+                warm_up_batch(table, listed, overlay)
+                warm_up_batch(table, listed, None)
+        if state is not None:
+            state.register.contains_many(key)
+            overlays = [
+                self._overlay_for(state, caller) for caller in {caller for (_, caller) in state.lists}
+            ]
+            for table in self._code_tables.values():
+                for overlay in {id(o): o for o in [None, *overlays]}.values():
+                    warm_up_batch(table, state.register, overlay)
         seconds = time.perf_counter() - started
-        _log.info("bulk_kernels_ready", seconds=round(seconds, 3))
+        if first:
+            self._warmed_up = True
+            _log.info("bulk_kernels_ready", seconds=round(seconds, 3), **compile_counts())
         return seconds
 
     def prepare(self, state: ServingState) -> int:
-        """Build the bulk path's per-caller structures for every caller with lists in `state`.
+        """Build the bulk path's per-caller structures for every caller with lists in `state`, and load
+        the compiled loops for its arrays (`warm_up`).
 
         Optional: without it the first batch for a caller after a list change builds them (~0.2-0.5 s for
-        600k listed numbers), and the first batch with any caller compiles the loops. Call it after
-        swapping in a new state to take that off the request path. Returns how many callers were prepared.
+        600k listed numbers), and the first batch compiles the loops. Call it before swapping in a new
+        state to take that off the request path. Returns how many callers were prepared.
         """
         callers = {caller for (_, caller) in state.lists}
-        if callers:
-            self.warm_up()
         for caller in callers:
             self._overlay_for(state, caller)
+        self.warm_up(state)
         return len(callers)
 
     def _overlay_for(self, state: ServingState, caller: str) -> CallerOverlay | None:
