@@ -1,9 +1,9 @@
 """The one wire vocabulary: the words answers are made of, shared by server, client and bench.
 
 Theory of operation:
-- `Verdict`, `Reason`, `LineType`, `Purpose` and `ListKind` (and every other enum of ``lookup.proto``)
-  are `IntEnum`s whose values are the proto enums of the same names, member names without the proto's
-  type prefix (``LIST_KIND_OPT_OUT`` -> ``ListKind.OPT_OUT``, ``VERDICT_UNSPECIFIED`` ->
+- `Verdict`, `Reason`, `LineType`, `Purpose`, `ListKind` and `MatchedOn` (and every other enum of
+  ``lookup.proto``) are `IntEnum`s whose values are the proto enums of the same names, member names
+  without the proto's type prefix (``LIST_KIND_OPT_OUT`` -> ``ListKind.OPT_OUT``, ``VERDICT_UNSPECIFIED`` ->
   ``Verdict.UNSPECIFIED``). They are generated from the proto by ``make proto`` (`nixlookup.v1.enums`),
   so they cannot drift from it; `tests/test_generated_code.py` regenerates them and fails on a diff.
 - This is the only home of these enums. The server core, the client and the CLI import them from here,
@@ -17,13 +17,14 @@ Theory of operation:
 from __future__ import annotations
 
 from nixlookup.v1._wire_enum import WireEnum
-from nixlookup.v1.enums import ChangeKind, LineType, ListKind, Purpose, Reason, Verdict
+from nixlookup.v1.enums import ChangeKind, LineType, ListKind, MatchedOn, Purpose, Reason, Verdict
 
 __all__ = [
     "BEHIND_DETAIL_PREFIX",
     "ChangeKind",
     "LineType",
     "ListKind",
+    "MatchedOn",
     "Purpose",
     "Reason",
     "Verdict",
