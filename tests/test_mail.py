@@ -301,8 +301,10 @@ def test_address_register_reload_and_delta_under_load(
             answer = lookup.CheckAddressee(_request(columns, NOT_REGISTERED, by="personnummer"), timeout=10)
             assert answer.verdict == Verdict.ALLOWED
             assert answer.register_version == delta.version
-            # restore the module's register for the other tests
-            _reload(admin, R.LIST_KIND_ADDRESS_REGISTER, everyone, "", force=True)
+            # restore the module's register (the first 200 people) for the other tests
+            names = list(columns)
+            back = _write(tmp_path / "back.csv", names, [[columns[n][p] for n in names] for p in REGISTERED])
+            _reload(admin, R.LIST_KIND_ADDRESS_REGISTER, back, "", force=True)
     finally:
         stop.set()
         thread.join()
@@ -312,3 +314,49 @@ def test_address_register_reload_and_delta_under_load(
 
 def test_today_is_a_date() -> None:  # the module's dates are UTC calendar dates
     assert isinstance(datetime.now(UTC).date(), date)
+
+
+def test_the_clients_check_addressee_and_bulk(
+    mail_server: ServerProcess, people: SyntheticAddressRegister
+) -> None:
+    """Client.check_addressee, the bulk iterator, AsyncClient's twin and `nixlookup check-addressee`."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from nixlookup.client import AsyncClient, Client
+
+    columns = _columns(people)
+    rows = [{name: columns[name][person] for name in ("name", "street", "postcode")} for person in (3, 250)]
+    with Client(mail_server.target) as client:
+        one = client.check_addressee(personnummer=columns["personnummer"][3])
+        assert one.reason is Reason.NIX_ADRESSERAT_REGISTERED
+        assert one.matched_on is MatchedOn.PERSONNUMMER
+        bulk = list(client.check_addressees([*rows, {"personnummer": "1"}], batch_size=2))
+    assert [answer.verdict for answer in bulk] == [Verdict.BLOCKED, Verdict.ALLOWED, Verdict.INVALID]
+    assert "personnummer" in bulk[2].detail
+
+    async def twin() -> list[Verdict]:
+        async with AsyncClient(mail_server.target) as client:
+            first = await client.check_addressee(rows[0])
+            rest = [answer.verdict async for answer in client.check_addressees(rows)]
+            return [first.verdict, *rest]
+
+    assert asyncio.run(twin()) == [Verdict.BLOCKED, Verdict.BLOCKED, Verdict.ALLOWED]
+    command = [
+        sys.executable,
+        "-m",
+        "nixlookup.client.cli",
+        "check-addressee",
+        "--target",
+        mail_server.target,
+    ]
+    done = subprocess.run(
+        [*command, "--personnummer", columns["personnummer"][3], "--json", "--fail-on-blocked"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert '"NIX_ADRESSERAT_REGISTERED"' in done.stdout
