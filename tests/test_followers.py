@@ -140,7 +140,8 @@ def test_followers_answer_every_check_from_at_least_the_version_it_names_and_con
                 assert answer.verdict == lookup_pb2.ALLOWED, f"step {step}: the key it just removed"
             answered_by.add(answer.register_version)
     _converged(writer, *followers)
-    assert len(_lists(followers[0].target)) == 1  # the caller's list ended dropped on every follower
+    # the caller's list ended dropped on every follower: the phone register and the address register remain
+    assert set(_lists(followers[0].target)) == {(0, ""), (4, "")}
 
 
 def test_a_follower_turns_not_serving_and_refuses_answers_once_the_writers_register_expires(
@@ -291,5 +292,5 @@ def test_a_follower_resumes_from_the_journal_or_gets_a_fresh_snapshot_when_it_no
         started = [
             json.loads(line) for line in writer.log_text().splitlines() if '"replication_started"' in line
         ]
-        assert started[-1][expect] == 1, started[-1]
-        assert started[-1]["lists_held"] == 1
+        assert started[-1][expect] >= 1, started[-1]  # the phone register (the address register resumes)
+        assert started[-1]["lists_held"] == 2  # the phone register and the (synthetic) address register

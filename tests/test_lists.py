@@ -3,7 +3,15 @@
 import pytest
 
 from nixlookup.server.errors import InvalidArgumentError
-from nixlookup.server.lists import CALLER_LISTS, LIST_SPECS, ListRole, Register, lists_of, spec_of
+from nixlookup.server.lists import (
+    LIST_SPECS,
+    MAIL_CALLER_LISTS,
+    ListRole,
+    Register,
+    lists_of,
+    register_of,
+    spec_of,
+)
 from nixlookup.server.policy._facts import EXEMPTING_LISTS, FACT_OF_LIST, Fact
 from nixlookup.server.store import check_list_key
 from nixlookup.v1.vocabulary import ListKind
@@ -21,8 +29,9 @@ def test_every_kind_has_one_row_and_one_fact_bit() -> None:
 
 
 def test_exempting_lists_come_from_the_roles() -> None:
-    """The lists that clear the mobile flag are exactly the EXEMPTS rows."""
-    assert set(EXEMPTING_LISTS) == {spec.kind for spec in LIST_SPECS if spec.role is ListRole.EXEMPTS}
+    """The lists that clear the mobile flag (a NIX-Telefon rule) are exactly its EXEMPTS rows."""
+    phone = lists_of(Register.TELEFON)
+    assert set(EXEMPTING_LISTS) == {spec.kind for spec in phone if spec.role is ListRole.EXEMPTS}
     assert set(EXEMPTING_LISTS) == {ListKind.RELATIONSHIP, ListKind.CONSENT}
 
 
@@ -30,7 +39,7 @@ def test_exempting_lists_come_from_the_roles() -> None:
 def test_list_keys_follow_per_caller(spec: object) -> None:
     """A per-caller kind needs a caller; a register refuses one."""
     kind = spec_of(spec.kind).kind  # type: ignore[attr-defined]
-    if spec in CALLER_LISTS:
+    if spec.per_caller:  # type: ignore[attr-defined]
         assert check_list_key(kind, "acme") == (kind, "acme")
         with pytest.raises(InvalidArgumentError, match="caller must not be empty"):
             check_list_key(kind, "")
@@ -38,3 +47,22 @@ def test_list_keys_follow_per_caller(spec: object) -> None:
         assert check_list_key(kind, "") == (kind, "")
         with pytest.raises(InvalidArgumentError, match="caller must be empty"):
             check_list_key(kind, "acme")
+
+
+def test_each_register_has_its_own_row_and_caller_lists() -> None:
+    """Both NIX registers have one shared row and the same three caller lists, in the same roles."""
+    for register in Register:
+        specs = lists_of(register)
+        assert [spec.per_caller for spec in specs] == [False, True, True, True]
+        assert [spec.role for spec in specs] == [
+            ListRole.REGISTER,
+            ListRole.BLOCKS,
+            ListRole.EXEMPTS,
+            ListRole.EXEMPTS,
+        ]
+    assert register_of(Register.ADRESSERAT).kind is ListKind.ADDRESS_REGISTER
+    assert [spec.kind for spec in MAIL_CALLER_LISTS] == [
+        ListKind.MAIL_OPT_OUT,
+        ListKind.MAIL_RELATIONSHIP,
+        ListKind.MAIL_CONSENT,
+    ]

@@ -115,6 +115,9 @@ class _ReferenceAnswers:
         )
 
 
+_NO_MAIL = "the reference server answers phone checks only (no NIX-Adresserat)"
+
+
 class ReferenceLookup(lookup_pb2_grpc.LookupServicer):
     """`nixlookup.v1.Lookup` from a Python set on `grpc.aio`."""
 
@@ -139,6 +142,16 @@ class ReferenceLookup(lookup_pb2_grpc.LookupServicer):
     ) -> lookup_pb2.RegisterInfo:
         return self._answers.register_info()
 
+    async def CheckAddressee(  # noqa: N802 - method names are the proto's
+        self, request: lookup_pb2.CheckAddresseeRequest, context: _Context
+    ) -> lookup_pb2.CheckAddresseeResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_MAIL)
+
+    async def CheckAddresseeStream(  # type: ignore[override]  # noqa: N802 - method names are the proto's
+        self, request_iterator: AsyncIterator[lookup_pb2.CheckAddresseeBatch], context: _Context
+    ) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_MAIL)
+
 
 class SyncReferenceLookup(lookup_pb2_grpc.LookupServicer):
     """`nixlookup.v1.Lookup` from a Python set on the sync grpc server: nixlookup's own server model."""
@@ -161,6 +174,16 @@ class SyncReferenceLookup(lookup_pb2_grpc.LookupServicer):
         self, request: lookup_pb2.GetRegisterInfoRequest, context: grpc.ServicerContext
     ) -> lookup_pb2.RegisterInfo:
         return self._answers.register_info()
+
+    def CheckAddressee(  # noqa: N802 - method names are the proto's
+        self, request: lookup_pb2.CheckAddresseeRequest, context: grpc.ServicerContext
+    ) -> lookup_pb2.CheckAddresseeResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_MAIL)
+
+    def CheckAddresseeStream(  # noqa: N802 - method names are the proto's
+        self, request_iterator: Iterator[lookup_pb2.CheckAddresseeBatch], context: grpc.ServicerContext
+    ) -> Iterator[lookup_pb2.CheckAddresseeBatchResult]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_MAIL)
 
 
 def _bound(port: int, listen: str, port_file: Path | None) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +23,13 @@ import grpc
 from nixlookup.client._base import BaseClient, MinVersion, check_request, min_positions
 from nixlookup.client._batching import Numbers, PreparedBatch, prepare_batches
 from nixlookup.client.errors import NixlookupClientError
+from nixlookup.client.mail import (
+    DEFAULT_MAIL_BATCH_ROWS,
+    AddresseeResult,
+    addressee_batches,
+    addressee_request,
+    addressee_results,
+)
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 from nixlookup.v1.vocabulary import Purpose
@@ -186,6 +193,42 @@ class AsyncClient(BaseClient):
                 await asyncio.sleep(behind.delay_after(error))  # raises unless a replica answered "behind"
                 continue
             return CheckResult.from_proto(response)
+
+    async def check_addressee(
+        self,
+        addressee: Mapping[str, str] | None = None,
+        *,
+        caller: str = "",
+        purpose: Purpose | int | str = Purpose.SALES,
+        timeout: float | None = None,
+        **fields: str,
+    ) -> AddresseeResult:
+        """May `caller` send addressed direct mail to this addressee (NIX-Adresserat)? Fields: any of
+        personnummer, name, street, postcode, city, care_of (a mapping, keywords, or both)."""
+        request = addressee_request({**(addressee or {}), **fields}, caller=caller, purpose=purpose)
+        try:
+            response = await self._stub.CheckAddressee(request, **self._unary(timeout))
+        except grpc.RpcError as error:
+            raise self._error(error, "CheckAddressee") from None
+        return AddresseeResult.from_proto(response)
+
+    async def check_addressees(
+        self,
+        rows: Iterable[Mapping[str, str]],
+        *,
+        caller: str = "",
+        purpose: Purpose | int | str = Purpose.SALES,
+        batch_size: int = DEFAULT_MAIL_BATCH_ROWS,
+        timeout: float | None = None,
+    ) -> AsyncIterator[AddresseeResult]:
+        """Stream addressees through CheckAddresseeStream; one `AddresseeResult` per row, in order."""
+        batches = addressee_batches(rows, caller=caller, purpose=purpose, batch_size=batch_size)
+        try:
+            async for message in self._stub.CheckAddresseeStream(batches, **self._stream(timeout)):
+                for answer in addressee_results(message):
+                    yield answer
+        except grpc.RpcError as error:
+            raise self._error(error, "CheckAddresseeStream") from None
 
     async def register_info(self, *, timeout: float | None = None) -> RegisterInfo:
         """The register's and the callers' lists' versions, counts, dates and history."""

@@ -42,6 +42,7 @@ from nixlookup.client.cli_wash import add_wash_parser
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.proof import tool_version
 from nixlookup.client.results import ListInfo, RegisterInfo
+from nixlookup.v1.vocabulary import ListKind
 
 __all__ = ["PLUGINS", "build_parser", "main"]
 
@@ -49,6 +50,7 @@ PLUGINS: tuple[str, ...] = (
     "nixlookup.client.cli_admin:register_admin_commands",
     "nixlookup.client.cli_lists:register_commands",
     "nixlookup.client.cli_health:register_commands",
+    "nixlookup.client.cli_mail:register_commands",
 )
 """``module:function`` registering more subcommands (see the module doc)."""
 
@@ -95,8 +97,12 @@ def _date(moment: datetime | None) -> str:
 
 
 def _list_line(info: ListInfo) -> str:
-    name = "register" if not info.caller else f"{info.kind.slug} of {info.caller}"
-    synthetic = "  SYNTHETIC (made-up numbers, not the NIX register)" if info.synthetic else ""
+    phone = info.kind is ListKind.REGISTER
+    name = (
+        ("register" if phone else info.kind.slug) if not info.caller else f"{info.kind.slug} of {info.caller}"
+    )
+    made_up = "made-up numbers, not the NIX register" if phone else "made-up people, not NIX-Adresserat"
+    synthetic = f"  SYNTHETIC ({made_up})" if info.synthetic else ""
     return (
         f"{name}: version {info.version}, {info.count:,} numbers, register date {_date(info.register_date)}, "
         f"loaded {info.loaded_at.isoformat(timespec='seconds') if info.loaded_at else '-'}, "

@@ -172,7 +172,9 @@ def _run_drop(args: argparse.Namespace) -> int:
 def _run_show(args: argparse.Namespace) -> int:
     with admin_of(args) as admin:
         info = admin.register_info()
-    shown = [item for item in info.lists if not args.caller or item.caller == args.caller]
+    shown = [  # callers' lists only: the address register (caller "") is a register, not a caller's list
+        item for item in info.lists if item.caller and (not args.caller or item.caller == args.caller)
+    ]
     if not shown:
         print("no caller lists" + (f" for {args.caller}" if args.caller else ""))
     for item in sorted(shown, key=lambda item: (item.caller, item.kind)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nixlookup.v1._wire_enum import WireEnum
 
-__all__ = ["ChangeKind", "LineType", "ListKind", "Problem", "Purpose", "Reason", "Verdict"]
+__all__ = ["ChangeKind", "LineType", "ListKind", "MatchedOn", "Problem", "Purpose", "Reason", "Verdict"]
 
 
 class Verdict(WireEnum):
@@ -25,6 +25,14 @@ class Reason(WireEnum):
     CONSENT = 6
     INVALID_NUMBER = 7
     MOBILE_WITHOUT_RELATIONSHIP = 8
+    NIX_ADRESSERAT_REGISTERED = 9
+    INVALID_ADDRESSEE = 10
+
+
+class MatchedOn(WireEnum):
+    NONE = 0
+    PERSONNUMMER = 1
+    NAME_AND_ADDRESS = 2
 
 
 class Problem(WireEnum):
@@ -63,6 +71,10 @@ class ListKind(WireEnum):
     OPT_OUT = 1
     RELATIONSHIP = 2
     CONSENT = 3
+    ADDRESS_REGISTER = 4
+    MAIL_OPT_OUT = 5
+    MAIL_RELATIONSHIP = 6
+    MAIL_CONSENT = 7
 
 
 class ChangeKind(WireEnum):

@@ -68,6 +68,10 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """not a valid phone number; see detail"""
     MOBILE_WITHOUT_RELATIONSHIP: _Reason.ValueType  # 8
     """Swedma/Kontakta rule, only when the server is set to block it"""
+    NIX_ADRESSERAT_REGISTERED: _Reason.ValueType  # 9
+    """in NIX-Adresserat: BLOCKED for addressed direct mail"""
+    INVALID_ADDRESSEE: _Reason.ValueType  # 10
+    """an invalid personnummer, or neither a personnummer nor a whole address"""
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Why the verdict is what it is: the rule (row of the policy table) that decided."""
@@ -89,7 +93,31 @@ INVALID_NUMBER: Reason.ValueType  # 7
 """not a valid phone number; see detail"""
 MOBILE_WITHOUT_RELATIONSHIP: Reason.ValueType  # 8
 """Swedma/Kontakta rule, only when the server is set to block it"""
+NIX_ADRESSERAT_REGISTERED: Reason.ValueType  # 9
+"""in NIX-Adresserat: BLOCKED for addressed direct mail"""
+INVALID_ADDRESSEE: Reason.ValueType  # 10
+"""an invalid personnummer, or neither a personnummer nor a whole address"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
+
+class _MatchedOn:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MatchedOnEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MatchedOn.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MATCHED_ON_NONE: _MatchedOn.ValueType  # 0
+    """no key of the row is on a list that decided (or the row is invalid)"""
+    MATCHED_ON_PERSONNUMMER: _MatchedOn.ValueType  # 1
+    MATCHED_ON_NAME_AND_ADDRESS: _MatchedOn.ValueType  # 2
+
+class MatchedOn(_MatchedOn, metaclass=_MatchedOnEnumTypeWrapper):
+    """Which key of an addressee decided a CheckAddressee answer."""
+
+MATCHED_ON_NONE: MatchedOn.ValueType  # 0
+"""no key of the row is on a list that decided (or the row is invalid)"""
+MATCHED_ON_PERSONNUMMER: MatchedOn.ValueType  # 1
+MATCHED_ON_NAME_AND_ADDRESS: MatchedOn.ValueType  # 2
+Global___MatchedOn: _TypeAlias = MatchedOn  # noqa: Y015
 
 class _Problem:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -214,6 +242,14 @@ class _ListKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ListKind.Val
     """the caller's customer relationships, each with an end date"""
     LIST_KIND_CONSENT: _ListKind.ValueType  # 3
     """explicit consents to this caller, each with an expiry"""
+    LIST_KIND_ADDRESS_REGISTER: _ListKind.ValueType  # 4
+    """the NIX-Adresserat register (caller must be "")"""
+    LIST_KIND_MAIL_OPT_OUT: _ListKind.ValueType  # 5
+    """persons who told this caller "no more mail" """
+    LIST_KIND_MAIL_RELATIONSHIP: _ListKind.ValueType  # 6
+    """the caller's customer relationships for mail, each with an end date"""
+    LIST_KIND_MAIL_CONSENT: _ListKind.ValueType  # 7
+    """persons' explicit consents to this caller's mail, each with an expiry"""
 
 class ListKind(_ListKind, metaclass=_ListKindEnumTypeWrapper):
     """Which of a caller's lists (or the register) an operation is about."""
@@ -226,6 +262,14 @@ LIST_KIND_RELATIONSHIP: ListKind.ValueType  # 2
 """the caller's customer relationships, each with an end date"""
 LIST_KIND_CONSENT: ListKind.ValueType  # 3
 """explicit consents to this caller, each with an expiry"""
+LIST_KIND_ADDRESS_REGISTER: ListKind.ValueType  # 4
+"""the NIX-Adresserat register (caller must be "")"""
+LIST_KIND_MAIL_OPT_OUT: ListKind.ValueType  # 5
+"""persons who told this caller "no more mail" """
+LIST_KIND_MAIL_RELATIONSHIP: ListKind.ValueType  # 6
+"""the caller's customer relationships for mail, each with an end date"""
+LIST_KIND_MAIL_CONSENT: ListKind.ValueType  # 7
+"""persons' explicit consents to this caller's mail, each with an expiry"""
 Global___ListKind: _TypeAlias = ListKind  # noqa: Y015
 
 class _ChangeKind:
@@ -699,6 +743,260 @@ class RegisterInfo(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterInfo: _TypeAlias = RegisterInfo  # noqa: Y015
+
+@_typing.final
+class CheckAddresseeRequest(_message.Message):
+    """-- NIX-Adresserat: addressed direct mail -----------------------------------------------------------------
+    An addressee is a personnummer, a name and address, or both; it is blocked when either key matches.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSONNUMMER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STREET_FIELD_NUMBER: _builtins.int
+    POSTCODE_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    CARE_OF_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    MIN_VERSION_FIELD_NUMBER: _builtins.int
+    personnummer: _builtins.str
+    """10 or 12 digits, "-", "+" (aged 100+) or no separator; "" = none"""
+    name: _builtins.str
+    """"Förnamn Efternamn" or "Efternamn, Förnamn" """
+    street: _builtins.str
+    """"Storgatan 12 B", "Storg. 12b lgh 1102" ..."""
+    postcode: _builtins.str
+    """"NNN NN", "NNNNN", "SE-NNN NN" """
+    city: _builtins.str
+    """the postal town"""
+    care_of: _builtins.str
+    """a c/o line (not part of the key)"""
+    caller: _builtins.str
+    """company id selecting its own mail lists; "" = none"""
+    purpose: Global___Purpose.ValueType
+    @_builtins.property
+    def min_version(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListPosition]:
+        """as CheckRequest.min_version"""
+
+    def __init__(
+        self,
+        *,
+        personnummer: _builtins.str = ...,
+        name: _builtins.str = ...,
+        street: _builtins.str = ...,
+        postcode: _builtins.str = ...,
+        city: _builtins.str = ...,
+        care_of: _builtins.str = ...,
+        caller: _builtins.str = ...,
+        purpose: Global___Purpose.ValueType = ...,
+        min_version: _abc.Iterable[Global___ListPosition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "care_of", b"care_of", "city", b"city", "min_version", b"min_version", "name", b"name", "personnummer", b"personnummer", "postcode", b"postcode", "purpose", b"purpose", "street", b"street"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAddresseeRequest: _TypeAlias = CheckAddresseeRequest  # noqa: Y015
+
+@_typing.final
+class CheckAddresseeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MATCHED_ON_FIELD_NUMBER: _builtins.int
+    REGISTER_VERSION_FIELD_NUMBER: _builtins.int
+    REGISTER_DATE_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    LISTS_USED_FIELD_NUMBER: _builtins.int
+    verdict: Global___Verdict.ValueType
+    reason: Global___Reason.ValueType
+    matched_on: Global___MatchedOn.ValueType
+    register_version: _builtins.str
+    detail: _builtins.str
+    @_builtins.property
+    def register_date(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp:
+        """register date + the validity window (3 calendar months by default), or the end of the relationship
+        or consent it rested on when that is sooner. Unset for INVALID.
+        """
+
+    @_builtins.property
+    def lists_used(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListVersion]: ...
+    def __init__(
+        self,
+        *,
+        verdict: Global___Verdict.ValueType = ...,
+        reason: Global___Reason.ValueType = ...,
+        matched_on: Global___MatchedOn.ValueType = ...,
+        register_version: _builtins.str = ...,
+        register_date: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        detail: _builtins.str = ...,
+        lists_used: _abc.Iterable[Global___ListVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["register_date", b"register_date", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "lists_used", b"lists_used", "matched_on", b"matched_on", "reason", b"reason", "register_date", b"register_date", "register_version", b"register_version", "valid_until", b"valid_until", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAddresseeResponse: _TypeAlias = CheckAddresseeResponse  # noqa: Y015
+
+@_typing.final
+class CheckAddresseeBatch(_message.Message):
+    """One batch of addressees as columns: each column is empty (absent for every row) or has one entry per
+    row ("" = absent for that row). The row count is the longest column's length.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSONNUMMER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STREET_FIELD_NUMBER: _builtins.int
+    POSTCODE_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    CARE_OF_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    WANT_DETAILS_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    MIN_VERSION_FIELD_NUMBER: _builtins.int
+    caller: _builtins.str
+    purpose: Global___Purpose.ValueType
+    want_details: _builtins.bool
+    """also return reasons, matched_on, valid_until_days and problems"""
+    batch_id: _builtins.int
+    @_builtins.property
+    def personnummer(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def name(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def street(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def postcode(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def city(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def care_of(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def min_version(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListPosition]: ...
+    def __init__(
+        self,
+        *,
+        personnummer: _abc.Iterable[_builtins.str] | None = ...,
+        name: _abc.Iterable[_builtins.str] | None = ...,
+        street: _abc.Iterable[_builtins.str] | None = ...,
+        postcode: _abc.Iterable[_builtins.str] | None = ...,
+        city: _abc.Iterable[_builtins.str] | None = ...,
+        care_of: _abc.Iterable[_builtins.str] | None = ...,
+        caller: _builtins.str = ...,
+        purpose: Global___Purpose.ValueType = ...,
+        want_details: _builtins.bool = ...,
+        batch_id: _builtins.int = ...,
+        min_version: _abc.Iterable[Global___ListPosition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "caller", b"caller", "care_of", b"care_of", "city", b"city", "min_version", b"min_version", "name", b"name", "personnummer", b"personnummer", "postcode", b"postcode", "purpose", b"purpose", "street", b"street", "want_details", b"want_details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAddresseeBatch: _TypeAlias = CheckAddresseeBatch  # noqa: Y015
+
+@_typing.final
+class RowProblem(_message.Message):
+    """Why one row of a batch is INVALID."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROW_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    row: _builtins.int
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        row: _builtins.int = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "row", b"row"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RowProblem: _TypeAlias = RowProblem  # noqa: Y015
+
+@_typing.final
+class CheckAddresseeBatchResult(_message.Message):
+    """The answer for one batch, in order, from one register version; bit fields packed as CheckBatchResult's."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    BLOCKED_FIELD_NUMBER: _builtins.int
+    INVALID_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    MATCHED_ON_FIELD_NUMBER: _builtins.int
+    REGISTER_VERSION_FIELD_NUMBER: _builtins.int
+    REGISTER_DATE_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    LISTS_USED_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_DAYS_LE_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    blocked: _builtins.bytes
+    invalid: _builtins.bytes
+    reasons: _builtins.bytes
+    """one Reason byte per row (want_details)"""
+    matched_on: _builtins.bytes
+    """one MatchedOn byte per row (want_details)"""
+    register_version: _builtins.str
+    batch_id: _builtins.int
+    valid_until_days_le: _builtins.bytes
+    """per row, uint32 days since 1970-01-01, 0 = none (want_details)"""
+    @_builtins.property
+    def register_date(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp:
+        """for NOT_REGISTERED answers of this batch"""
+
+    @_builtins.property
+    def lists_used(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListVersion]: ...
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___RowProblem]:
+        """the invalid rows' reasons (want_details)"""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        blocked: _builtins.bytes = ...,
+        invalid: _builtins.bytes = ...,
+        reasons: _builtins.bytes = ...,
+        matched_on: _builtins.bytes = ...,
+        register_version: _builtins.str = ...,
+        register_date: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        lists_used: _abc.Iterable[Global___ListVersion] | None = ...,
+        batch_id: _builtins.int = ...,
+        valid_until_days_le: _builtins.bytes = ...,
+        problems: _abc.Iterable[Global___RowProblem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["register_date", b"register_date", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "blocked", b"blocked", "count", b"count", "invalid", b"invalid", "lists_used", b"lists_used", "matched_on", b"matched_on", "problems", b"problems", "reasons", b"reasons", "register_date", b"register_date", "register_version", b"register_version", "valid_until", b"valid_until", "valid_until_days_le", b"valid_until_days_le"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAddresseeBatchResult: _TypeAlias = CheckAddresseeBatchResult  # noqa: Y015
 
 @_typing.final
 class ReloadRequest(_message.Message):

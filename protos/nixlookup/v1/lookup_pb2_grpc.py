@@ -44,6 +44,16 @@ class LookupStub:
                 request_serializer=nixlookup_dot_v1_dot_lookup__pb2.CheckBatch.SerializeToString,
                 response_deserializer=nixlookup_dot_v1_dot_lookup__pb2.CheckBatchResult.FromString,
                 _registered_method=True)
+        self.CheckAddressee = channel.unary_unary(
+                '/nixlookup.v1.Lookup/CheckAddressee',
+                request_serializer=nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeRequest.SerializeToString,
+                response_deserializer=nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeResponse.FromString,
+                _registered_method=True)
+        self.CheckAddresseeStream = channel.stream_stream(
+                '/nixlookup.v1.Lookup/CheckAddresseeStream',
+                request_serializer=nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeBatch.SerializeToString,
+                response_deserializer=nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeBatchResult.FromString,
+                _registered_method=True)
         self.GetRegisterInfo = channel.unary_unary(
                 '/nixlookup.v1.Lookup/GetRegisterInfo',
                 request_serializer=nixlookup_dot_v1_dot_lookup__pb2.GetRegisterInfoRequest.SerializeToString,
@@ -61,6 +71,18 @@ class LookupServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckAddressee(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckAddresseeStream(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +106,16 @@ def add_LookupServicer_to_server(servicer, server):
                     servicer.CheckStream,
                     request_deserializer=nixlookup_dot_v1_dot_lookup__pb2.CheckBatch.FromString,
                     response_serializer=nixlookup_dot_v1_dot_lookup__pb2.CheckBatchResult.SerializeToString,
+            ),
+            'CheckAddressee': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAddressee,
+                    request_deserializer=nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeRequest.FromString,
+                    response_serializer=nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeResponse.SerializeToString,
+            ),
+            'CheckAddresseeStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.CheckAddresseeStream,
+                    request_deserializer=nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeBatch.FromString,
+                    response_serializer=nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeBatchResult.SerializeToString,
             ),
             'GetRegisterInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRegisterInfo,
@@ -145,6 +177,60 @@ class Lookup:
             '/nixlookup.v1.Lookup/CheckStream',
             nixlookup_dot_v1_dot_lookup__pb2.CheckBatch.SerializeToString,
             nixlookup_dot_v1_dot_lookup__pb2.CheckBatchResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAddressee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nixlookup.v1.Lookup/CheckAddressee',
+            nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeRequest.SerializeToString,
+            nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAddresseeStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/nixlookup.v1.Lookup/CheckAddresseeStream',
+            nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeBatch.SerializeToString,
+            nixlookup_dot_v1_dot_lookup__pb2.CheckAddresseeBatchResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,8 @@ class LookupStub:
     def __new__(cls, channel: _aio.Channel) -> LookupAsyncStub: ...
     Check: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.CheckRequest, _lookup_pb2.CheckResponse]
     CheckStream: _grpc.StreamStreamMultiCallable[_lookup_pb2.CheckBatch, _lookup_pb2.CheckBatchResult]
+    CheckAddressee: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.CheckAddresseeRequest, _lookup_pb2.CheckAddresseeResponse]
+    CheckAddresseeStream: _grpc.StreamStreamMultiCallable[_lookup_pb2.CheckAddresseeBatch, _lookup_pb2.CheckAddresseeBatchResult]
     GetRegisterInfo: _grpc.UnaryUnaryMultiCallable[_lookup_pb2.GetRegisterInfoRequest, _lookup_pb2.RegisterInfo]
 
 @_typing.type_check_only
@@ -45,6 +47,8 @@ class LookupAsyncStub(LookupStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Check: _aio.UnaryUnaryMultiCallable[_lookup_pb2.CheckRequest, _lookup_pb2.CheckResponse]  # type: ignore[assignment]
     CheckStream: _aio.StreamStreamMultiCallable[_lookup_pb2.CheckBatch, _lookup_pb2.CheckBatchResult]  # type: ignore[assignment]
+    CheckAddressee: _aio.UnaryUnaryMultiCallable[_lookup_pb2.CheckAddresseeRequest, _lookup_pb2.CheckAddresseeResponse]  # type: ignore[assignment]
+    CheckAddresseeStream: _aio.StreamStreamMultiCallable[_lookup_pb2.CheckAddresseeBatch, _lookup_pb2.CheckAddresseeBatchResult]  # type: ignore[assignment]
     GetRegisterInfo: _aio.UnaryUnaryMultiCallable[_lookup_pb2.GetRegisterInfoRequest, _lookup_pb2.RegisterInfo]  # type: ignore[assignment]
 
 class LookupServicer(metaclass=_abc_1.ABCMeta):
@@ -61,6 +65,20 @@ class LookupServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_lookup_pb2.CheckBatch],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_lookup_pb2.CheckBatchResult], _abc.AsyncIterator[_lookup_pb2.CheckBatchResult]]: ...
+
+    @_abc_1.abstractmethod
+    def CheckAddressee(
+        self,
+        request: _lookup_pb2.CheckAddresseeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lookup_pb2.CheckAddresseeResponse, _abc.Awaitable[_lookup_pb2.CheckAddresseeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CheckAddresseeStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_lookup_pb2.CheckAddresseeBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_lookup_pb2.CheckAddresseeBatchResult], _abc.AsyncIterator[_lookup_pb2.CheckAddresseeBatchResult]]: ...
 
     @_abc_1.abstractmethod
     def GetRegisterInfo(

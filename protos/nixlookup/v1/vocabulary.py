@@ -1,7 +1,7 @@
 """The one wire vocabulary: the words answers are made of, shared by server, client and bench.
 
 Theory of operation:
-- `Verdict`, `Reason`, `Problem`, `LineType`, `Purpose` and `ListKind` (and every other enum of
+- `Verdict`, `Reason`, `Problem`, `LineType`, `Purpose`, `ListKind` and `MatchedOn` (and every other enum of
   ``lookup.proto``) are `IntEnum`s whose values are the proto enums of the same names, member names
   without the proto's type prefix (``LIST_KIND_OPT_OUT`` -> ``ListKind.OPT_OUT``, ``VERDICT_UNSPECIFIED`` ->
   ``Verdict.UNSPECIFIED``). They are generated from the proto by ``make proto`` (`nixlookup.v1.enums`),
@@ -17,13 +17,14 @@ Theory of operation:
 from __future__ import annotations
 
 from nixlookup.v1._wire_enum import WireEnum
-from nixlookup.v1.enums import ChangeKind, LineType, ListKind, Problem, Purpose, Reason, Verdict
+from nixlookup.v1.enums import ChangeKind, LineType, ListKind, MatchedOn, Problem, Purpose, Reason, Verdict
 
 __all__ = [
     "BEHIND_DETAIL_PREFIX",
     "ChangeKind",
     "LineType",
     "ListKind",
+    "MatchedOn",
     "Problem",
     "Purpose",
     "Reason",

@@ -4,7 +4,8 @@ Theory of operation:
 - Everything served is a set of uint64 keys (an `Index`), one per (kind, caller): a register (caller
   "") and each caller's own lists. A kind's row in `LIST_SPECS` says everything the code needs to know
   about it; nothing else names a kind's properties:
-  - `register`: which NIX register's key space its keys live in (today NIX-Telefon's E.164 numbers);
+  - `register`: which NIX register's key space its keys live in: NIX-Telefon's E.164 numbers or
+    NIX-Adresserat's personnummer and name-and-address keys (`addressing`);
   - `per_caller`: a caller's own list (opt-out, relationship, consent) or the register itself (caller "");
   - `dated`: each entry carries an end day (relationship end, consent expiry), stored as the index's
     uint32 value; reloads read an end-date column and deltas take end days only for these kinds;
@@ -30,11 +31,13 @@ from nixlookup.v1.vocabulary import ListKind
 __all__ = [
     "CALLER_LISTS",
     "LIST_SPECS",
+    "MAIL_CALLER_LISTS",
     "ListRole",
     "ListSpec",
     "Register",
     "caller_lists_of",
     "lists_of",
+    "register_of",
     "spec_of",
 ]
 
@@ -44,6 +47,10 @@ class Register(Enum):
 
     TELEFON = "nix-telefon"
     """NIX-Telefon: keys are E.164 phone numbers as uint64 (`numbering`)."""
+
+    ADRESSERAT = "nix-adresserat"
+    """NIX-Adresserat: keys are personnummer keys and name-and-address hash keys, both uint64, in one key
+    space (`addressing`: a personnummer key has the top bit clear, a name-and-address key has it set)."""
 
 
 class ListRole(Enum):
@@ -110,6 +117,42 @@ LIST_SPECS: tuple[ListSpec, ...] = (
         role=ListRole.EXEMPTS,
         about="the persons' explicit consents to this caller, each with an expiry (0 = none)",
     ),
+    ListSpec(
+        ListKind.ADDRESS_REGISTER,
+        Register.ADRESSERAT,
+        per_caller=False,
+        dated=False,
+        grace=False,
+        role=ListRole.REGISTER,
+        about="the NIX-Adresserat register against addressed direct mail (caller must be empty)",
+    ),
+    ListSpec(
+        ListKind.MAIL_OPT_OUT,
+        Register.ADRESSERAT,
+        per_caller=True,
+        dated=False,
+        grace=False,
+        role=ListRole.BLOCKS,
+        about="persons who told this caller 'no more mail' (wins over everything else)",
+    ),
+    ListSpec(
+        ListKind.MAIL_RELATIONSHIP,
+        Register.ADRESSERAT,
+        per_caller=True,
+        dated=True,
+        grace=True,
+        role=ListRole.EXEMPTS,
+        about="the caller's customer relationships for mail, each with an end date (0 = ongoing)",
+    ),
+    ListSpec(
+        ListKind.MAIL_CONSENT,
+        Register.ADRESSERAT,
+        per_caller=True,
+        dated=True,
+        grace=False,
+        role=ListRole.EXEMPTS,
+        about="the persons' explicit consents to this caller's mail, each with an expiry (0 = none)",
+    ),
 )
 """Every list kind, in the order the per-caller overlay lays out their payload fields."""
 
@@ -129,6 +172,15 @@ def caller_lists_of(register: Register) -> tuple[ListSpec, ...]:
 
 CALLER_LISTS: tuple[ListSpec, ...] = caller_lists_of(Register.TELEFON)
 """The lists a caller may have against NIX-Telefon (the phone policy's overlay fields, in this order)."""
+
+MAIL_CALLER_LISTS: tuple[ListSpec, ...] = caller_lists_of(Register.ADRESSERAT)
+"""The lists a caller may have against NIX-Adresserat (the mail policy's overlay fields, in this order)."""
+
+
+def register_of(register: Register) -> ListSpec:
+    """The register's own (shared, caller "") row."""
+    return next(spec for spec in lists_of(register) if not spec.per_caller)
+
 
 if any(sum(not spec.per_caller for spec in lists_of(register)) != 1 for register in Register):
     raise ImportError("every register needs exactly one shared (not per-caller) list: itself")

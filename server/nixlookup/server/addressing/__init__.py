@@ -7,6 +7,8 @@
   key a checked row is looked up by, the register keys a block list stores, the strict exempt key of
   consent and relationship lists (`name_address_keys`, `register_name_address_keys`), or an
   `AddressProblem`.
+- addressee: whole rows (personnummer and/or name and address) as columns -> every key they are checked
+  or stored by, and why a row is invalid (`addressee_keys`, `register_row_keys`).
 - synthetic: a seeded synthetic register, its CSV file, and variant spellings of its people (the
   matching oracle).
 
@@ -14,6 +16,14 @@ Batch functions take sequences of strings or `AddressRow` and return numpy uint6
 problem codes. docs/addresses.md says what counts as the same person, and why.
 """
 
+from nixlookup.server.addressing._addressee import (
+    ADDRESSEE_COLUMNS,
+    AddresseeKeys,
+    addressee_keys,
+    register_row_keys,
+    row_count,
+    row_problem,
+)
 from nixlookup.server.addressing._keys import (
     DEFAULT_CACHE_TEXTS,
     NAME_ADDRESS_KEY_BIT,
@@ -62,6 +72,7 @@ from nixlookup.server.addressing._synthetic import (
 )
 
 __all__ = [
+    "ADDRESSEE_COLUMNS",
     "ADDRESS_PROBLEM_TEXT",
     "DEFAULT_ADDRESS_SEED",
     "DEFAULT_CACHE_TEXTS",
@@ -76,6 +87,7 @@ __all__ = [
     "AddressKeyCache",
     "AddressProblem",
     "AddressRow",
+    "AddresseeKeys",
     "NameAddressBatch",
     "NormalisedAddressee",
     "NormalisedName",
@@ -86,6 +98,7 @@ __all__ = [
     "RegisterKeyBatch",
     "SyntheticAddressRegister",
     "Variant",
+    "addressee_keys",
     "block_key",
     "exempt_key",
     "generate_address_register",
@@ -100,7 +113,10 @@ __all__ = [
     "register_columns",
     "register_keys",
     "register_name_address_keys",
+    "register_row_keys",
     "register_rows",
+    "row_count",
+    "row_problem",
     "write_register_csv",
     "write_variants",
 ]

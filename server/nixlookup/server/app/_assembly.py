@@ -40,6 +40,7 @@ from grpc_reflection.v1alpha import reflection
 from nixlookup.server._memory import release_free_memory
 from nixlookup.server.app._config import ServerConfig, flag_and_variable, package_version, setting_name
 from nixlookup.server.app._follow_credentials import FollowCredentials
+from nixlookup.server.app._mail import mail_lookup
 from nixlookup.server.app._metrics import MetricsEndpoint
 from nixlookup.server.app._security import Security
 from nixlookup.server.app._source import attach_register_source
@@ -62,7 +63,14 @@ from nixlookup.server.rpc import (
     ServiceLimits,
     metrics_interceptor,
 )
-from nixlookup.server.store import ListDescription, Replica, StateHolder, Store, StoreSettings
+from nixlookup.server.store import (
+    ListDescription,
+    Replica,
+    StateHolder,
+    Store,
+    StoreSettings,
+    open_address_register,
+)
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 __all__ = [
@@ -200,12 +208,18 @@ def _open_store(config: ServerConfig, data_dir: Path) -> Store:
     settings = StoreSettings(compact_after_records=config.compact_after)
     if config.synthetic_seed is not None:
         settings = replace(settings, synthetic_seed=config.synthetic_seed)
-    return Store.open(
+    store = Store.open(
         data_dir,
         settings=settings,
         initial_register=config.register,
         synthetic_size=config.synthetic_size,
     )
+    try:
+        open_address_register(store, config.address_register, synthetic_size=config.synthetic_address_size)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def load_initial_state(config: ServerConfig, follow: FollowCredentials | None = None) -> InitialState:
@@ -315,6 +329,7 @@ def _build_services(
     # Build the bulk path's per-caller probes (and, the first time, compile its loops) when lists change,
     # not on the first batch that needs them.
     initial.holder.add_preparer(policy.prepare)
+    freshness = FreshnessGate(initial.holder, config.min_version_wait_seconds)
     lookup = LookupServicer(
         initial.holder,
         policy,
@@ -323,7 +338,8 @@ def _build_services(
         limits=limits,
         server_version=package_version(),
         meter=security.meter,
-        freshness=FreshnessGate(initial.holder, config.min_version_wait_seconds),
+        freshness=freshness,
+        mail=mail_lookup(config, initial.holder, limits=limits, meter=security.meter, freshness=freshness),
     )
     if initial.follower is not None:  # refuses writes naming the writer; Replication is the writer's alone
         return _Services(lookup, ReadOnlyAdminServicer(initial.follower.settings.writer))

@@ -106,6 +106,8 @@ DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 """A connection that has not completed the HTTP/2 handshake (the client's preface and SETTINGS, and TLS
 when configured) within this long is closed (grpc.server_handshake_timeout_ms; grpc's default is 120 s),
 so sockets that connect and say nothing cannot pile up."""
+DEFAULT_ADDRESS_VALIDITY_MONTHS = 3
+"""NIX-Adresserat: companies need not wash more often than every third month."""
 DEFAULT_RELATIONSHIP_GRACE_DAYS = 365
 """NIX: a customer relationship lasts after the contract ends, "normally at most 12 months"."""
 DEFAULT_EXPIRY_WARNING_DAYS = 7
@@ -138,6 +140,9 @@ class ServerConfig:
     stream_window_bytes: int = DEFAULT_STREAM_WINDOW_BYTES
     synthetic_size: int | None = None
     synthetic_seed: int | None = None
+    address_register: Path | None = None
+    address_validity_months: int = DEFAULT_ADDRESS_VALIDITY_MONTHS
+    synthetic_address_size: int | None = None
     log_level: str = "info"
     log_format: LogFormat = "auto"
     port_file: Path | None = None
@@ -281,6 +286,14 @@ _SERVE_OPTIONS = (
     _Option("--register", "NIXLOOKUP_REGISTER", Path, None,
             "register file to serve: text (one number per line), CSV or snapshot; without it (and "
             "without a register in --data-dir) the server serves a SYNTHETIC register"),
+    _Option("--address-register", "NIXLOOKUP_ADDRESS_REGISTER", Path, None,
+            "NIX-Adresserat register file: CSV with any of personnummer,name,street,postcode,city(,care_of), "
+            "or a snapshot; without it (and without one in --data-dir) a SYNTHETIC address register"),
+    _Option("--address-validity-months", "NIXLOOKUP_ADDRESS_VALIDITY_MONTHS", _positive_int,
+            DEFAULT_ADDRESS_VALIDITY_MONTHS,
+            "calendar months an answer from an address register version holds, from the version's date"),
+    _Option("--synthetic-address-size", "NIXLOOKUP_SYNTHETIC_ADDRESS_SIZE", _positive_int, None,
+            "people in the synthetic address register served when none is given (none: built-in size)"),
     _Option("--data-dir", "NIXLOOKUP_DATA_DIR", Path, None,
             "data directory holding the register's and callers' lists, snapshots and journal"),
     _Option("--grace", "NIXLOOKUP_GRACE", _non_negative_float, DEFAULT_GRACE_SECONDS,

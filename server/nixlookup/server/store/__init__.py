@@ -4,6 +4,11 @@ one swappable `ServingState` every reader takes once per RPC or batch."""
 
 from __future__ import annotations
 
+from nixlookup.server.store._addresses import (
+    DEFAULT_SYNTHETIC_ADDRESS_SIZE,
+    open_address_register,
+    synthetic_address_index,
+)
 from nixlookup.server.store._audit import (
     AUDIT_FILE_NAME,
     AuditLog,
@@ -56,6 +61,7 @@ from nixlookup.server.store._snapshot import (
     write_snapshot,
 )
 from nixlookup.server.store._state import (
+    ADDRESS_REGISTER_KEY,
     REGISTER_KEY,
     ListKey,
     ListKind,
@@ -86,9 +92,11 @@ from nixlookup.server.store._watch import (
 )
 
 __all__ = [
+    "ADDRESS_REGISTER_KEY",
     "AUDIT_FILE_NAME",
     "DEFAULT_MAX_PENDING",
     "DEFAULT_SEED",
+    "DEFAULT_SYNTHETIC_ADDRESS_SIZE",
     "DEFAULT_SYNTHETIC_SIZE",
     "EARLIEST_REGISTER_DATE",
     "MAX_CLOCK_SKEW",
@@ -125,9 +133,11 @@ __all__ = [
     "generate_register",
     "is_snapshot",
     "load_register_file",
+    "open_address_register",
     "read_snapshot",
     "repair_data_dir",
     "shown_path",
+    "synthetic_address_index",
     "version_seq",
     "write_snapshot",
     "write_synthetic_file",

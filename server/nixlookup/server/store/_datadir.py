@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from nixlookup.server.errors import DataDirDamagedError, StoreError
+from nixlookup.server.lists import LIST_SPECS, spec_of
 from nixlookup.server.store._journal import fsync_directory
 from nixlookup.server.store._state import ListKey, ListKind
 
@@ -227,7 +228,7 @@ class ListPaths:
 def list_paths(root: Path, key: ListKey) -> ListPaths:
     """Where the list `key` lives under the data directory `root`."""
     kind, caller = key
-    if kind is ListKind.REGISTER:
+    if not spec_of(kind).per_caller:
         return ListPaths(key, root / kind.slug)
     return ListPaths(key, root / kind.slug / caller_dir_name(caller))
 
@@ -255,14 +256,15 @@ def repair_hint(root: Path) -> str:
 
 def _data_dir_of(list_directory: Path) -> Path:
     parent = list_directory.parent
-    return parent if list_directory.name == ListKind.REGISTER.slug else parent.parent
+    registers = {spec.slug for spec in LIST_SPECS if not spec.per_caller}
+    return parent if list_directory.name in registers else parent.parent
 
 
 def candidate_list_dirs(root: Path) -> list[tuple[ListKind, Path]]:
     """Every directory under `root` where a list may live (existing ones only), the register first."""
     found: list[tuple[ListKind, Path]] = []
-    for kind in ListKind:
-        if kind is ListKind.REGISTER:
+    for kind in sorted(ListKind, key=lambda kind: (spec_of(kind).per_caller, kind)):
+        if not spec_of(kind).per_caller:
             if (root / kind.slug).is_dir():
                 found.append((kind, root / kind.slug))
             continue

@@ -2,19 +2,23 @@
 
 Invalid numbers are an answer, not an error: they are counted and left out, never applied. Malformed
 requests (a caller on the register, end days on a list without them, misaligned end days) are
-`InvalidArgumentError`s naming the field.
+`InvalidArgumentError`s naming the field. A NIX-Adresserat list's delta carries personnummer keys or
+name-address keys packed, and written personnummer as texts (a name and address needs a reload or the
+client's own keying: `addressing`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 from numpy.typing import NDArray
 
+from nixlookup.server.addressing import NAME_ADDRESS_KEY_BIT, parse_personnummer_many
 from nixlookup.server.errors import InvalidArgumentError
 from nixlookup.server.index import Index, sorted_unique
-from nixlookup.server.lists import spec_of
+from nixlookup.server.lists import Register, spec_of
 from nixlookup.server.numbering import classify_keys, parse_numbers
 from nixlookup.server.store._state import ListKey, ListKind
 
@@ -46,13 +50,14 @@ def valid_delta(
     """Valid add keys (with aligned end days for dated lists), valid remove keys, and the invalid count."""
     add_packed = np.zeros(0, np.uint64) if add is None else np.asarray(add, dtype=np.uint64)
     remove_packed = np.zeros(0, np.uint64) if remove is None else np.asarray(remove, dtype=np.uint64)
-    add_all, add_ok = _parse_side(add_packed, add_texts)
-    remove_all, remove_ok = _parse_side(remove_packed, remove_texts)
+    parse = _address_side if spec_of(key[0]).register is Register.ADRESSERAT else _parse_side
+    add_all, add_ok = parse(add_packed, add_texts)
+    remove_all, remove_ok = parse(remove_packed, remove_texts)
     invalid = int((~add_ok).sum() + (~remove_ok).sum())
     until: NDArray[np.uint32] | None = None
     if spec_of(key[0]).dated:
         if add_until_days is None or len(add_until_days) == 0:
-            until = np.zeros(add_all.size, np.uint32)
+            until = np.zeros(int(add_ok.sum()), np.uint32)  # one per valid add (invalid ones are dropped)
         elif len(add_until_days) != add_all.size:
             raise InvalidArgumentError(
                 f"add_until_days has {len(add_until_days)} entries for {add_all.size} added numbers"
@@ -62,6 +67,23 @@ def valid_delta(
     elif add_until_days is not None and len(add_until_days):
         raise InvalidArgumentError(f"end days apply to relationship and consent lists, not {key[0].slug}")
     return add_all[add_ok], until, remove_all[remove_ok], invalid
+
+
+def _address_side(
+    packed: NDArray[np.uint64], texts: Sequence[str]
+) -> tuple[NDArray[np.uint64], NDArray[np.bool_]]:
+    """NIX-Adresserat: packed keys are personnummer keys (YYYYMMDDNNNC, checked like a written one) or
+    name-address keys (bit 63 set, `addressing`); texts are written personnummer."""
+    today = datetime.now(UTC).date()
+    name_address = (packed & np.uint64(NAME_ADDRESS_KEY_BIT)) != 0
+    as_text = [str(int(key)) for key in packed[~name_address]]
+    packed_ok = name_address.copy()
+    packed_ok[~name_address] = parse_personnummer_many(as_text, reference_date=today).problems == 0
+    parsed = parse_personnummer_many(list(texts), reference_date=today)
+    return (
+        np.concatenate([packed, parsed.keys]).astype(np.uint64, copy=False),
+        np.concatenate([packed_ok, parsed.problems == 0]),
+    )
 
 
 def _parse_side(

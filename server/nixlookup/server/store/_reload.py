@@ -2,7 +2,8 @@
 
 Two stages, so the expensive one runs without the store's write lock:
 1. `build_off_to_the_side`: check the path (`check_reload_path`: not empty, no NUL byte, within the file
-   system's name limits), read the file (text, CSV or snapshot; `registerfile` refuses too many bad lines,
+   system's name limits), read the file (text, CSV or snapshot; a NIX-Adresserat list's CSV through
+   `_addressfile`; `registerfile` refuses too many bad lines,
    bytes that are not UTF-8 text, `snapshot` a failed checksum), refuse a text or CSV file that does not
    end in a line break (a file cut while copied ends mid-line, and its last line may still parse as a
    shorter valid number), refuse a file whose shape does not fit the list kind (a CSV with a column of
@@ -37,7 +38,8 @@ from nixlookup.server.errors import (
     ValidationError,
 )
 from nixlookup.server.index import Index
-from nixlookup.server.lists import spec_of
+from nixlookup.server.lists import Register, spec_of
+from nixlookup.server.store._addressfile import load_address_file
 from nixlookup.server.store._register_dates import check_not_older, check_register_date
 from nixlookup.server.store._registerfile import (
     LoadedRegister,
@@ -45,7 +47,8 @@ from nixlookup.server.store._registerfile import (
     load_register_file,
     shown_path,
 )
-from nixlookup.server.store._state import ListKey, ListKind
+from nixlookup.server.store._snapshot import is_snapshot
+from nixlookup.server.store._state import ListKey
 
 __all__ = [
     "BuiltVersion",
@@ -158,6 +161,25 @@ def _refuse_wrong_shape(key: ListKey, request: ReloadRequest, loaded: LoadedRegi
         )
 
 
+def _load(key: ListKey, request: ReloadRequest, *, max_bad_share: float) -> LoadedRegister:
+    """A NIX-Adresserat list's text file goes to the address reader; everything else, and any snapshot,
+    to the register file reader."""
+    address = spec_of(key[0]).register is Register.ADRESSERAT
+    if address and request.fmt != "snapshot" and not (request.path.is_file() and is_snapshot(request.path)):
+        if request.fmt not in (None, "", "csv"):
+            raise RegisterFileError(f"a {key[0].slug} list is read from CSV or a snapshot, not {request.fmt}")
+        return load_address_file(
+            key, request.path, until_column=request.until_column or None, max_bad_share=max_bad_share
+        )
+    return load_register_file(
+        request.path,
+        fmt=_format(request.fmt),
+        column=request.column or None,
+        until_column=request.until_column or None,
+        max_bad_share=max_bad_share,
+    )
+
+
 def build_off_to_the_side(key: ListKey, request: ReloadRequest, *, max_bad_share: float) -> BuiltVersion:
     """Read and validate `request.path` into a new index for the list `key` (nothing serving changes)."""
     dated = spec_of(key[0]).dated
@@ -167,13 +189,7 @@ def build_off_to_the_side(key: ListKey, request: ReloadRequest, *, max_bad_share
         )
     source = str(request.path)
     try:
-        loaded = load_register_file(
-            request.path,
-            fmt=_format(request.fmt),
-            column=request.column or None,
-            until_column=request.until_column or None,
-            max_bad_share=max_bad_share,
-        )
+        loaded = _load(key, request, max_bad_share=max_bad_share)
         _refuse_wrong_shape(key, request, loaded)
         if loaded.snapshot is None:
             _refuse_truncated(request.path, loaded)
@@ -225,7 +241,7 @@ def check_against_serving(
             f"{current.meta.version} ({old_count:,}); more than the allowed {max_count_change_share:.0%} "
             f"change, so it looks {looks}. Pass force to load it anyway. The serving version is unchanged"
         )
-    if key[0] is ListKind.REGISTER and new_count == 0:
+    if not spec_of(key[0]).per_caller and new_count == 0:
         raise ValidationError(f"{source}: an empty register is refused unless forced")
-    if key[0] is ListKind.REGISTER:
+    if not spec_of(key[0]).per_caller:
         check_not_older(new, current, source=source)

@@ -34,6 +34,9 @@ ListKey = tuple[ListKind, str]
 """(kind, caller): the register is ``(ListKind.REGISTER, "")``."""
 
 REGISTER_KEY: ListKey = (ListKind.REGISTER, "")
+ADDRESS_REGISTER_KEY: ListKey = (ListKind.ADDRESS_REGISTER, "")
+"""NIX-Adresserat's register: a list of the state's `lists`, like a caller's (only NIX-Telefon's is
+`ServingState.register`)."""
 _log = structlog.get_logger("nixlookup.state")
 
 
