@@ -339,7 +339,9 @@ def _tables(figures: dict[str, Any]) -> list[Table]:
 
 def run_replica(settings: ReplicaSettings, workdir: Path | None = None) -> Report:
     if not structlog.is_configured():  # the replica's follower logs through structlog: keep stdout for --json
-        configure_logging("warning", stream=sys.stderr)
+        # The process's own stderr, not sys.stderr: a caller's replacement (pytest's capture) may be
+        # closed later, and every later structlog line would fail on it (tests/test_store.py did).
+        configure_logging("warning", stream=sys.__stderr__ or sys.stderr)
     report = Report(command="replica", parameters=dataclasses.asdict(settings))
     started = time.perf_counter()
     report.figures, report.notes = replica_figures(settings, workdir)
