@@ -6,13 +6,19 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
+from conftest import (
+    RegisterFile,
+    ServerFactory,
+    data_dir_server,
+    make_mobile_keys,
+    write_register,
+)
 
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import cli, cli_admin
@@ -30,22 +36,12 @@ def fixture_register_a(tmp_path_factory: pytest.TempPathFactory) -> RegisterFile
     return write_register(tmp_path_factory.mktemp("a") / "a.txt", make_mobile_keys(3_000, seed=81))
 
 
-@pytest.fixture(name="admin_server", scope="module")
-def fixture_admin_server(
+@pytest.fixture(name="server", scope="module")
+def fixture_server(
     module_server_factory: ServerFactory, register_a: RegisterFile, tmp_path_factory: pytest.TempPathFactory
 ) -> ServerProcess:
     """One server for the module, its data directory seeded from register A."""
-    data_dir = tmp_path_factory.mktemp("data") / "data"
-    return module_server_factory(["--data-dir", str(data_dir), "--register", str(register_a.path)])
-
-
-@pytest.fixture(name="stubs")
-def fixture_stubs(
-    admin_server: ServerProcess,
-) -> Iterator[tuple[lookup_pb2_grpc.LookupStub, lookup_pb2_grpc.AdminStub]]:
-    """Lookup and Admin stubs on one channel to the module's server."""
-    with grpc.insecure_channel(admin_server.target) as channel:
-        yield lookup_pb2_grpc.LookupStub(channel), lookup_pb2_grpc.AdminStub(channel)
+    return data_dir_server(module_server_factory, register_a, tmp_path_factory)
 
 
 def _register(lookup: lookup_pb2_grpc.LookupStub) -> lookup_pb2.ListInfo:
@@ -123,7 +119,7 @@ def test_deltas_show_in_history_and_expect_version_guards(
 
 
 def test_admin_cli_apply_delta_compact_history_reload(
-    admin_server: ServerProcess, register_a: RegisterFile, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: ServerProcess, register_a: RegisterFile, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`nixlookup admin` apply-delta, compact, history and reload work end to end and print no numbers."""
     fresh = make_mobile_keys(3, seed=83)
@@ -131,16 +127,16 @@ def test_admin_cli_apply_delta_compact_history_reload(
     adds.write_text("".join(f"0{int(key) - 46_000_000_000}\n" for key in fresh))
     removes = tmp_path / "removes.txt"
     removes.write_text(f"+{int(register_a.keys[0])}\n")
-    server = ["--target", admin_server.target]
+    target = ["--target", server.target]
     assert (
-        cli_admin.main(["admin", "apply-delta", *server, "--add", str(adds), "--remove", str(removes)]) == 0
+        cli_admin.main(["admin", "apply-delta", *target, "--add", str(adds), "--remove", str(removes)]) == 0
     )
-    assert cli_admin.main(["admin", "compact", *server]) == 0
-    assert cli.main(["--target", admin_server.target, "admin", "history"]) == 0  # the `nixlookup` entry
+    assert cli_admin.main(["admin", "compact", *target]) == 0
+    assert cli.main(["--target", server.target, "admin", "history"]) == 0  # the `nixlookup` entry
     bigger = write_register(tmp_path / "bigger.txt", make_mobile_keys(3_100, seed=84))
-    assert cli_admin.main(["admin", "reload", str(bigger.path), *server]) == 0
+    assert cli_admin.main(["admin", "reload", str(bigger.path), *target]) == 0
     smaller = write_register(tmp_path / "smaller.txt", bigger.keys[:2_000])
-    assert cli_admin.main(["admin", "reload", str(smaller.path), *server]) == 1
+    assert cli_admin.main(["admin", "reload", str(smaller.path), *target]) == 1
     out, err = capsys.readouterr()
     assert "+3 -1" in out
     assert "compacted register" in out

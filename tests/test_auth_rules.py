@@ -1,4 +1,4 @@
-"""The auth file, authentication and the authorisation table, in process (the real port: test_security.py)."""
+"""The auth file, authentication and the authorisation table, in process (the real port: test_security_*)."""
 
 from __future__ import annotations
 

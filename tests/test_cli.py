@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 
 import pytest
-from conftest import RegisterFile, ServerFactory
+from conftest import RegisterFile, ServerFactory, national
 
 from nixlookup.bench.serverproc import ServerProcess
 
@@ -34,20 +34,15 @@ def _nixlookup(*args: str, env: Mapping[str, str] | None = None) -> subprocess.C
     )
 
 
-def _national(key: int) -> str:
-    digits = "0" + str(key)[2:]
-    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
-
-
 def test_check_prints_one_line_per_number(server: ServerProcess, small_register: RegisterFile) -> None:
     """`check` prints number, verdict, reason, problem, e164, line type and valid-until (or why it is
     invalid)."""
     member = int(small_register.keys[0])
-    result = _nixlookup("check", _national(member), "070-12", "--target", server.target)
+    result = _nixlookup("check", national(member), "070-12", "--target", server.target)
     assert result.returncode == 0, result.stderr
     blocked, invalid = result.stdout.splitlines()
     assert blocked.split("\t")[:6] == [
-        _national(member), "BLOCKED", "NIX_REGISTERED", "-", f"+{member}", "MOBILE"
+        national(member), "BLOCKED", "NIX_REGISTERED", "-", f"+{member}", "MOBILE"
     ]  # fmt: skip
     assert blocked.split("\t")[6].startswith("valid until 20")
     assert invalid.split("\t")[:4] == ["070-12", "INVALID", "INVALID_NUMBER", "TOO_SHORT"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import RegisterFile, ServerFactory
+from conftest import SERVER_ONLY_PACKAGES, RegisterFile, ServerFactory, national
 
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import (
@@ -46,15 +46,10 @@ def fixture_client(server: ServerProcess) -> Iterator[Client]:
         yield client
 
 
-def _national(key: int) -> str:
-    digits = "0" + str(key)[2:]
-    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
-
-
 def test_check_returns_a_typed_result(client: Client, small_register: RegisterFile) -> None:
     """check() by text and by key gives the register's verdict as enums, dates and versions."""
     member = int(small_register.keys[0])
-    blocked = client.check(_national(member))
+    blocked = client.check(national(member))
     allowed = client.check(46_709_999_999 if 46_709_999_999 not in small_register.key_set else 46_709_999_998)
     assert (blocked.verdict, blocked.reason, blocked.e164) == (Verdict.BLOCKED, Reason.NIX_REGISTERED, member)
     assert blocked.blocked
@@ -82,7 +77,7 @@ def test_check_many_keeps_input_order_over_mixed_inputs(client: Client, small_re
     rng.shuffle(keys)
     inputs: list[str | int] = []
     for position, key in enumerate(keys.tolist()):
-        inputs.append(key if position % 3 == 0 else _national(key) if position % 3 == 1 else f"+{key}")
+        inputs.append(key if position % 3 == 0 else national(key) if position % 3 == 1 else f"+{key}")
     inputs[10] = "not a number"
     inputs[2000] = ""
     results = list(client.check_many(inputs))
@@ -239,7 +234,7 @@ def test_async_client_agrees_with_the_sync_client(
     server: ServerProcess, small_register: RegisterFile
 ) -> None:
     """AsyncClient's check, check_many (sync and async input) and register_info match the sync client's."""
-    inputs: list[str | int] = [_national(int(k)) for k in small_register.keys[:900]] + list(range(5))
+    inputs: list[str | int] = [national(int(k)) for k in small_register.keys[:900]] + list(range(5))
 
     async def numbers() -> AsyncIterator[str | int]:
         for item in inputs:
@@ -320,17 +315,7 @@ sys.meta_path.insert(0, Block())
 def test_the_client_imports_without_the_server() -> None:
     """Every client module imports with the server's packages (and nixlookup.server) made unimportable:
     what `pip install nixlookup` without extras must run on."""
-    blocked = {
-        "pyroaring",
-        "numba",
-        "llvmlite",
-        "phonenumbers",
-        "structlog",
-        "grpc_health",
-        "grpc_reflection",
-        "xxhash",
-    }
-    code = _BLOCKER.format(blocked=sorted(blocked)) + (
+    code = _BLOCKER.format(blocked=sorted(SERVER_ONLY_PACKAGES)) + (
         "import importlib, json\n"
         f"for name in {_CLIENT_MODULES!r}: importlib.import_module(name)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nixlookup'))))\n"

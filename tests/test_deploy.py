@@ -18,6 +18,7 @@ import pytest
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import cli
 from nixlookup.server.app._config import ServerConfig, parse_args
+from nixlookup.server.app._exposure import plan_exposure
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
@@ -120,13 +121,72 @@ def test_the_writer_is_one_pod_with_a_volume_and_followers_scale_with_a_budget()
     )
 
 
+def _config(container: dict[str, Any]) -> ServerConfig:
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    config = parse_args(["serve", *container.get("args", [])], env=env)
+    assert isinstance(config, ServerConfig)
+    return config
+
+
 def test_probes_are_native_grpc_health_checks() -> None:
-    """Readiness asks about nixlookup.v1.Lookup, liveness about nixlookup.liveness, on the gRPC port."""
+    """Readiness asks about nixlookup.v1.Lookup, liveness about nixlookup.liveness, on the plaintext
+    health listener (Kubernetes' gRPC probes cannot speak TLS, which every other listener has)."""
     for name, template in _pod_templates():
         container = template["spec"]["containers"][0]
-        assert container["readinessProbe"]["grpc"] == {"port": 50051, "service": "nixlookup.v1.Lookup"}, name
-        assert container["livenessProbe"]["grpc"] == {"port": 50051, "service": "nixlookup.liveness"}, name
+        config = _config(container)
+        assert config.health_listen is not None, name
+        port = int(config.health_listen.rpartition(":")[2])
+        assert container["readinessProbe"]["grpc"] == {"port": port, "service": "nixlookup.v1.Lookup"}, name
+        assert container["livenessProbe"]["grpc"] == {"port": port, "service": "nixlookup.liveness"}, name
         assert template["spec"]["securityContext"]["runAsNonRoot"] is True, name
+
+
+def _secret_mounts(template: dict[str, Any]) -> dict[str, str]:
+    """mountPath -> Secret name of every Secret volume the pod's container mounts."""
+    secrets = {
+        volume["name"]: volume["secret"]["secretName"]
+        for volume in template["spec"].get("volumes", [])
+        if "secret" in volume
+    }
+    mounts = template["spec"]["containers"][0].get("volumeMounts", [])
+    return {mount["mountPath"]: secrets[mount["name"]] for mount in mounts if mount["name"] in secrets}
+
+
+def _from_secret(path: Path | None, mounts: dict[str, str]) -> str | None:
+    """The Secret `path` is read from, or None when it is not under a Secret mount."""
+    if path is None:
+        return None
+    return next((secret for mount, secret in mounts.items() if str(path).startswith(mount + "/")), None)
+
+
+def test_every_pod_passes_the_servers_exposure_rules_with_secret_mounted_credentials() -> None:
+    """Listeners beyond loopback have an auth file and TLS (no --insecure), so the server starts; the
+    auth file, certificates and the follower's token come from Secrets; followers follow the writer's
+    Admin/Replication listener over TLS with a token."""
+    writer_admin = None
+    for name, template in _pod_templates():
+        config = _config(template["spec"]["containers"][0])
+        assert not config.insecure, name
+        plan_exposure(
+            listen=config.listen,
+            admin_listen=config.admin_listen,
+            authenticated=config.auth_file is not None,
+            uses_tokens=True,
+            tls=config.tls_cert is not None,
+            insecure=False,
+        )  # raises ExposureError for an exposure the server would refuse
+        mounts = _secret_mounts(template)
+        for path in (config.auth_file, config.tls_cert, config.tls_key):
+            assert _from_secret(path, mounts) is not None, f"{name}: {path} is not from a Secret"
+        if config.follow is not None:
+            assert _from_secret(config.follow_token_file, mounts) is not None, name
+            assert _from_secret(config.follow_ca, mounts) is not None, name
+        else:
+            writer_admin = config.admin_listen
+    followers = _config(_one("Deployment", "nixlookup-follower")["spec"]["template"]["spec"]["containers"][0])
+    assert writer_admin is not None
+    assert followers.follow is not None
+    assert followers.follow.rpartition(":")[2] == writer_admin.rpartition(":")[2]  # Replication's port
 
 
 def test_every_container_runs_flags_and_variables_the_server_knows() -> None:
@@ -134,9 +194,7 @@ def test_every_container_runs_flags_and_variables_the_server_knows() -> None:
     writer_service = _one("Service", "nixlookup-writer")["metadata"]["name"]
     for name, template in _pod_templates():
         container = template["spec"]["containers"][0]
-        env = {item["name"]: item["value"] for item in container.get("env", [])}
-        config = parse_args(["serve", *container.get("args", [])], env=env)
-        assert isinstance(config, ServerConfig), name
+        config = _config(container)
         if name == "nixlookup-follower":
             assert config.follow is not None
             assert writer_service in config.follow
@@ -178,6 +236,12 @@ def test_the_images_environment_is_what_the_server_reads() -> None:
     assert isinstance(config, ServerConfig)
     assert str(config.data_dir) == "/var/lib/nixlookup"
     assert config.metrics_listen == "0.0.0.0:9464"
+    assert config.auth_file is not None
+    assert config.tls_cert is not None
+    assert config.health_listen is not None
+    healthcheck = re.search(r"^HEALTHCHECK .*?CMD (\[[^\]]*\])", _dockerfile(), re.MULTILINE | re.DOTALL)
+    assert healthcheck is not None
+    assert f"127.0.0.1:{config.health_listen.rpartition(':')[2]}" in json.loads(healthcheck.group(1))
 
 
 def test_the_systemd_unit_runs_the_server_with_flags_it_knows() -> None:

@@ -27,7 +27,12 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
+from conftest import (
+    RegisterFile,
+    ServerFactory,
+    data_dir_server,
+    seeded_register,
+)
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -261,16 +266,15 @@ def _call(channel: grpc.Channel, method: _Method, payload: bytes) -> grpc.Status
 
 @pytest.fixture(name="register", scope="module")
 def fixture_register(tmp_path_factory: pytest.TempPathFactory) -> RegisterFile:
-    return write_register(tmp_path_factory.mktemp("reg") / "register.txt", make_mobile_keys(1_000, seed=601))
+    return seeded_register(tmp_path_factory, 1000, seed=601)
 
 
 @pytest.fixture(name="server", scope="module")
 def fixture_server(
     module_server_factory: ServerFactory, register: RegisterFile, tmp_path_factory: pytest.TempPathFactory
 ) -> ServerProcess:
-    data_dir = tmp_path_factory.mktemp("data") / "data"
-    return module_server_factory(
-        ["--data-dir", str(data_dir), "--register", str(register.path), "--max-message-bytes", "1048576"]
+    return data_dir_server(
+        module_server_factory, register, tmp_path_factory, "--max-message-bytes", "1048576"
     )
 
 

@@ -17,22 +17,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RegisterFile, ServerFactory
+from conftest import SERVER_ONLY_PACKAGES, RegisterFile, ServerFactory
 
 pytestmark = pytest.mark.slow
 
 _REPO = Path(__file__).resolve().parent.parent
 _SOURCES = ("pyproject.toml", "README.md", "client", "protos", "server", "bench", "replica")
-_SERVER_ONLY = (
-    "pyroaring",
-    "numba",
-    "llvmlite",
-    "phonenumbers",
-    "structlog",
-    "grpc_health",
-    "grpc_reflection",
-    "xxhash",
-)
 _LEAN_BYTES = 200 * 1024 * 1024
 """Ceiling on the client's site-packages (measured ~97 MB with .pyc files; the full install was 386 MB)."""
 
@@ -78,7 +68,11 @@ def test_the_client_alone_installs_lean_and_checks_against_a_real_server(
     probe = "import importlib.util as u, json, sys; print(json.dumps([n for n in sys.argv[1:]"
     probe += " if u.find_spec(n)]))"
     present = subprocess.run(
-        [str(python), "-c", probe, *_SERVER_ONLY], capture_output=True, text=True, check=True, timeout=60
+        [str(python), "-c", probe, *SERVER_ONLY_PACKAGES],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert json.loads(present.stdout) == []
     assert _size(_site_packages(venv)) < _LEAN_BYTES

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import RegisterFile, ServerFactory, make_mobile_keys
+from conftest import RegisterFile, ServerFactory, data_dir_server, make_mobile_keys
 from prometheus_client.parser import text_string_to_metric_families
 
 from nixlookup.bench.serverproc import ServerProcess
@@ -29,16 +29,9 @@ def fixture_server(
     small_register: RegisterFile,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ServerProcess:
-    data_dir = tmp_path_factory.mktemp("metrics") / "data"
-    return module_server_factory(
-        [
-            "--data-dir",
-            str(data_dir),
-            "--register",
-            str(small_register.path),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ]
+    """The small register in a data directory, metrics on a port of their own."""
+    return data_dir_server(
+        module_server_factory, small_register, tmp_path_factory, "--metrics-listen", "127.0.0.1:0"
     )
 
 

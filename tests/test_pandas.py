@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import phonenumbers
 import pytest
-from conftest import RegisterFile, ServerFactory
+from conftest import RegisterFile, ServerFactory, national
 
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import Client
@@ -19,11 +19,6 @@ def fixture_server(module_server_factory: ServerFactory, small_register: Registe
     return module_server_factory(["--register", str(small_register.path)])
 
 
-def _national(key: int) -> str:
-    digits = "0" + str(key)[2:]
-    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
-
-
 def test_a_series_of_texts_comes_back_as_typed_answers_in_order(
     server: ServerProcess, small_register: RegisterFile
 ) -> None:
@@ -32,7 +27,7 @@ def test_a_series_of_texts_comes_back_as_typed_answers_in_order(
     rng = np.random.default_rng(13)
     keys = np.concatenate([small_register.keys[:700], small_register.keys[:700] + np.uint64(1)])
     rng.shuffle(keys)
-    texts: list[object] = [_national(int(k)) if i % 2 else f"+{int(k)}" for i, k in enumerate(keys)]
+    texts: list[object] = [national(int(k)) if i % 2 else f"+{int(k)}" for i, k in enumerate(keys)]
     texts[3], texts[500], texts[901] = None, "not a number", "08-123 456 78"
     series = pd.Series(texts, index=rng.permutation(len(texts)) + 1000, name="phone")
     with Client(server.target, batch_size=300) as client:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_policy_rules import World
+from policy_world import World
 
 from nixlookup.server.numbering import LineType, classify_key, classify_keys
 from nixlookup.server.policy import Policy, PolicySettings

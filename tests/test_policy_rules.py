@@ -7,36 +7,31 @@ reading of the issue, not from the policy's table.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
-from types import MappingProxyType
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
-import grpc
 import numpy as np
 import pytest
+from policy_world import (
+    BASE_VALID_UNTIL,
+    BYSTANDERS,
+    FIXED,
+    INVALID,
+    MOBILE,
+    NOW,
+    TODAY,
+    World,
+    day,
+    decide_both,
+    list_index,
+)
 
-from nixlookup.server.errors import RegisterExpiredError
-from nixlookup.server.index import Index
-from nixlookup.server.lists import CALLER_LISTS
-from nixlookup.server.numbering import classify_key, classify_keys
-from nixlookup.server.policy import Decision, Policy, PolicySettings, valid_until_for
-from nixlookup.server.policy._dates import day_number, day_of, midnight_of_day
-from nixlookup.server.policy._facts import ALL_CODES, FACT_OF_LIST, REGISTERED, Fact
-from nixlookup.server.policy._policy import NIX_RULES, RULE_MOBILE, RULE_REGISTERED, CodeTable, rules_for
-from nixlookup.server.store import REGISTER_KEY, ListKey, ListKind, ServingState
+from nixlookup.server.numbering import classify_keys
+from nixlookup.server.policy import Policy, PolicySettings
+from nixlookup.server.policy._dates import day_of, midnight_of_day
+from nixlookup.server.policy._policy import NIX_RULES, RULE_MOBILE, RULE_REGISTERED, rules_for
+from nixlookup.server.store import REGISTER_KEY, ListKind
 from nixlookup.v1.vocabulary import Purpose, Reason, Verdict
-
-NOW = datetime(2026, 3, 20, 9, 30, tzinfo=UTC)
-TODAY = NOW.date()
-REGISTER_DATE = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-BASE_VALID_UNTIL = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)  # register date + 2 calendar months
-
-MOBILE = 46701234567  # 070-123 45 67
-FIXED = 4681234567  # 08-123 45 67
-INVALID = 46123  # too short to be a Swedish number
-BYSTANDERS = (46812345678, 4631123456, 46731112233, 46701234500, 4690123456)
 
 EXPECTED_VERDICT = {
     Reason.INVALID_NUMBER: Verdict.INVALID,
@@ -48,72 +43,6 @@ EXPECTED_VERDICT = {
     Reason.MOBILE_WITHOUT_RELATIONSHIP: Verdict.BLOCKED,
     Reason.NOT_REGISTERED: Verdict.ALLOWED,
 }
-
-
-def day(value: date) -> int:
-    return day_number(value)
-
-
-@dataclass
-class World:
-    """Register and callers' lists as plain Python sets and dicts, turned into a real `ServingState`."""
-
-    register: set[int] = field(default_factory=set)
-    opt_out: dict[str, set[int]] = field(default_factory=dict)
-    relationships: dict[str, dict[int, int]] = field(default_factory=dict)  # caller -> key -> end day
-    consents: dict[str, dict[int, int]] = field(default_factory=dict)  # caller -> key -> expiry day
-    register_date: datetime = REGISTER_DATE
-
-    def state(self) -> ServingState:
-        lists: dict[ListKey, Index] = {}
-        for caller, keys in self.opt_out.items():
-            lists[(ListKind.OPT_OUT, caller)] = _index(keys, None, f"opt-{caller}")
-        for kind, per_caller in (
-            (ListKind.RELATIONSHIP, self.relationships),
-            (ListKind.CONSENT, self.consents),
-        ):
-            for caller, ends in per_caller.items():
-                lists[(kind, caller)] = _index(ends.keys(), ends.values(), f"{kind.slug}-{caller}")
-        register = Index.build(
-            np.array(sorted(self.register), dtype=np.uint64),
-            version="reg-test",
-            source="test",
-            register_date=self.register_date,
-        )
-        return ServingState(register=register, lists=MappingProxyType(lists), generation=1)
-
-
-def _index(keys: object, values: object, version: str) -> Index:
-    key_array = np.array(list(keys), dtype=np.uint64)  # type: ignore[call-overload]
-    value_array = None if values is None else np.array(list(values), dtype=np.uint32)  # type: ignore[call-overload]
-    return Index.build(key_array, values=value_array, version=version, source="test")
-
-
-def decide_both(
-    policy: Policy,
-    state: ServingState,
-    number: int,
-    *,
-    caller: str,
-    purpose: Purpose,
-    now: datetime = NOW,
-    position: int = 2,
-) -> Decision:
-    """Decide `number` alone and inside a batch; assert the two agree and return the single decision."""
-    one = policy.decide_one(state, classify_key(number), caller=caller, purpose=purpose, now=now)
-    keys = list(BYSTANDERS)
-    keys.insert(position, number)
-    batch = policy.decide_many(
-        state, classify_keys(np.array(keys, dtype=np.uint64)), caller=caller, purpose=purpose, now=now
-    )
-    assert Reason(int(batch.reasons[position])) is one.reason
-    assert bool(batch.blocked[position]) == (one.verdict is Verdict.BLOCKED)
-    assert bool(batch.invalid[position]) == (one.verdict is Verdict.INVALID)
-    assert bool(batch.mobile_flag[position]) == one.mobile_flag
-    expected_day = 0 if one.valid_until is None else day_of(one.valid_until)
-    assert int(batch.valid_until_days[position]) == expected_day
-    assert batch.valid_until == valid_until_for(state.register.meta.register_date)
-    return one
 
 
 DEFAULT_SETTINGS = PolicySettings()
@@ -335,7 +264,7 @@ def test_a_new_list_version_is_used_at_once() -> None:
     assert decide_both(policy, before, FIXED, caller="acme", purpose=Purpose.SALES).reason is (
         Reason.NIX_REGISTERED
     )
-    after = before.replacing((ListKind.RELATIONSHIP, "acme"), _index([FIXED], [0], "rel-2"))
+    after = before.replacing((ListKind.RELATIONSHIP, "acme"), list_index([FIXED], [0], "rel-2"))
     assert decide_both(policy, after, FIXED, caller="acme", purpose=Purpose.SALES).reason is (
         Reason.CUSTOMER_RELATIONSHIP
     )
@@ -343,85 +272,6 @@ def test_a_new_list_version_is_used_at_once() -> None:
     assert decide_both(policy, dropped, FIXED, caller="acme", purpose=Purpose.SALES).reason is (
         Reason.NIX_REGISTERED
     )
-
-
-@pytest.mark.parametrize(
-    ("register_date", "valid_until"),
-    [
-        (datetime(2026, 1, 15, 10, 30, tzinfo=UTC), datetime(2026, 3, 15, 10, 30, tzinfo=UTC)),
-        (datetime(2026, 12, 31, tzinfo=UTC), datetime(2027, 2, 28, tzinfo=UTC)),
-        (datetime(2027, 12, 31, tzinfo=UTC), datetime(2028, 2, 29, tzinfo=UTC)),
-        (datetime(2027, 12, 30, tzinfo=UTC), datetime(2028, 2, 29, tzinfo=UTC)),
-        (datetime(2026, 7, 31, tzinfo=UTC), datetime(2026, 9, 30, tzinfo=UTC)),
-        (datetime(2026, 8, 31, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC)),
-        (datetime(2026, 11, 30, tzinfo=UTC), datetime(2027, 1, 30, tzinfo=UTC)),
-        (datetime(2026, 3, 10, 12, 0), datetime(2026, 5, 10, 12, 0, tzinfo=UTC)),  # naive is UTC
-        (
-            datetime(2026, 3, 1, 0, 30, tzinfo=timezone(timedelta(hours=2))),
-            datetime(2026, 4, 28, 22, 30, tzinfo=UTC),  # 2026-02-28 22:30 UTC + 2 months
-        ),
-    ],
-)
-def test_valid_until_is_two_calendar_months_clamped(register_date: datetime, valid_until: datetime) -> None:
-    """valid_until_for adds 2 calendar months in UTC, clamping to the month's last day."""
-    assert valid_until_for(register_date) == valid_until
-
-
-def test_valid_until_follows_the_register_date_not_the_check() -> None:
-    """The same check on a later day keeps the register version's valid_until."""
-    world = World(register_date=datetime(2025, 12, 31, 6, 0, tzinfo=UTC))
-    policy = Policy()
-    for now in (datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 2, 20, tzinfo=UTC)):
-        decision = decide_both(policy, world.state(), FIXED, caller="", purpose=Purpose.SALES, now=now)
-        assert decision.valid_until == datetime(2026, 2, 28, 6, 0, tzinfo=UTC)
-
-
-def test_an_expired_or_future_register_answers_no_register_dependent_check() -> None:
-    """From date + 2 months on (and for a date more than a day ahead) SALES checks fail with
-    FAILED_PRECONDITION naming the expiry; exempt purposes still answer, with no valid_until at all."""
-    world = World(
-        register={FIXED}, opt_out={"acme": {MOBILE}}, register_date=datetime(2026, 1, 10, tzinfo=UTC)
-    )
-    policy = Policy()
-    state = world.state()
-    expires = datetime(2026, 3, 10, tzinfo=UTC)
-    keys = classify_keys(np.array([FIXED, MOBILE, 46123], dtype=np.uint64))
-    just_before = decide_both(
-        policy, state, FIXED, caller="", purpose=Purpose.SALES, now=expires - timedelta(seconds=1)
-    )
-    assert just_before.valid_until == expires
-    for now in (expires, expires + timedelta(days=400), datetime(2026, 1, 8, 23, 59, tzinfo=UTC)):
-        with pytest.raises(RegisterExpiredError) as refused:
-            policy.decide_one(state, classify_key(FIXED), caller="", purpose=Purpose.SALES, now=now)
-        assert refused.value.status_code is grpc.StatusCode.FAILED_PRECONDITION
-        assert "2026-03-10" in str(refused.value) or "ahead of this server's clock" in str(refused.value)
-        assert "reload" in str(refused.value)
-        with pytest.raises(RegisterExpiredError):
-            policy.decide_many(state, keys, caller="acme", purpose=Purpose.MARKETING, now=now)
-        one = policy.decide_one(
-            state, classify_key(MOBILE), caller="acme", purpose=Purpose.POLITICAL, now=now
-        )
-        assert (one.reason, one.valid_until) == (Reason.COMPANY_OPT_OUT, None)
-        many = policy.decide_many(state, keys, caller="acme", purpose=Purpose.MARKET_RESEARCH, now=now)
-        assert many.valid_until is None
-        assert many.valid_until_days.tolist() == [0, 0, 0]
-        assert many.reasons.tolist() == [Reason.EXEMPT_PURPOSE, Reason.COMPANY_OPT_OUT, Reason.INVALID_NUMBER]
-
-
-@pytest.mark.parametrize(
-    "register_date", [datetime(9999, 12, 31, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC)]
-)
-def test_a_register_with_an_absurd_date_is_refused_not_a_crash(register_date: datetime) -> None:
-    """A data directory written before dates were checked may hold 9999-12-31 or 1970-01-01: every
-    register-dependent check is FAILED_PRECONDITION (never an overflow), exempt ones still answer."""
-    state = World(register={FIXED}, register_date=register_date).state()
-    policy = Policy()
-    keys = classify_keys(np.array([FIXED], dtype=np.uint64))
-    with pytest.raises(RegisterExpiredError):
-        policy.decide_one(state, classify_key(FIXED), caller="", purpose=Purpose.SALES, now=NOW)
-    with pytest.raises(RegisterExpiredError):
-        policy.decide_many(state, keys, caller="", purpose=Purpose.SALES, now=NOW)
-    assert policy.decide_many(state, keys, caller="", purpose=Purpose.POLITICAL, now=NOW).valid_until is None
 
 
 def test_lists_used_names_register_and_the_callers_lists_only() -> None:
@@ -454,35 +304,6 @@ def test_table_shape() -> None:
     assert RULE_MOBILE not in rules_for(PolicySettings())
 
 
-def test_code_tables_skip_the_register_only_where_it_cannot_matter() -> None:
-    """The bulk path asks the register only for numbers whose answer can depend on it: not for invalid,
-    opted-out, live-relationship or live-consent numbers, and never when the purpose is exempt."""
-    tables = {exempt: CodeTable.build(NIX_RULES, exempt=exempt) for exempt in (False, True)}
-    assert not tables[True].needs_register
-    sales = tables[False]
-    assert sales.needs_register
-    decided_before_register = Fact.INVALID | sum(FACT_OF_LIST[spec.kind] for spec in CALLER_LISTS)
-    for code in range(ALL_CODES):
-        if code & REGISTERED:
-            continue  # the bit the lookup sets: never in a code before it
-        assert bool(sales.register_matters[code]) == (not code & decided_before_register), code
-
-
-def test_code_table_refuses_a_cap_after_the_register() -> None:
-    """The bulk path caps valid_until before it asks the register, which is only right while rows capped
-    by a caller list precede the register row; a table breaking that is refused, not silently wrong."""
-    reordered = tuple(rule for rule in NIX_RULES if rule.capped_by is None)
-    at = reordered.index(RULE_REGISTERED) + 1
-    broken = (*reordered[:at], *(rule for rule in NIX_RULES if rule.capped_by is not None), *reordered[at:])
-    with pytest.raises(ValueError, match="before the register"):
-        CodeTable.build(broken, exempt=False)
-
-
-def test_warm_up_compiles_the_bulk_loops() -> None:
-    """warm_up runs every compiled loop once (so the first batch with a caller does not compile)."""
-    assert Policy().warm_up() >= 0.0
-
-
 @pytest.mark.parametrize("grace", [-1, 3661])
 def test_settings_refuse_nonsense_grace(grace: int) -> None:
     """A negative or decade-long grace period is refused at start-up, naming the setting."""
@@ -508,40 +329,6 @@ def test_exempt_batch_answers_without_register_or_lists() -> None:
 
 def test_world_relationship_index_carries_end_days() -> None:
     """The test world's relationship indexes hold the end days given (the fixture the cases rest on)."""
-    index = _index([FIXED], [day(date(2026, 1, 2))], "v")
+    index = list_index([FIXED], [day(date(2026, 1, 2))], "v")
     assert index.value_of(FIXED) == day(date(2026, 1, 2))
     assert index.value_of(MOBILE) is None
-
-
-def test_numba_loads_only_for_callers_with_lists() -> None:
-    """A server whose callers have no lists never imports numba (~0.3 s, ~45 MB); preparing a state with
-    caller lists compiles the loops before that state serves."""
-    script = """
-import sys
-from datetime import UTC, datetime
-import numpy as np
-from nixlookup.server.index import Index
-from nixlookup.server.numbering import classify_keys
-from nixlookup.server.policy import Policy
-from nixlookup.server.store import ListKind, ServingState
-from nixlookup.v1.vocabulary import Purpose
-keys = np.array([46701234567, 46701234568], dtype=np.uint64)
-register = Index.build(keys[:1], version="r", source="t")
-policy = Policy()
-plain = ServingState(register=register)
-policy.prepare(plain)
-policy.decide_many(plain, classify_keys(keys), caller="", purpose=Purpose.SALES, now=datetime.now(UTC))
-print("after plain:", "numba" in sys.modules)
-listed = plain.replacing((ListKind.OPT_OUT, "acme"), Index.build(keys[1:], version="o", source="t"))
-policy.prepare(listed)
-print("after lists:", "numba" in sys.modules)
-decision = policy.decide_many(listed, classify_keys(keys), caller="acme", purpose=Purpose.SALES,
-                              now=datetime.now(UTC))
-print("reasons:", decision.reasons.tolist())
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert "after plain: False" in done.stdout
-    assert "after lists: True" in done.stdout
-    assert f"reasons: {[int(Reason.NIX_REGISTERED), int(Reason.COMPANY_OPT_OUT)]}" in done.stdout

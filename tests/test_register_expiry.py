@@ -8,12 +8,16 @@ operator-facing parameter, not a test hook.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
+from conftest import (
+    RegisterFile,
+    ServerFactory,
+    data_dir_server,
+    seeded_register,
+)
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from nixlookup.bench.serverproc import ServerProcess
@@ -26,23 +30,16 @@ _WAIT_SECONDS = 10.0
 
 @pytest.fixture(name="register", scope="module")
 def fixture_register(tmp_path_factory: pytest.TempPathFactory) -> RegisterFile:
-    return write_register(tmp_path_factory.mktemp("reg") / "register.txt", make_mobile_keys(2_000, seed=401))
+    """2,000 seeded mobile numbers."""
+    return seeded_register(tmp_path_factory, 2000, seed=401)
 
 
 @pytest.fixture(name="server", scope="module")
 def fixture_server(
     module_server_factory: ServerFactory, register: RegisterFile, tmp_path_factory: pytest.TempPathFactory
 ) -> ServerProcess:
-    data_dir = tmp_path_factory.mktemp("data") / "data"
-    return module_server_factory(["--data-dir", str(data_dir), "--register", str(register.path)])
-
-
-@pytest.fixture(name="stubs")
-def fixture_stubs(
-    server: ServerProcess,
-) -> Iterator[tuple[lookup_pb2_grpc.LookupStub, lookup_pb2_grpc.AdminStub]]:
-    with grpc.insecure_channel(server.target) as channel:
-        yield lookup_pb2_grpc.LookupStub(channel), lookup_pb2_grpc.AdminStub(channel)
+    """One server for the module, its data directory seeded from the register."""
+    return data_dir_server(module_server_factory, register, tmp_path_factory)
 
 
 def _stamp(moment: datetime) -> Timestamp:

@@ -6,14 +6,20 @@ version keeps answering; no phone number in a path is echoed in full, neither to
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import numpy as np
 import phonenumbers
 import pytest
-from conftest import RegisterFile, ServerFactory, make_mobile_keys, write_register
+from conftest import (
+    RegisterFile,
+    ServerFactory,
+    data_dir_server,
+    make_mobile_keys,
+    seeded_register,
+    write_register,
+)
 
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
@@ -23,23 +29,16 @@ _CUT_NUMBER = "+4681234567"  # what is left of +46812345678 (08-123 456 78) afte
 
 @pytest.fixture(name="register", scope="module")
 def fixture_register(tmp_path_factory: pytest.TempPathFactory) -> RegisterFile:
-    return write_register(tmp_path_factory.mktemp("reg") / "register.txt", make_mobile_keys(1_000, seed=501))
+    """1,000 seeded mobile numbers."""
+    return seeded_register(tmp_path_factory, 1000, seed=501)
 
 
 @pytest.fixture(name="server", scope="module")
 def fixture_server(
     module_server_factory: ServerFactory, register: RegisterFile, tmp_path_factory: pytest.TempPathFactory
 ) -> ServerProcess:
-    data_dir = tmp_path_factory.mktemp("data") / "data"
-    return module_server_factory(["--data-dir", str(data_dir), "--register", str(register.path)])
-
-
-@pytest.fixture(name="stubs")
-def fixture_stubs(
-    server: ServerProcess,
-) -> Iterator[tuple[lookup_pb2_grpc.LookupStub, lookup_pb2_grpc.AdminStub]]:
-    with grpc.insecure_channel(server.target) as channel:
-        yield lookup_pb2_grpc.LookupStub(channel), lookup_pb2_grpc.AdminStub(channel)
+    """One server for the module, its data directory seeded from the register."""
+    return data_dir_server(module_server_factory, register, tmp_path_factory)
 
 
 def _write_cut_at_a_line_boundary(path: Path, register: RegisterFile) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RegisterFile, ServerFactory
+from conftest import RegisterFile, ServerFactory, national
 
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import Client
@@ -31,11 +31,6 @@ def fixture_client(server: ServerProcess) -> Iterator[Client]:
         yield client
 
 
-def _national(key: int) -> str:
-    digits = "0" + str(key)[2:]
-    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
-
-
 def _read(path: Path, delimiter: str = ",", encoding: str = "utf-8-sig") -> list[list[str]]:
     with path.open(encoding=encoding, newline="") as handle:
         return list(csv.reader(handle, delimiter=delimiter))
@@ -50,7 +45,7 @@ def test_wash_round_trips_quotes_empty_cells_and_a_bom(
     source = tmp_path / "calls.csv"
     source.write_bytes(
         "\ufeffname;phone;note\n"
-        f'"Svensson; Anna";{_national(member)};"rings ""after\n5"""\n'
+        f'"Svensson; Anna";{national(member)};"rings ""after\n5"""\n'
         "Bo;;no number\n"
         f'Cecilia;"+{other}";\n'
         "Dag;not a number;x\n".encode()
@@ -60,7 +55,7 @@ def test_wash_round_trips_quotes_empty_cells_and_a_bom(
     assert output.read_bytes().startswith(b"\xef\xbb\xbfname;"), "the BOM is kept, so Excel reads UTF-8"
     rows = _read(output, ";")
     assert rows[0] == ["name", "phone", "note", *OUTPUT_COLUMNS]
-    assert rows[1][:3] == ["Svensson; Anna", _national(member), 'rings "after\n5"']
+    assert rows[1][:3] == ["Svensson; Anna", national(member), 'rings "after\n5"']
     assert rows[1][3:6] == [f"+{member}", "BLOCKED", "NIX_REGISTERED"]
     assert rows[1][6] == "", "a valid number has no problem"
     assert rows[2][:7] == ["Bo", "", "no number", "", "INVALID", "INVALID_NUMBER", "EMPTY"]

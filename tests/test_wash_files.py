@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RegisterFile, ServerFactory
+from conftest import RegisterFile, ServerFactory, data_dir_server, national
 
 from nixlookup.bench.serverproc import ServerProcess
 from nixlookup.client import AdminClient
@@ -35,19 +35,13 @@ def fixture_server(
 ) -> ServerProcess:
     """The small register in a data directory (so a caller can get lists)."""
     assert 46_709_999_998 not in small_register.key_set
-    data_dir = tmp_path_factory.mktemp("wash-files") / "data"
-    return module_server_factory(["--register", str(small_register.path), "--data-dir", str(data_dir)])
+    return data_dir_server(module_server_factory, small_register, tmp_path_factory)
 
 
 @pytest.fixture(name="synthetic_server", scope="module")
 def fixture_synthetic_server(module_server_factory: ServerFactory) -> ServerProcess:
     """A server on a small synthetic register (what `make serve` starts without a register)."""
     return module_server_factory(["--synthetic-size", "20000"])
-
-
-def _national(key: int) -> str:
-    digits = "0" + str(key)[2:]
-    return f"{digits[:3]}-{digits[3:6]} {digits[6:8]} {digits[8:]}"
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -167,7 +161,7 @@ def test_the_mobile_count_counts_allowed_rows_and_jsonl_carries_every_answer(
     server: ServerProcess, small_register: RegisterFile, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A blocked mobile, an allowed mobile and a fixed line: 1 counted; --format jsonl has typed answers."""
-    blocked = _national(int(small_register.keys[0]))
+    blocked = national(int(small_register.keys[0]))
     source = tmp_path / "calls.csv"
     source.write_text(f"id,phone\n1,{blocked}\n2,{_FREE_MOBILE}\n3,08-123 456 78\n4,x\n", encoding="utf-8")
     output = tmp_path / "out.jsonl"
@@ -189,7 +183,7 @@ def test_standard_input_and_output_and_fail_on_blocked(
     server: ServerProcess, small_register: RegisterFile
 ) -> None:
     """`wash - -o -` pipes a list through (summary on stderr); `check -` reads numbers; exit 3 on a block."""
-    blocked = _national(int(small_register.keys[1]))
+    blocked = national(int(small_register.keys[1]))
     washed = _subprocess(
         "--target", server.target, "wash", "-", "-o", "-", "--fail-on-blocked",
         stdin=f"phone\n{blocked}\n{_FREE_MOBILE}\n".encode(),

@@ -13,7 +13,9 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -22,7 +24,12 @@ from nixlookup.bench.report import Report, render_markdown, write_report
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.proof import tool_version
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = ["build_parser", "main", "parse_size"]
+
+_Settings = TypeVar("_Settings", bound="DataclassInstance")
 
 DEFAULT_OUT = Path("bench-results")
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
@@ -59,32 +66,35 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=20080101, help="seed of the register and the queries")
 
 
+def _per_call_and_bulk(parser: argparse.ArgumentParser, *, calls_help: str, bulk_help: str) -> None:
+    """--size, --calls, --repeats, --bulk-numbers: the flags `rpc` and `compare` share."""
+    parser.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
+    parser.add_argument(
+        "--calls", type=parse_size, default=6_000, dest="unary_calls", metavar="CALLS", help=calls_help
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, dest="bulk_repeats", metavar="REPEATS",
+        help="best-of-N repeats per bulk run",
+    )  # fmt: skip
+    parser.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help=bulk_help)
+
+
+def _settings(args: argparse.Namespace, settings: type[_Settings]) -> _Settings:
+    """A command's settings from its parsed flags: each flag's ``dest`` is the settings field it sets."""
+    given = {field.name: getattr(args, field.name) for field in fields(settings) if hasattr(args, field.name)}
+    return settings(**given)
+
+
 def _run_core(args: argparse.Namespace) -> Report:
     from nixlookup.bench.core import CoreSettings, run_core
 
-    return run_core(
-        CoreSettings(size=args.size, queries=args.queries, seed=args.seed, repeats=args.repeats),
-        workdir=args.workdir,
-    )
+    return run_core(_settings(args, CoreSettings), workdir=args.workdir)
 
 
 def _run_rpc(args: argparse.Namespace) -> Report:
     from nixlookup.bench.rpc import RpcSettings, run_rpc
 
-    return run_rpc(
-        RpcSettings(
-            size=args.size,
-            seed=args.seed,
-            unary_calls=args.calls,
-            bulk_repeats=args.repeats,
-            bulk_numbers=args.bulk_numbers,
-            text_numbers=args.text_numbers,
-            security=args.security,
-            client_numbers=args.client_numbers,
-            wash_rows=args.wash_rows,
-        ),
-        workdir=args.workdir,
-    )
+    return run_rpc(_settings(args, RpcSettings), workdir=args.workdir)
 
 
 def _run_ab(args: argparse.Namespace) -> Report:
@@ -106,25 +116,13 @@ def _run_ab(args: argparse.Namespace) -> Report:
 def _run_reload(args: argparse.Namespace) -> Report:
     from nixlookup.bench.reload import ReloadSettings, run_reload
 
-    return run_reload(
-        ReloadSettings(size=args.size, seed=args.seed, reloads=args.reloads, delta_rounds=args.delta_rounds),
-        workdir=args.workdir,
-    )
+    return run_reload(_settings(args, ReloadSettings), workdir=args.workdir)
 
 
 def _run_compare(args: argparse.Namespace) -> Report:
     from nixlookup.bench.compare import CompareSettings, run_compare
 
-    return run_compare(
-        CompareSettings(
-            size=args.size,
-            seed=args.seed,
-            unary_calls=args.calls,
-            bulk_repeats=args.repeats,
-            bulk_numbers=args.bulk_numbers,
-        ),
-        workdir=args.workdir,
-    )
+    return run_compare(_settings(args, CompareSettings), workdir=args.workdir)
 
 
 def _run_scale(args: argparse.Namespace) -> Report:
@@ -154,7 +152,7 @@ def _run_replica(args: argparse.Namespace) -> Report:
 def _run_guard(args: argparse.Namespace) -> Report:
     from nixlookup.bench.guard import GuardSettings, run_guard
 
-    return run_guard(GuardSettings(size=args.size, seed=args.seed, thresholds_path=args.thresholds))
+    return run_guard(_settings(args, GuardSettings))
 
 
 def _ab_options(ab: argparse.ArgumentParser) -> None:
@@ -197,10 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     core.add_argument("--repeats", type=int, default=5, help="best-of-N repeats per timing")
 
     rpc = command("rpc", "the gRPC service (unary and bulk) vs a bare grpcio server", _run_rpc)
-    rpc.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
-    rpc.add_argument("--calls", type=parse_size, default=6_000, help="unary calls per concurrency level")
-    rpc.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
-    rpc.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk bytes run")
+    _per_call_and_bulk(
+        rpc, calls_help="unary calls per concurrency level", bulk_help="numbers per bulk bytes run"
+    )
     rpc.add_argument(
         "--security",
         action=argparse.BooleanOptionalAction,
@@ -228,10 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--delta-rounds", type=int, default=20, help="durable ApplyDelta calls to time")
 
     compare = command("compare", "nixlookup vs Redis vs a bare grpcio server vs a Python set", _run_compare)
-    compare.add_argument("--size", type=parse_size, default=1_500_000, help="register size")
-    compare.add_argument("--calls", type=parse_size, default=6_000, help="per-call operations per level")
-    compare.add_argument("--repeats", type=int, default=3, help="best-of-N repeats per bulk run")
-    compare.add_argument("--bulk-numbers", type=parse_size, default=1_000_000, help="numbers per bulk run")
+    _per_call_and_bulk(compare, calls_help="per-call operations per level", bulk_help="numbers per bulk run")
 
     scale = command("scale", "cost per number as the register grows", _run_scale)
     scale.add_argument(
@@ -266,8 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="register size (the budget's; the run stays < 60 s)",
     )
     guard.add_argument(
-        "--thresholds", type=Path, default=None, help="thresholds file (default: the packaged one)"
+        "--thresholds",
+        type=Path,
+        default=None,
+        dest="thresholds_path",
+        metavar="THRESHOLDS",
+        help="thresholds file (default: the packaged one)",
     )
+    from nixlookup.bench import scaleout  # its own module: scale-out registers itself
+
+    scaleout.add_command(command)
     return parser
 
 

@@ -157,6 +157,8 @@ async def _unary_run(
         await client.aclose()
 
 
+# deliberate twin of grpcload.unary_check (and redis_bulk_check of bulk_check): every contender is driven
+# through the same signature, so compare can interleave them
 def redis_unary_check(
     handle: RedisHandle,
     queries: NDArray[np.uint64],

@@ -171,15 +171,16 @@ def _bound(port: int, listen: str, port_file: Path | None) -> None:
         port_file.write_text(f"{port}\n", encoding="ascii")
 
 
+_MESSAGE_OPTIONS = [
+    # Same message limit the bulk path needs: 100k keys of 8 bytes plus framing.
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
 async def serve(listen: str, keys_path: Path, port_file: Path | None = None) -> None:
     """Serve on grpc.aio until SIGTERM/SIGINT; health turns SERVING once the set is built."""
-    server = grpc.aio.server(
-        options=[
-            # Same message limit the bulk path needs: 100k keys of 8 bytes plus framing.
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.max_send_message_length", 16 * 1024 * 1024),
-        ]
-    )
+    server = grpc.aio.server(options=_MESSAGE_OPTIONS)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     started = time.perf_counter()
@@ -202,15 +203,10 @@ async def serve(listen: str, keys_path: Path, port_file: Path | None = None) -> 
     await server.stop(grace=2.0)
 
 
+# deliberate twin of `serve`: the same reference on the other server model (sync grpc, a thread pool)
 def serve_sync(listen: str, keys_path: Path, workers: int, port_file: Path | None = None) -> None:
     """Serve on the sync grpc server (nixlookup's own model: a thread pool of `workers`) until a signal."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        options=[
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.max_send_message_length", 16 * 1024 * 1024),
-        ],
-    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=_MESSAGE_OPTIONS)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     started = time.perf_counter()

@@ -376,6 +376,7 @@ def _tables(figures: dict[str, Any], settings: RpcSettings) -> list[Table]:
 
 def _plots(figures: dict[str, Any], settings: RpcSettings) -> list[Plot]:
     levels = [float(level) for level in settings.concurrency]
+    # deliberate twins: two charts, each one literal Plot of its own axes and series
     latency = Plot(
         name="latency-vs-concurrency",
         title="Unary Check p99 latency vs calls in flight",

@@ -83,6 +83,7 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._admin_port: int | None = None
+        self._health_port: int | None = None
         self.channel_credentials = channel_credentials
         self.returncode: int | None = None
 
@@ -175,6 +176,13 @@ class ServerProcess:
         return self._admin_port
 
     @property
+    def health_port(self) -> int:
+        """The port of the plaintext health listener (``--health-listen 127.0.0.1:0``)."""
+        if self._health_port is None:
+            raise RuntimeError("ServerProcess has no health port (no --health-listen)")
+        return self._health_port
+
+    @property
     def admin_target(self) -> str:
         return f"127.0.0.1:{self.admin_port}"
 
@@ -225,6 +233,8 @@ class ServerProcess:
             name, _, value = line.partition(" ")
             if name == "admin":  # ``admin PORT``: the separate Admin listener (--admin-listen)
                 self._admin_port = int(value)
+            elif name == "health":  # ``health PORT``: the plaintext health listener (--health-listen)
+                self._health_port = int(value)
 
     def _await_serving(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -82,11 +82,15 @@ def prepare_batches(
     caller: str,
     purpose: Purpose,
     want_details: bool,
+    min_version: Sequence[lookup_pb2.ListPosition] = (),
 ) -> Iterator[PreparedBatch]:
-    """Lazily turn `numbers` into prepared batches of at most `batch_size` numbers."""
+    """Lazily turn `numbers` into prepared batches of at most `batch_size` numbers (each carrying
+    `min_version`, checked by the server per batch)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     common: dict[str, object] = {"caller": caller, "purpose": int(purpose), "want_details": want_details}
+    if min_version:
+        common["min_version"] = list(min_version)
     if isinstance(numbers, np.ndarray):
         if numbers.ndim != 1 or numbers.dtype.kind not in "ui":
             raise TypeError(f"a numpy input must be a 1-d integer array, got {numbers.dtype} {numbers.shape}")

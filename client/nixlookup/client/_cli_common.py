@@ -228,3 +228,13 @@ def guarded(handler: Handler, *, prefix: str) -> Handler:
             return EXIT_USAGE
 
     return run
+
+
+def run_alone(register: Callable[[Any], object], argv: Sequence[str] | None) -> int:
+    """Run a plugin's subcommands on their own (``python -m nixlookup.client.cli_admin ...``): `register`
+    adds them to a bare ``nixlookup`` parser, as it does to the full one."""
+    parser = argparse.ArgumentParser(prog="nixlookup")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    return handler(args)

@@ -243,7 +243,7 @@ class AdminClient(BaseClient):
             raise self._error(error, "DropList") from None
         return str(reply.last_version)
 
-    def upload(
+    def upload(  # deliberate twin of `reload`'s parameters: the same request, the file's bytes sent
         self,
         path: Path | str,
         *,

@@ -2,9 +2,10 @@
 
 Same configuration, defaults, requests, errors and retries as `Client`: all of them live in `BaseClient`;
 this module holds only the asyncio I/O. Unary calls are retried by grpc's retryPolicy (the channel's
-service config). The bulk stream uses grpc.aio's explicit ``write``/``read`` API: a writer task sends at
-most `max_in_flight` unanswered batches (a semaphore released as answers arrive), the caller's loop reads
-answers in order; a stream failing with UNAVAILABLE is reopened by `StreamResume` and resumes with the
+service config), and a replica's "behind" answer by `BehindRetry`. The bulk stream uses grpc.aio's
+explicit ``write``/``read`` API: a writer task sends at most `max_in_flight` unanswered batches (a
+semaphore released as answers arrive), the caller's loop reads answers in order; a stream failing with
+UNAVAILABLE (or "behind") is reopened by `StreamResume` and resumes with the
 first unanswered batch. `numbers` may be a sync iterable, an async iterable or a numpy array.
 """
 
@@ -13,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
 
 import grpc
 
-from nixlookup.client._base import BaseClient, check_request
+from nixlookup.client._base import BaseClient, MinVersion, check_request, min_positions
 from nixlookup.client._batching import Numbers, PreparedBatch, prepare_batches
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
@@ -32,12 +33,23 @@ AsyncNumbers = Numbers | AsyncIterable[str | int]
 
 
 async def _aiter_batches(
-    numbers: AsyncNumbers, *, batch_size: int, caller: str, purpose: Purpose, want_details: bool
+    numbers: AsyncNumbers,
+    *,
+    batch_size: int,
+    caller: str,
+    purpose: Purpose,
+    want_details: bool,
+    min_version: Sequence[lookup_pb2.ListPosition] = (),
 ) -> AsyncIterator[PreparedBatch]:
     """Prepared batches from a sync or async input (an async input is gathered a batch at a time)."""
     if not isinstance(numbers, AsyncIterable):
         for prepared in prepare_batches(
-            numbers, batch_size=batch_size, caller=caller, purpose=purpose, want_details=want_details
+            numbers,
+            batch_size=batch_size,
+            caller=caller,
+            purpose=purpose,
+            want_details=want_details,
+            min_version=min_version,
         ):
             yield prepared
         return
@@ -47,14 +59,24 @@ async def _aiter_batches(
         buffer.append(item)
         if len(buffer) == batch_size:
             for prepared in prepare_batches(
-                buffer, batch_size=batch_size, caller=caller, purpose=purpose, want_details=want_details
+                buffer,
+                batch_size=batch_size,
+                caller=caller,
+                purpose=purpose,
+                want_details=want_details,
+                min_version=min_version,
             ):
                 yield _renumbered(prepared, first_id)
             first_id += 1
             buffer = []
     if buffer:
         for prepared in prepare_batches(
-            buffer, batch_size=batch_size, caller=caller, purpose=purpose, want_details=want_details
+            buffer,
+            batch_size=batch_size,
+            caller=caller,
+            purpose=purpose,
+            want_details=want_details,
+            min_version=min_version,
         ):
             yield _renumbered(prepared, first_id)
 
@@ -144,21 +166,26 @@ class AsyncClient(BaseClient):
     ) -> None:
         await self.close()
 
-    async def check(
+    async def check(  # deliberate twin of Client.check (only the I/O differs; the rest is BaseClient)
         self,
         number: str | int,
         *,
         caller: str = "",
         purpose: Purpose | int | str = Purpose.SALES,
         timeout: float | None = None,
+        min_version: MinVersion = None,
     ) -> CheckResult:
-        """May `number` be called by `caller` for `purpose`? A str is parsed as written, an int is a key."""
-        request = check_request(number, caller, purpose)
-        try:
-            response = await self._stub.Check(request, **self._unary(timeout))
-        except grpc.RpcError as error:
-            raise self._error(error, "Check") from None
-        return CheckResult.from_proto(response)
+        """May `number` be called by `caller` for `purpose`? A str is parsed as written, an int is a key.
+        `min_version`: answer from at least this version (what an ApplyDelta returned; see `BaseClient`)."""
+        request = check_request(number, caller, purpose, min_version)
+        behind = self._behind("Check")
+        while True:
+            try:
+                response = await self._stub.Check(request, **self._unary(timeout))
+            except grpc.RpcError as error:
+                await asyncio.sleep(behind.delay_after(error))  # raises unless a replica answered "behind"
+                continue
+            return CheckResult.from_proto(response)
 
     async def register_info(self, *, timeout: float | None = None) -> RegisterInfo:
         """The register's and the callers' lists' versions, counts, dates and history."""
@@ -178,14 +205,17 @@ class AsyncClient(BaseClient):
         want_details: bool = True,
         batch_size: int | None = None,
         timeout: float | None = None,
+        min_version: MinVersion = None,
     ) -> AsyncIterator[BatchResult]:
-        """Stream `numbers` through CheckStream; one `BatchResult` per batch, in input order."""
+        """Stream `numbers` through CheckStream; one `BatchResult` per batch, in input order. With
+        `min_version` every batch is answered from at least that version (a replica behind is left)."""
         source = _aiter_batches(
             numbers,
             batch_size=batch_size or self.batch_size,
             caller=caller,
             purpose=Purpose.parse(purpose),
             want_details=want_details,
+            min_version=min_positions(min_version),
         )
         stream = _AsyncStream(source, self.max_in_flight)
         resume = self._resume()
@@ -209,10 +239,17 @@ class AsyncClient(BaseClient):
         purpose: Purpose | int | str = Purpose.SALES,
         batch_size: int | None = None,
         timeout: float | None = None,
+        min_version: MinVersion = None,
     ) -> AsyncIterator[BulkResult]:
         """One `BulkResult` per input number, in input order, streamed in batches (bounded memory)."""
         async for batch in self.check_batches(
-            numbers, caller=caller, purpose=purpose, want_details=True, batch_size=batch_size, timeout=timeout
+            numbers,
+            caller=caller,
+            purpose=purpose,
+            want_details=True,
+            batch_size=batch_size,
+            timeout=timeout,
+            min_version=min_version,
         ):
             for result in batch:
                 yield result

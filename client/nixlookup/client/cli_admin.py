@@ -38,6 +38,7 @@ from nixlookup.client._cli_common import (
     add_server_options,
     admin_of,
     guarded,
+    run_alone,
 )
 from nixlookup.client.admin import list_name, list_ref
 from nixlookup.client.cli_lists import add_lists_parser, read_numbers, until_day
@@ -62,27 +63,34 @@ def _print_info(info: lookup_pb2.ListInfo) -> None:
     )
 
 
-def _run_reload(args: argparse.Namespace) -> int:
-    _checked_ref(args)
-    register_date = datetime.fromisoformat(args.register_date) if args.register_date else None
-    with admin_of(args) as admin:
-        reply = admin.reload(
-            Path(args.path),
-            kind=args.list_kind,
-            caller=args.caller or "",
-            fmt=args.format or "",
-            column=args.column or "",
-            until_column=args.until_column or "",
-            force=args.force,
-            register_date=register_date,
-            expect_version=args.expect_version or "",
-        )
+def _file_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What `reload` and `upload` both say about the file and the list it replaces."""
+    return {
+        "kind": args.list_kind,
+        "caller": args.caller or "",
+        "fmt": args.format or "",
+        "column": args.column or "",
+        "until_column": args.until_column or "",
+        "force": args.force,
+        "expect_version": args.expect_version or "",
+    }
+
+
+def _print_reload(reply: lookup_pb2.ReloadResponse) -> int:
     _print_info(reply.info)
     print(
         f"  replaced {reply.previous_version or '(new list)'}; {reply.bad_lines} bad lines skipped; "
         f"{reply.load_seconds:.3f} s"
     )
     return 0
+
+
+def _run_reload(args: argparse.Namespace) -> int:
+    _checked_ref(args)
+    register_date = datetime.fromisoformat(args.register_date) if args.register_date else None
+    with admin_of(args) as admin:
+        reply = admin.reload(Path(args.path), register_date=register_date, **_file_options(args))
+    return _print_reload(reply)
 
 
 def _run_apply_delta(args: argparse.Namespace) -> int:
@@ -136,22 +144,8 @@ def _history_line(info: ListInfo) -> str:
 def _run_upload(args: argparse.Namespace) -> int:
     _checked_ref(args)
     with admin_of(args) as admin:
-        reply = admin.upload(
-            Path(args.path),
-            kind=args.list_kind,
-            caller=args.caller or "",
-            fmt=args.format or "",
-            column=args.column or "",
-            until_column=args.until_column or "",
-            force=args.force,
-            expect_version=args.expect_version or "",
-        )
-    _print_info(reply.info)
-    print(
-        f"  replaced {reply.previous_version or '(new list)'}; {reply.bad_lines} bad lines skipped; "
-        f"{reply.load_seconds:.3f} s"
-    )
-    return 0
+        reply = admin.upload(Path(args.path), **_file_options(args))
+    return _print_reload(reply)
 
 
 def _seconds_iso(seconds: int) -> str:
@@ -290,11 +284,7 @@ def register_admin_commands(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `nixlookup admin ...` on its own (``python -m nixlookup.client.cli_admin ...``)."""
-    parser = argparse.ArgumentParser(prog="nixlookup")
-    register_admin_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    handler: Handler = args.func
-    return handler(args)
+    return run_alone(register_admin_commands, argv)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from nixlookup.client._cli_common import (
     add_server_options,
     admin_of,
     guarded,
+    run_alone,
 )
 from nixlookup.client.admin import CALLER_LIST_KINDS, list_name, list_ref
 from nixlookup.client.proof import ProofError, verify_proof
@@ -270,11 +271,7 @@ def register_commands(subparsers: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run these subcommands on their own (`python -m nixlookup.client.cli_lists ...`)."""
-    parser = argparse.ArgumentParser(prog="nixlookup")
-    register_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    handler: Handler = args.func
-    return handler(args)
+    return run_alone(register_commands, argv)
 
 
 if __name__ == "__main__":

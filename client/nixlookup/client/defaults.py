@@ -12,6 +12,7 @@ __all__ = [
     "DEFAULT_ADMIN_TIMEOUT",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_DELTA_CHUNK",
+    "DEFAULT_LOAD_BALANCING",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_STREAM_TIMEOUT",
     "DEFAULT_TARGET",
@@ -41,6 +42,10 @@ DEFAULT_MAX_IN_FLIGHT = 4
 DEFAULT_DELTA_CHUNK = 100_000
 """Numbers per ApplyDelta request: about 2 MB of texts, well under the server's 8 MiB default message
 limit. A larger file becomes several deltas, each durable on its own (the CLI says so)."""
+DEFAULT_LOAD_BALANCING = "round_robin"
+"""gRPC's policy over the addresses a target names (``ipv4:a:p,b:p``, ``dns:///headless-service:p``, a
+host name with several addresses): every call to the next replica whose health says SERVING, so load
+spreads over followers and a retry moves on. With one address it behaves as ``pick_first``."""
 MESSAGE_LIMIT_BYTES = 64 * 1024 * 1024
 """The client's send/receive message limit: above any batch or answer the server accepts or sends."""
 

@@ -9,7 +9,8 @@ Theory of operation:
   stream (a wash of millions of numbers is one stream). Each can be overridden per call.
 - UNAVAILABLE is retried: unary calls by grpc's own retryPolicy (the channel's service config), a bulk
   stream by `StreamResume`, which reopens it and resends only the unanswered batches, so no number is
-  lost or answered twice.
+  lost or answered twice. A replica's "behind" answer to a call with `min_version` is retried too
+  (`BehindRetry`, `StreamResume`); with round_robin (the default) each retry goes to the next replica.
 - `check_batches` streams through `CheckStream`: a producer (run by grpc on its own thread) pulls the
   input lazily and sends at most `max_in_flight` unanswered batches; answers come back in order and are
   matched to their inputs by `batch_id`. Memory is bounded by ``max_in_flight * batch_size`` numbers
@@ -27,7 +28,7 @@ from types import TracebackType
 
 import grpc
 
-from nixlookup.client._base import BaseClient, check_request
+from nixlookup.client._base import BaseClient, MinVersion, check_request
 from nixlookup.client._batching import Numbers, PreparedBatch
 from nixlookup.client.errors import NixlookupClientError
 from nixlookup.client.results import BatchResult, BulkResult, CheckResult, RegisterInfo
@@ -127,21 +128,26 @@ class Client(BaseClient):
         self.close()
 
     # -- unary calls (grpc retries UNAVAILABLE through the channel's service config) --------------
-    def check(
+    def check(  # deliberate twin of AsyncClient.check (only the I/O differs; the rest is BaseClient)
         self,
         number: str | int,
         *,
         caller: str = "",
         purpose: Purpose | int | str = Purpose.SALES,
         timeout: float | None = None,
+        min_version: MinVersion = None,
     ) -> CheckResult:
-        """May `number` be called by `caller` for `purpose`? A str is parsed as written, an int is a key."""
-        request = check_request(number, caller, purpose)
-        try:
-            response = self._stub.Check(request, **self._unary(timeout))
-        except grpc.RpcError as error:
-            raise self._error(error, "Check") from None
-        return CheckResult.from_proto(response)
+        """May `number` be called by `caller` for `purpose`? A str is parsed as written, an int is a key.
+        `min_version`: answer from at least this version (what an ApplyDelta returned; see `BaseClient`)."""
+        request = check_request(number, caller, purpose, min_version)
+        behind = self._behind("Check")
+        while True:
+            try:
+                response = self._stub.Check(request, **self._unary(timeout))
+            except grpc.RpcError as error:
+                time.sleep(behind.delay_after(error))  # raises unless a replica answered "behind"
+                continue
+            return CheckResult.from_proto(response)
 
     def register_info(self, *, timeout: float | None = None) -> RegisterInfo:
         """The register's and the callers' lists' versions, counts, dates and history."""
@@ -162,10 +168,17 @@ class Client(BaseClient):
         want_details: bool = True,
         batch_size: int | None = None,
         timeout: float | None = None,
+        min_version: MinVersion = None,
     ) -> Iterator[BatchResult]:
-        """Stream `numbers` through CheckStream; one `BatchResult` per batch, in input order."""
+        """Stream `numbers` through CheckStream; one `BatchResult` per batch, in input order. With
+        `min_version` every batch is answered from at least that version (a replica behind is left)."""
         batches = self._prepared(
-            numbers, caller=caller, purpose=purpose, want_details=want_details, batch_size=batch_size
+            numbers,
+            caller=caller,
+            purpose=purpose,
+            want_details=want_details,
+            batch_size=batch_size,
+            min_version=min_version,
         )
         state = _StreamState(batches, self.max_in_flight)
         resume = self._resume()
@@ -198,9 +211,16 @@ class Client(BaseClient):
         purpose: Purpose | int | str = Purpose.SALES,
         batch_size: int | None = None,
         timeout: float | None = None,
+        min_version: MinVersion = None,
     ) -> Iterator[BulkResult]:
         """One `BulkResult` per input number, in input order, streamed in batches (bounded memory)."""
         for batch in self.check_batches(
-            numbers, caller=caller, purpose=purpose, want_details=True, batch_size=batch_size, timeout=timeout
+            numbers,
+            caller=caller,
+            purpose=purpose,
+            want_details=True,
+            batch_size=batch_size,
+            timeout=timeout,
+            min_version=min_version,
         ):
             yield from batch

@@ -72,6 +72,7 @@ class ListSpec:
         return self.kind.slug
 
 
+# the table's rows: alike by design (one data row per list kind, like the rule rows of NIX_RULES)
 LIST_SPECS: tuple[ListSpec, ...] = (
     ListSpec(
         ListKind.REGISTER,

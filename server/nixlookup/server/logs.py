@@ -32,6 +32,7 @@ __all__ = [
     "get_logger",
     "mask_digit_runs",
     "mask_digits_in_text",
+    "set_process_label",
 ]
 
 LogFormat = Literal["auto", "json", "console"]
@@ -95,6 +96,22 @@ def mask_digit_runs(
     return event_dict
 
 
+_process_label: str | None = None
+
+
+def set_process_label(label: str | None) -> None:
+    """Every event of this process says ``process=label`` from now on (the processes of
+    ``--processes N``: ``supervisor``, ``writer``, ``0``, ``1`` ...); a global, so threads' events too."""
+    global _process_label  # noqa: PLW0603 - one label per process, set once after fork
+    _process_label = label
+
+
+def _add_process_label(_logger: Any, _method: str, event_dict: Any) -> Any:
+    if _process_label is not None:
+        event_dict.setdefault("process", _process_label)
+    return event_dict
+
+
 def configure_logging(
     level: str = "info", log_format: LogFormat = "auto", stream: TextIO | None = None
 ) -> None:
@@ -112,6 +129,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_process_label,
             structlog.processors.add_log_level,
             structlog.processors.format_exc_info,
             mask_digit_runs,

@@ -9,8 +9,10 @@
   interceptor (admission limits, authentication, error mapping), health, reflection listing only that
   listener's services, TLS when configured; the `MetricsInterceptor` inside it with ``--metrics-listen``):
   ``--listen`` with Lookup (and Admin and Replication when `Security.plan` puts Admin there),
-  ``--admin-listen`` with Admin and Replication. Each is bound, started, and only then marked SERVING
-  (and ``nixlookup.liveness``, which stays SERVING until shutdown whatever the data says).
+  ``--admin-listen`` with Admin and Replication, ``--health-listen`` with health only (plaintext, for
+  probes that cannot speak TLS, answering what the Lookup listener's health says). Each is bound,
+  started, and only then marked SERVING (and ``nixlookup.liveness``, which stays SERVING until
+  shutdown whatever the data says).
 - Threads: the event loop runs every call; stream batches' numpy work and GetRegisterInfo go to the bulk
   executor (``--workers`` threads), Admin's store calls to a small admin executor of their own, so a
   seconds-long reload never delays a batch.
@@ -18,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import socket
@@ -36,6 +39,7 @@ from grpc_reflection.v1alpha import reflection
 
 from nixlookup.server._memory import release_free_memory
 from nixlookup.server.app._config import ServerConfig, flag_and_variable, package_version, setting_name
+from nixlookup.server.app._follow_credentials import FollowCredentials
 from nixlookup.server.app._metrics import MetricsEndpoint
 from nixlookup.server.app._security import Security
 from nixlookup.server.app._source import attach_register_source
@@ -45,6 +49,7 @@ from nixlookup.server.logs import get_logger
 from nixlookup.server.policy import Policy, PolicySettings
 from nixlookup.server.rpc import (
     AdminServicer,
+    Authenticator,
     CallLimiter,
     Follower,
     FollowerSettings,
@@ -66,6 +71,7 @@ __all__ = [
     "LOOKUP_SERVICE",
     "InitialState",
     "ListenError",
+    "ProcessRole",
     "RunningServer",
     "check_listen_address",
     "load_initial_state",
@@ -85,6 +91,19 @@ EPHEMERAL_DATA_DIR_PREFIX = "nixlookup-ephemeral-"
 ADMIN_THREADS = 2
 """Threads for Admin's store calls: the store serialises its writes anyway; two let a quick delta pass a
 reload's file parsing, which runs outside the store's write lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRole:
+    """What one process of ``--processes N`` does (`app._processes`); None everywhere else."""
+
+    label: str
+    """In every log event as ``process``: ``writer``, ``0``, ``1`` ..."""
+    replication_listen: str | None = None
+    """The writer: serve Replication (and health) only here, a unix socket in a private directory
+    (anonymous: only this user can reach it), and Admin on --admin-listen; no Lookup listener."""
+    reuse_port: bool = False
+    """A serving process: --listen (and --health-listen) with SO_REUSEPORT, shared with its siblings."""
 
 
 class ListenError(NixlookupError):
@@ -165,9 +184,11 @@ class RunningServer:
     """The separate Admin listener (``--admin-listen``), when there is one."""
     lookup: LookupServicer | None = None
     """The Lookup servicer on ``--listen``: the HTTP front (``--http-listen``) answers through it too."""
+    health_only: RunningServer | None = None
+    """The plaintext health listener (``--health-listen``), sharing this listener's health servicer."""
 
     def listeners(self) -> list[RunningServer]:
-        return [self] if self.admin is None else [self, self.admin]
+        return [each for each in (self, self.admin, self.health_only) if each is not None]
 
     def shutdown_executors(self) -> None:
         for executor in self.executors:
@@ -187,11 +208,11 @@ def _open_store(config: ServerConfig, data_dir: Path) -> Store:
     )
 
 
-def load_initial_state(config: ServerConfig) -> InitialState:
+def load_initial_state(config: ServerConfig, follow: FollowCredentials | None = None) -> InitialState:
     """The first serving state, always through a `Store` (see the module doc); with ``--follow`` an empty
-    `Replica` that the follower fills once the server listens."""
+    `Replica` that the follower fills once the server listens, presenting `follow` to the writer."""
     if config.follow is not None:
-        return _follower_state(config)
+        return _follower_state(config, follow or FollowCredentials())
     started = time.perf_counter()
     if config.data_dir is not None:
         data_dir, ephemeral = config.data_dir, False
@@ -226,7 +247,7 @@ def load_initial_state(config: ServerConfig) -> InitialState:
     )
 
 
-def _follower_state(config: ServerConfig) -> InitialState:
+def _follower_state(config: ServerConfig, follow: FollowCredentials) -> InitialState:
     """A follower starts empty: its state comes from the writer once the server listens (NOT_SERVING
     until then); it keeps nothing on disk."""
     assert config.follow is not None
@@ -237,7 +258,10 @@ def _follower_state(config: ServerConfig) -> InitialState:
         )
     replica = Replica()
     settings = FollowerSettings(
-        writer=config.follow, name=socket.gethostname(), max_lag_seconds=config.max_lag_seconds
+        writer=config.follow,
+        name=socket.gethostname(),
+        max_lag_seconds=config.max_lag_seconds,
+        credential_source=follow.current,  # re-read at each reconnect: rotated files used on the next stream
     )
     return InitialState(
         holder=replica.holder,
@@ -328,13 +352,17 @@ async def _listener(
     admin: AdminServicer | ReadOnlyAdminServicer | None,
     replication: ReplicationServicer | None,
     metrics: MetricsEndpoint | None,
+    reuse_port: bool = False,
+    internal: bool = False,
 ) -> RunningServer:
     """One grpc.aio server bound to `address` with the given services, health and reflection (listing only
-    what this listener serves), TLS when configured; started, health SERVING."""
-    interceptors: list[Any] = [RpcGuard(limiter, security.authenticator)]
+    what this listener serves), TLS when configured; started, health SERVING. `internal`: the private
+    replication socket of --processes (plaintext, anonymous)."""
+    authenticator = Authenticator(None) if internal else security.authenticator
+    interceptors: list[Any] = [RpcGuard(limiter, authenticator)]
     if metrics is not None:  # inside the guard: sees decoded messages and the errors handlers raise
         interceptors.append(metrics_interceptor(metrics.registry))
-    server = aio.server(interceptors=interceptors, options=server_options(config))
+    server = aio.server(interceptors=interceptors, options=server_options(config, reuse_port=reuse_port))
     health_servicer = health_async.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -349,7 +377,7 @@ async def _listener(
         names.append(REPLICATION_SERVICE)
     service_names = (*names, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, server)
-    credentials = security.credentials()
+    credentials = None if internal else security.credentials()
     try:
         if credentials is None:
             port = server.add_insecure_port(address)
@@ -364,10 +392,15 @@ async def _listener(
 
 
 async def start_server(
-    config: ServerConfig, initial: InitialState, security: Security, metrics: MetricsEndpoint | None = None
+    config: ServerConfig,
+    initial: InitialState,
+    security: Security,
+    metrics: MetricsEndpoint | None = None,
+    role: ProcessRole | None = None,
 ) -> RunningServer:
     """Create, bind and start the grpc.aio server(s) on the running loop; health is SERVING on return.
-    Admin is on --listen, on its own --admin-listen listener (`RunningServer.admin`), or nowhere."""
+    Admin is on --listen, on its own --admin-listen listener (`RunningServer.admin`), or nowhere. The
+    writer of --processes (`role`) listens on its replication socket instead of --listen."""
     limits = service_limits(config)
     limiter = CallLimiter(limits)  # one count for every listener: the limits are the process's
     bulk = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="bulk")
@@ -375,17 +408,32 @@ async def start_server(
     executors = (bulk, admin)
     services = _build_services(config, initial, security, limits=limits, bulk=bulk, admin=admin)
     plan = security.plan
+    reuse_port = role is not None and role.reuse_port
     try:
-        running = await _listener(
-            config,
-            security,
-            limiter,
-            config.listen,
-            lookup=services.lookup,
-            admin=services.admin if plan.admin_on_listen else None,
-            replication=services.replication if plan.admin_on_listen else None,
-            metrics=metrics,
-        )
+        if role is not None and role.replication_listen is not None:
+            running = await _listener(
+                config,
+                security,
+                limiter,
+                role.replication_listen,
+                lookup=None,
+                admin=None,
+                replication=services.replication,
+                metrics=metrics,
+                internal=True,
+            )
+        else:
+            running = await _listener(
+                config,
+                security,
+                limiter,
+                config.listen,
+                lookup=services.lookup,
+                admin=services.admin if plan.admin_on_listen else None,
+                replication=services.replication if plan.admin_on_listen else None,
+                metrics=metrics,
+                reuse_port=reuse_port,
+            )
         running.executors = executors
         running.lookup = services.lookup
         if plan.admin_listen is not None and services.admin is not None:
@@ -403,8 +451,32 @@ async def start_server(
             except ListenError:
                 await running.server.stop(None)
                 raise
+        if config.health_listen is not None:
+            try:
+                running.health_only = await _health_listener(
+                    config, config.health_listen, running.health, reuse_port=reuse_port
+                )
+            except ListenError:
+                await asyncio.gather(*(each.server.stop(None) for each in running.listeners()))
+                raise
     except ListenError:
         for executor in executors:
             executor.shutdown(wait=False)
         raise
     return running
+
+
+async def _health_listener(
+    config: ServerConfig, address: str, health_servicer: health_async.HealthServicer, *, reuse_port: bool
+) -> RunningServer:
+    """``--health-listen``: grpc.health.v1 only, in plaintext, answering what `health_servicer` (the Lookup
+    listener's) says. For probes that cannot speak TLS (Kubernetes' native gRPC probes): health needs no
+    principal anyway, and this listener serves nothing else."""
+    server = aio.server(options=server_options(config, reuse_port=reuse_port))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise _listen_problem(address, "address in use or not available") from error
+    await server.start()
+    return RunningServer(server, health_servicer, port, (health.SERVICE_NAME,))

@@ -152,13 +152,20 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     admin_listen: str | None = None
+    health_listen: str | None = None
     insecure: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     metrics_listen: str | None = None
     http_listen: str | None = None
     follow: str | None = None
+    follow_token_file: Path | None = None
+    follow_ca: Path | None = None
+    follow_cert: Path | None = None
+    follow_key: Path | None = None
+    follow_tls: bool = False
     max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS
     min_version_wait_seconds: float = DEFAULT_MIN_VERSION_WAIT_SECONDS
+    processes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +348,18 @@ _SERVE_OPTIONS = (
     _Option("--follow", "NIXLOOKUP_FOLLOW", str, None,
             "run as a read-only follower of the writer at this address (HOST:PORT): serve Lookup from the "
             "writer's replicated lists, refuse Admin writes; no data directory is used"),
+    _Option("--follow-token-file", "NIXLOOKUP_FOLLOW_TOKEN_FILE", Path, None,
+            "with --follow: file holding the bearer token this follower presents to the writer (a "
+            "principal with role replicate; re-read at each reconnect; never the token on the command line)"),
+    _Option("--follow-ca", "NIXLOOKUP_FOLLOW_CA", Path, None,
+            "with --follow: PEM CA certificate to verify the writer by (TLS to the writer)"),
+    _Option("--follow-cert", "NIXLOOKUP_FOLLOW_CERT", Path, None,
+            "with --follow: PEM client certificate for mTLS to the writer (with --follow-key)"),
+    _Option("--follow-key", "NIXLOOKUP_FOLLOW_KEY", Path, None,
+            "with --follow: the private key of --follow-cert"),
+    _Option("--follow-tls", "NIXLOOKUP_FOLLOW_TLS", _boolean, False,
+            "with --follow: TLS to the writer, verified by the system's CA certificates (implied by "
+            "--follow-ca or --follow-cert)"),
     _Option("--max-lag", "NIXLOOKUP_MAX_LAG", _non_negative_float, DEFAULT_MAX_LAG_SECONDS,
             "with --follow: report NOT_SERVING while further behind the writer than this (seconds)",
             dest="max_lag_seconds"),
@@ -348,6 +367,10 @@ _SERVE_OPTIONS = (
             DEFAULT_MIN_VERSION_WAIT_SECONDS,
             "seconds a call naming a min_version not yet served waits for it (within its deadline) "
             "before FAILED_PRECONDITION", dest="min_version_wait_seconds"),
+    _Option("--processes", "NIXLOOKUP_PROCESSES", _positive_int, 1,
+            "serving processes on this machine: N > 1 runs a writer process (the data directory, Admin on "
+            "--admin-listen) and N serving processes sharing --listen (SO_REUSEPORT), each a follower of the "
+            "writer over a private unix socket, under a supervisor that restarts them"),
     _Option("--relationship-grace-days", "NIXLOOKUP_RELATIONSHIP_GRACE_DAYS", _non_negative_int,
             DEFAULT_RELATIONSHIP_GRACE_DAYS,
             "days a customer relationship still counts after it ended (NIX: normally at most 12 months)"),
@@ -372,6 +395,9 @@ _SECURITY_OPTIONS = (
     _Option("--admin-listen", "NIXLOOKUP_ADMIN_LISTEN", _listen_address, None,
             "serve nixlookup.v1.Admin on its own listener HOST:PORT (none: on --listen only when that is "
             "loopback, else not at all)"),
+    _Option("--health-listen", "NIXLOOKUP_HEALTH_LISTEN", _listen_address, None,
+            "also serve grpc.health.v1 alone, in plaintext, on HOST:PORT, for probes that cannot speak TLS "
+            "(Kubernetes' gRPC probes); health needs no principal, so no auth file is needed there"),
     _Option("--insecure", "NIXLOOKUP_INSECURE", _boolean, False,
             "start even beyond loopback without --auth-file, or with tokens but no TLS (warned at every "
             "start)"),
@@ -476,6 +502,19 @@ def parse_args(
     config = ServerConfig(**values)
     if (config.tls_cert is None) != (config.tls_key is None):
         parser.error("--tls-cert and --tls-key go together (NIXLOOKUP_TLS_CERT, NIXLOOKUP_TLS_KEY)")
+    if config.processes > 1 and config.follow is not None:
+        parser.error("--processes N runs a writer and N followers of it on this machine; drop --follow")
+    if config.processes > 1 and config.http_listen is not None:
+        parser.error("--processes N does not serve --http-listen (one HTTP port per process); run without it")
+    if (config.follow_cert is None) != (config.follow_key is None):
+        parser.error(
+            "--follow-cert and --follow-key go together (NIXLOOKUP_FOLLOW_CERT, NIXLOOKUP_FOLLOW_KEY)"
+        )
+    following = (config.follow_token_file, config.follow_ca, config.follow_cert, config.follow_tls or None)
+    if config.follow is None and any(value is not None for value in following):
+        parser.error(
+            "--follow-token-file, --follow-ca, --follow-cert, --follow-tls are for a follower: set --follow"
+        )
     if config.tls_client_ca is not None and config.tls_cert is None:
         parser.error("--tls-client-ca (mTLS) needs TLS: set --tls-cert and --tls-key as well")
     return config

@@ -37,6 +37,7 @@ import asyncio
 import json
 import re
 import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -265,7 +266,7 @@ class HttpFront:
         self._in_flight = threading.BoundedSemaphore(HTTP_MAX_IN_FLIGHT)
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
-        server_class = _DualStackServer if ":" in host else ThreadingHTTPServer
+        server_class = _Server6 if ":" in host else _Server
         self._server = server_class((host, int(port)), _Handler)
         self._server.front = self  # type: ignore[attr-defined]
         self._server.tls = tls  # type: ignore[attr-defined]
@@ -402,7 +403,17 @@ class _TlsContexts:
         return self._context
 
 
-class _DualStackServer(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    """`ThreadingHTTPServer` without its reverse-DNS lookup of the bound address at start (``getfqdn``:
+    seconds on a host without DNS); the name is only used in CGI environments."""
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
@@ -537,5 +548,7 @@ def start_http_front(
         ) from None
     front.start()
     stop_hooks.append(front.close)
-    _log.info("http_serving", listen=f"{host_of(config.http_listen)}:{front.port}", tls=front.tls)
+    host = host_of(config.http_listen)
+    shown = f"[{host}]" if ":" in host else host
+    _log.info("http_serving", listen=f"{shown}:{front.port}", tls=front.tls)
     return front

@@ -35,6 +35,7 @@ from nixlookup.server.app._assembly import (
     LOOKUP_SERVICE,
     InitialState,
     ListenError,
+    ProcessRole,
     RunningServer,
     check_listen_address,
     load_initial_state,
@@ -66,8 +67,10 @@ _log = get_logger("nixlookup.server")
 
 
 def _write_port_file(path: Path, running: RunningServer) -> None:
-    """The bound port on the first line; ``admin PORT`` on the next when Admin has its own listener."""
+    """The bound port on the first line; ``admin PORT`` when Admin has its own listener, ``health PORT``
+    for the plaintext health listener."""
     text = f"{running.port}\n" + (f"admin {running.admin.port}\n" if running.admin is not None else "")
+    text += f"health {running.health_only.port}\n" if running.health_only is not None else ""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="ascii")
     os.replace(temporary, path)
@@ -120,7 +123,11 @@ def _start_metrics(listen: str, initial: InitialState) -> MetricsEndpoint:
 
 
 async def _serve_on_loop(
-    config: ServerConfig, initial: InitialState, security: Security, signals: ShutdownSignals
+    config: ServerConfig,
+    initial: InitialState,
+    security: Security,
+    signals: ShutdownSignals,
+    role: ProcessRole | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     signals.attach(loop)
@@ -130,7 +137,7 @@ async def _serve_on_loop(
         _log.error("startup_failed", step="metrics listen", error=str(error))
         return EXIT_CONFIG_ERROR
     try:
-        running = await start_server(config, initial, security, metrics)
+        running = await start_server(config, initial, security, metrics, role)
         start_http_front(config, running, security, initial.stop_hooks)  # --http-listen: docs/http.md
     except ListenError as error:
         _log.error("startup_failed", step="listen", error=str(error))
@@ -139,7 +146,13 @@ async def _serve_on_loop(
         return EXIT_CONFIG_ERROR
     try:
         return await _serve(
-            config, initial=initial, security=security, signals=signals, running=running, metrics=metrics
+            config,
+            initial=initial,
+            security=security,
+            signals=signals,
+            running=running,
+            metrics=metrics,
+            role=role,
         )
     finally:
         if metrics is not None:
@@ -154,6 +167,7 @@ async def _serve(
     signals: ShutdownSignals,
     running: RunningServer,
     metrics: MetricsEndpoint | None,
+    role: ProcessRole | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     security.install_sighup(replaces=ShutdownSignals.ignore_hangup)
@@ -162,14 +176,22 @@ async def _serve(
         _write_port_file(config.port_file, running)
     for warning in security.startup_warnings():
         _log.warning("insecure" if warning.startswith("--insecure") else "security_warning", problem=warning)
+    listen = f"{host}:{running.port}"
+    if role is not None and role.replication_listen is not None:
+        listen = f"none (the serving processes' replication socket: {role.replication_listen})"
     _log.info(
         "serving",
-        listen=f"{host}:{running.port}",
+        listen=listen,
         metrics_port=metrics.port if metrics is not None else None,
         admin_listen=(
             f"{host_of(config.admin_listen or '')}:{running.admin.port}"
             if running.admin is not None
             else ("on --listen" if security.plan.admin_on_listen else "not served")
+        ),
+        health_listen=(
+            f"{host_of(config.health_listen)}:{running.health_only.port}"
+            if config.health_listen and running.health_only is not None
+            else None
         ),
         services=list(running.service_names),
         workers=config.workers,
@@ -202,12 +224,15 @@ async def _serve(
     return 0
 
 
-def serve(config: ServerConfig) -> int:
-    """Run the server until SIGTERM/SIGINT; the exit code (module doc)."""
+def serve(config: ServerConfig, role: ProcessRole | None = None) -> int:
+    """Run the server until SIGTERM/SIGINT; the exit code (module doc). `role`: one process of
+    ``--processes N`` (`_processes`), whose shared port the supervisor holds (so it is not probed)."""
     try:
-        check_listen_address(config.listen)
-        if config.admin_listen:
-            check_listen_address(config.admin_listen)
+        if role is None:
+            check_listen_address(config.listen)
+        for other in (config.admin_listen, config.health_listen):
+            if other and not (role is not None and role.reuse_port and other == config.health_listen):
+                check_listen_address(other)
     except ListenError as error:
         config_error(str(error))
     signals = ShutdownSignals()
@@ -218,7 +243,7 @@ def serve(config: ServerConfig) -> int:
         _log.error("startup_failed", step="security", error=str(error))
         return EXIT_START_FAILED
     try:
-        initial = load_initial_state(config)
+        initial = load_initial_state(config, security.follow)
     except (NixlookupError, OSError) as error:
         _log.error("startup_failed", step="load register", error=str(error))
         return EXIT_START_FAILED
@@ -232,7 +257,7 @@ def serve(config: ServerConfig) -> int:
             _log.info("stopped", reason=f"{signals.signal_name} during startup")
             return 0
         # uvloop: grpc.aio on it spent ~10% less server CPU per unary Check than on asyncio's own loop.
-        return uvloop.run(_serve_on_loop(config, initial, security, signals))
+        return uvloop.run(_serve_on_loop(config, initial, security, signals, role))
     finally:
         initial.close()
 
@@ -260,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return synth(config)
     if isinstance(config, RepairConfig):
         return repair(config)
+    if config.processes > 1:
+        from nixlookup.server.app._processes import supervise
+
+        return supervise(config)
     return serve(config)
 
 

@@ -4,6 +4,8 @@ Theory of operation:
 - `Security.from_config` loads the auth file (`rpc.Authenticator`), checks the TLS files
   (`CertificateSource`) and decides where Admin is served (`plan_exposure`), refusing an unsafe exposure
   before anything listens. Each failure is a `NixlookupError` whose message names the flag or file.
+- On a follower (``--follow``), `follow` holds what it presents to its writer (`FollowCredentials`:
+  token file, TLS to the writer, mTLS), its files checked here too.
 - `credentials()` is what every listener binds with: TLS credentials shared by all listeners, or None
   for plaintext.
 - `install_sighup` adds to whatever SIGHUP already does (the store re-reads ``--register``): re-read the
@@ -24,6 +26,7 @@ import grpc
 
 from nixlookup.server.app._config import ServerConfig
 from nixlookup.server.app._exposure import ExposurePlan, plan_exposure
+from nixlookup.server.app._follow_credentials import FollowCredentials
 from nixlookup.server.app._tls import CertificateSource, TlsFiles
 from nixlookup.server.logs import get_logger
 from nixlookup.server.rpc import Authenticator, Meter
@@ -41,6 +44,8 @@ class Security:
     tls: CertificateSource | None
     plan: ExposurePlan
     meter: Meter = field(default_factory=Meter)
+    follow: FollowCredentials | None = None
+    """With --follow: how this follower authenticates to its writer."""
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> Security:
@@ -58,7 +63,8 @@ class Security:
             insecure=config.insecure,
             http_listen=config.http_listen,
         )
-        return cls(authenticator=authenticator, tls=tls, plan=plan)
+        follow = FollowCredentials.from_config(config) if config.follow is not None else None
+        return cls(authenticator=authenticator, tls=tls, plan=plan, follow=follow)
 
     def credentials(self) -> grpc.ServerCredentials | None:
         return self.tls.server_credentials() if self.tls is not None else None
@@ -81,6 +87,7 @@ class Security:
         """What the `serving` log line says about security."""
         principals = self.authenticator.principals
         return {
+            **(self.follow.describe() if self.follow is not None else {}),
             "auth": "auth-file" if principals is not None else "none (every call is anonymous)",
             "principals": len(principals.principals) if principals is not None else 0,
             "tls": "mTLS"

@@ -29,7 +29,7 @@ import grpc
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.logs import get_logger
 
-__all__ = ["CertificateSource", "TlsError", "TlsFiles"]
+__all__ = ["CertificateSource", "TlsError", "TlsFiles", "read_pem"]
 
 _log = get_logger("nixlookup.tls")
 
@@ -54,7 +54,9 @@ class TlsFiles:
 _Signature = tuple[tuple[int, int], ...]
 
 
-def _read_pem(flag: str, path: Path, marker: bytes) -> bytes:
+def read_pem(flag: str, path: Path, marker: bytes) -> bytes:
+    """The bytes of a PEM file holding `marker` (``CERTIFICATE-----``, ``PRIVATE KEY-----``); a `TlsError`
+    naming `flag` and the file otherwise (also used for the follower's files, `_follow_credentials`)."""
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -92,10 +94,10 @@ class CertificateSource:
         return tuple(signature)
 
     def _configuration(self) -> grpc.ServerCertificateConfiguration:
-        cert = _read_pem("--tls-cert", self.files.cert, b"CERTIFICATE-----")
-        key = _read_pem("--tls-key", self.files.key, b"PRIVATE KEY-----")
+        cert = read_pem("--tls-cert", self.files.cert, b"CERTIFICATE-----")
+        key = read_pem("--tls-key", self.files.key, b"PRIVATE KEY-----")
         root = (
-            _read_pem("--tls-client-ca", self.files.client_ca, b"CERTIFICATE-----")
+            read_pem("--tls-client-ca", self.files.client_ca, b"CERTIFICATE-----")
             if self.files.client_ca is not None
             else None
         )

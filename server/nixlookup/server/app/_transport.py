@@ -20,16 +20,18 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def server_options(config: ServerConfig) -> list[tuple[str, int]]:
-    """The channel arguments `grpc.aio.server` is built with."""
+def server_options(config: ServerConfig, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """The channel arguments `grpc.aio.server` is built with; `reuse_port` for the listeners the serving
+    processes of ``--processes N`` share (SO_REUSEPORT: the kernel spreads connections over them)."""
     keepalive_timeout = _ms(config.keepalive_timeout_seconds)
     return [
         # Requests up to this size are accepted; a larger one fails with RESOURCE_EXHAUSTED naming the limit.
         ("grpc.max_receive_message_length", config.max_message_bytes),
         # Replies are smaller than requests (bits and bytes per number), the same ceiling is ample.
         ("grpc.max_send_message_length", config.max_message_bytes),
-        # A second server on a busy port must fail, not silently share it (grpc enables SO_REUSEPORT).
-        ("grpc.so_reuseport", 0),
+        # A second server on a busy port must fail, not silently share it (grpc enables SO_REUSEPORT),
+        # except for the serving processes of --processes N, which share --listen on purpose.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         # Ping a connection after this long without traffic, to find clients whose host vanished...
         ("grpc.keepalive_time_ms", _ms(config.keepalive_seconds)),
         # ...and close it when the ping is not answered within this long (both arguments: see module doc).

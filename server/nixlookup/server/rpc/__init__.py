@@ -17,6 +17,8 @@ from nixlookup.server.rpc._follower import (
     DEFAULT_MAX_LAG_SECONDS,
     Follower,
     FollowerSettings,
+    WriterCredentials,
+    WriterCredentialsError,
 )
 from nixlookup.server.rpc._freshness import (
     DEFAULT_MIN_VERSION_WAIT_SECONDS,
@@ -86,6 +88,8 @@ __all__ = [
     "RpcGuard",
     "ServiceLimits",
     "UsageRow",
+    "WriterCredentials",
+    "WriterCredentialsError",
     "current_principal",
     "metrics_interceptor",
     "token_digest",

@@ -14,6 +14,13 @@ Theory of operation:
   delay between the writer acknowledging the changes of the last sync point and this follower serving
   them (writer and follower clocks; 0 after a heartbeat with nothing new); once none has come for 1.5
   heartbeats, the time since the last one. Before the first sync point it is infinite.
+- A follower is a principal: it presents `FollowerSettings.credentials` (TLS) and `metadata` (a bearer
+  token), or what `credential_source` answers at every (re)connect (`WriterCredentials`: the server's
+  ``--follow-*`` files, so a rotated token file or CA is used from the next stream on). A writer that
+  refuses it (UNAUTHENTICATED, PERMISSION_DENIED: no principal with role ``replicate``; UNIMPLEMENTED:
+  that address does not serve Replication) is logged as ``replication_refused`` with what to change, and
+  retried at the longest backoff; the follower stays NOT_SERVING until a stream is allowed and its first
+  snapshot is in.
 - Readiness: `on_ready(bool)` is called on each change of "has a whole writer state and lag is within
   ``max_lag_seconds``"; the server turns it into the health status of Lookup (NOT_SERVING until the
   first snapshot is in, and while too far behind).
@@ -38,7 +45,13 @@ from nixlookup.server.rpc._replication import HEARTBEAT_SECONDS, STALL_SECONDS, 
 from nixlookup.server.store import Replica, ReplicaDivergedError
 from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
-__all__ = ["DEFAULT_MAX_LAG_SECONDS", "Follower", "FollowerSettings"]
+__all__ = [
+    "DEFAULT_MAX_LAG_SECONDS",
+    "Follower",
+    "FollowerSettings",
+    "WriterCredentials",
+    "WriterCredentialsError",
+]
 
 _log = get_logger("nixlookup.follower")
 
@@ -48,6 +61,34 @@ rotation) until it has caught up; 10 s is ten heartbeats, far above the ~10-100 
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 """Replication messages are split into parts of ~3 MiB; this ceiling only guards against a writer of
 another version sending larger ones."""
+
+
+_REFUSAL_HINTS = {
+    grpc.StatusCode.UNAUTHENTICATED: "the writer has an auth file and does not know this follower: give "
+    "--follow-token-file a token (or --follow-cert/--follow-key a certificate) of a principal with role "
+    "replicate",
+    grpc.StatusCode.PERMISSION_DENIED: "the writer knows this follower's principal but it lacks role "
+    "replicate: add it in the writer's auth file (re-read on SIGHUP)",
+    grpc.StatusCode.UNIMPLEMENTED: "the writer does not serve Replication at this address: follow its "
+    "--admin-listen address (Replication is served where Admin is)",
+}
+"""Answers that retrying alone will not change, and what the operator changes instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriterCredentials:
+    """What a follower presents to its writer on one connection."""
+
+    channel: grpc.ChannelCredentials | None = None
+    """TLS channel credentials (the CA to verify the writer by, a client certificate for mTLS); None:
+    plaintext."""
+    metadata: tuple[tuple[str, str], ...] | None = None
+    """``authorization: Bearer TOKEN`` when a token is configured."""
+
+
+class WriterCredentialsError(NixlookupError):
+    """A follower's credential file (token, CA, certificate, key) cannot be read or is not what it should
+    be; the message names the flag and the file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +111,10 @@ class FollowerSettings:
     """Sent with the stream: the bearer token of a principal with role `replicate`."""
     callers: tuple[str, ...] = ()
     """Only these callers' lists (`ReplicateRequest.callers`); empty: every list the principal may see."""
+    credential_source: Callable[[], WriterCredentials] | None = None
+    """When set, asked at each (re)connect instead of `credentials` / `metadata` (the server's
+    ``--follow-*`` files, re-read so a rotated token or certificate is used on the next stream); may raise
+    `WriterCredentialsError` (a file became unreadable): logged, retried."""
 
 
 class Follower:
@@ -139,13 +184,27 @@ class Follower:
             try:
                 self._stream_once()
             except grpc.RpcError as error:
-                if not self._stopping.is_set():
+                hint = _REFUSAL_HINTS.get(error.code())
+                if hint is not None and not self._stopping.is_set():
+                    _log.error(
+                        "replication_refused",
+                        writer=self.settings.writer,
+                        code=error.code().name,
+                        detail=error.details(),
+                        hint=hint,
+                    )
+                    failures = max(failures, 30)  # the longest backoff: the next try is as likely refused
+                elif not self._stopping.is_set():
                     _log.warning(
                         "replication_stream_failed",
                         writer=self.settings.writer,
                         code=error.code().name,
                         detail=error.details(),
                     )
+            except WriterCredentialsError as error:
+                _log.error(
+                    "replication_credentials_unreadable", writer=self.settings.writer, detail=str(error)
+                )
             except ReplicaDivergedError as error:
                 _log.error("replication_change_refused", writer=self.settings.writer, detail=str(error))
             except NixlookupError as error:
@@ -164,9 +223,12 @@ class Follower:
     def _stream_once(self) -> None:
         options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         settings = self.settings
+        credentials = WriterCredentials(settings.credentials, settings.metadata or None)
+        if settings.credential_source is not None:
+            credentials = settings.credential_source()
         channel = (
-            grpc.secure_channel(settings.writer, settings.credentials, options=options)
-            if settings.credentials is not None
+            grpc.secure_channel(settings.writer, credentials.channel, options=options)
+            if credentials.channel is not None
             else grpc.insecure_channel(settings.writer, options=options)
         )
         with channel:
@@ -176,7 +238,7 @@ class Follower:
                 have=positions(self.replica.versions()), follower=settings.name, callers=settings.callers
             )
             # an iterator that is also a cancellable grpc.Call
-            call: Any = stub.Replicate(request, metadata=settings.metadata or None)
+            call: Any = stub.Replicate(request, metadata=credentials.metadata)
             with self._call_lock:
                 self._call = call
             self._last_event = time.monotonic()
