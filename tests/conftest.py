@@ -114,6 +114,9 @@ def _factory(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
     def start(
         args: Sequence[str] = (), env: Mapping[str, str] | None = None, **kwargs: object
     ) -> ServerProcess:
+        # The synthetic NIX-Adresserat register's default 2,000 people cost ~0.9 s per start: tests that
+        # check mail give their own register, the others get a token one.
+        env = {"NIXLOOKUP_SYNTHETIC_ADDRESS_SIZE": "50", **(env or {})}
         server = ServerProcess(args, env, **kwargs)  # type: ignore[arg-type]
         started.append(server)
         return server.start()
