@@ -21,7 +21,7 @@ from typing import Final
 
 import numpy as np
 
-from nixlookup.client.results import ListVersion, _datetime, day_to_date
+from nixlookup.client.results import ListVersion, VerdictFlags, _datetime, day_to_date
 from nixlookup.v1 import lookup_pb2
 from nixlookup.v1.vocabulary import MatchedOn, Purpose, Reason, Verdict
 
@@ -41,7 +41,7 @@ Addressee = Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
-class AddresseeResult:
+class AddresseeResult(VerdictFlags):
     """The answer for one addressee."""
 
     verdict: Verdict
@@ -52,18 +52,6 @@ class AddresseeResult:
     valid_until: date | datetime | None
     detail: str
     lists_used: tuple[ListVersion, ...] = ()
-
-    @property
-    def blocked(self) -> bool:
-        return self.verdict is Verdict.BLOCKED
-
-    @property
-    def allowed(self) -> bool:
-        return self.verdict is Verdict.ALLOWED
-
-    @property
-    def invalid(self) -> bool:
-        return self.verdict is Verdict.INVALID
 
     @classmethod
     def from_proto(cls, message: lookup_pb2.CheckAddresseeResponse) -> AddresseeResult:

@@ -31,6 +31,7 @@ __all__ = [
     "ListInfo",
     "ListVersion",
     "RegisterInfo",
+    "VerdictFlags",
     "VersionInfo",
     "day_to_date",
 ]
@@ -75,8 +76,27 @@ class ListVersion:
         )
 
 
+class VerdictFlags:
+    """`blocked`, `allowed` and `invalid` of any answer with a `verdict` (a number's, an addressee's)."""
+
+    __slots__ = ()
+    verdict: Verdict
+
+    @property
+    def blocked(self) -> bool:
+        return self.verdict is Verdict.BLOCKED
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict is Verdict.ALLOWED
+
+    @property
+    def invalid(self) -> bool:
+        return self.verdict is Verdict.INVALID
+
+
 @dataclass(frozen=True, slots=True)
-class CheckResult:
+class CheckResult(VerdictFlags):
     """The answer for one number."""
 
     verdict: Verdict
@@ -93,18 +113,6 @@ class CheckResult:
     """Who answered: `ANSWERED_BY_RPC` (a server) or `ANSWERED_BY_REPLICA` (a LocalReplica's memory)."""
     problem: Problem = Problem.OK
     """Why the number is invalid (`Problem.OK` when it is valid)."""
-
-    @property
-    def blocked(self) -> bool:
-        return self.verdict is Verdict.BLOCKED
-
-    @property
-    def allowed(self) -> bool:
-        return self.verdict is Verdict.ALLOWED
-
-    @property
-    def invalid(self) -> bool:
-        return self.verdict is Verdict.INVALID
 
     @classmethod
     def from_proto(cls, message: lookup_pb2.CheckResponse) -> CheckResult:
