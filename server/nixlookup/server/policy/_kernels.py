@@ -128,18 +128,20 @@ _NO_CAP = 2**32 - 1  # above every uint32 day
 
 
 @compiled
-def fold_list_hits(  # noqa: PLR0917 - numba kernels take their arrays positionally
-    positions: NDArray[np.intp],
-    payloads: NDArray[np.uint64],
+def apply_caller_lists_kernel(  # noqa: PLR0917 - numba kernels take their arrays positionally
+    keys: NDArray[np.uint64],
     codes: NDArray[np.uint8],
     valid_until_days: NDArray[np.uint32],
     today: int,
     capped_by: NDArray[np.uint8],
+    register_matters: NDArray[np.bool_],
     field_facts: NDArray[np.uint8],
     field_kinds: NDArray[np.uint8],
-) -> None:
-    """Fold each caller-list hit's payload into its number's fact code (the bits of the fields still
-    live `today`) and cap its valid_until by the field of the kind the resulting code is capped by."""
+    *probe_parts: Any,
+) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
+    """`field_facts[i]` / `field_kinds[i]`: the fact bit payload field i sets while live, and the list
+    kind it caps valid_until for (see `_overlay` for the payload layout)."""
+    positions, payloads = probe_kernel(keys, *probe_parts)
     fields = field_facts.size
     # Selects, not ifs: the facts of consecutive hits are unpredictable.
     for hit in range(positions.size):
@@ -156,24 +158,6 @@ def fold_list_hits(  # noqa: PLR0917 - numba kernels take their arrays positiona
             until = np.int64((payload >> _U64(field * UNTIL_BITS)) & UNTIL_MASK)
             cap = until if kind == field_kinds[field] else cap
         valid_until_days[at] = min(np.int64(valid_until_days[at]), cap)
-
-
-@compiled
-def apply_caller_lists_kernel(  # noqa: PLR0917 - numba kernels take their arrays positionally
-    keys: NDArray[np.uint64],
-    codes: NDArray[np.uint8],
-    valid_until_days: NDArray[np.uint32],
-    today: int,
-    capped_by: NDArray[np.uint8],
-    register_matters: NDArray[np.bool_],
-    field_facts: NDArray[np.uint8],
-    field_kinds: NDArray[np.uint8],
-    *probe_parts: Any,
-) -> tuple[NDArray[np.intp], NDArray[np.uint64]]:
-    """`field_facts[i]` / `field_kinds[i]`: the fact bit payload field i sets while live, and the list
-    kind it caps valid_until for (see `_overlay` for the payload layout)."""
-    positions, payloads = probe_kernel(keys, *probe_parts)
-    fold_list_hits(positions, payloads, codes, valid_until_days, today, capped_by, field_facts, field_kinds)
     # The numbers the register must still decide, compacted without a branch.
     undecided = np.empty(keys.size, dtype=np.intp)
     undecided_keys = np.empty(keys.size, dtype=np.uint64)
@@ -220,9 +204,21 @@ def answer_batch_kernel(  # noqa: PLR0917 - numba kernels take their arrays posi
     # 2. The caller's lists: one probe, each hit's payload folded into its code and valid_until.
     if has_overlay:
         positions, payloads = probe_kernel(keys, *probe_parts)
-        fold_list_hits(
-            positions, payloads, codes, valid_until_days, today, capped_by, field_facts, field_kinds
-        )
+        fields = field_facts.size
+        for hit in range(positions.size):
+            at = positions[hit]
+            payload = payloads[hit]
+            code = np.int64(codes[at])
+            for field in range(fields):
+                until = np.int64((payload >> _U64(field * UNTIL_BITS)) & UNTIL_MASK)
+                code |= np.int64(field_facts[field]) if until >= today else np.int64(0)
+            codes[at] = code
+            kind = capped_by[code]
+            cap = np.int64(_NO_CAP)
+            for field in range(fields):
+                until = np.int64((payload >> _U64(field * UNTIL_BITS)) & UNTIL_MASK)
+                cap = until if kind == field_kinds[field] else cap
+            valid_until_days[at] = min(np.int64(valid_until_days[at]), cap)
     # 3. The register, only where it can still change the answer (the index's own compiled probe, with
     #    the other numbers masked off), then the answers: gathers from the rule table by code.
     found = np.zeros(count, dtype=np.bool_)
