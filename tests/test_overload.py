@@ -25,10 +25,13 @@ from nixlookup.v1 import lookup_pb2, lookup_pb2_grpc
 
 _HOSTILE = Path(__file__).with_name("hostile_client.py")
 _READY_TIMEOUT_S = 90.0
-_RSS_BOUND_MB = 600
-"""docs/service.md, "Limits": with 200 idle, 64 never-reading (100k-number batches with details) and 50
-Health/Watch streams the server's RSS stays under this; measured 320-360 MB from ~70 MB at start (a
-stalled stream holds ~4.5 MB: two batches, their results and its flow-control window; an idle one ~KB)."""
+_STREAMS_RSS_GROWTH_BOUND_MB = 450
+"""docs/service.md, "Limits": 200 idle, 64 never-reading (100k-number batches with details) and 50
+Health/Watch streams together grow the server's RSS by less than this; measured 340-375 MB (a stalled
+stream holds ~5.5 MB: two batches, their results and its flow-control window; an idle one ~KB). The bound is
+on the growth, not the total: the process starts at ~230 MB, ~110 MB of it numba/LLVM for the compiled bulk
+path (issue 16), a fixed cost that has nothing to do with the streams (it was 600 MB absolute from a ~70 MB
+start before that, i.e. 530 MB of growth allowed)."""
 
 
 @contextlib.contextmanager
@@ -110,7 +113,7 @@ def test_check_keeps_answering_with_hundreds_of_idle_stalled_and_watching_stream
     server_factory: ServerFactory, record_property: object
 ) -> None:
     """200 idle CheckStreams, 64 that send batches and never read, 50 Health/Watch: Check answers every
-    call (p99 recorded), server RSS stays under the documented bound, and all 314 streams are really open
+    call (p99 recorded), the server's RSS grows less than the documented bound, and all 314 streams are really open
     (the 315th is refused by --max-streams 314 with RESOURCE_EXHAUSTED naming it)."""
     server = server_factory(["--synthetic-size", "200000", "--max-streams", "314"])
     before_mb = _rss_mb(server.pid)
@@ -132,7 +135,7 @@ def test_check_keeps_answering_with_hundreds_of_idle_stalled_and_watching_stream
         f"Check p99 {p99_ms:.1f} ms over {len(latencies)} calls; "
         f"server RSS {before_mb:.0f} -> {peak_mb:.0f} MB"
     )
-    assert peak_mb < _RSS_BOUND_MB
+    assert peak_mb - before_mb < _STREAMS_RSS_GROWTH_BOUND_MB
     assert server.health_status() == "SERVING"
 
 
