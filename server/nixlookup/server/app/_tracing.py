@@ -16,7 +16,7 @@ Theory of operation:
   rpc.method, the gRPC status code and the peer address. It records nothing of a request or response,
   so no phone number or personnummer ever reaches a span (tests/test_tracing.py checks it); a W3C
   ``traceparent`` in the caller's metadata makes the span a child of the caller's.
-- Streaming calls written with ``context.write`` (our CheckStream, the Replicate stream) are coroutines,
+- Streaming calls written with ``context.write`` (CheckStream, CheckAddresseeStream) are coroutines,
   not async generators; the library's interceptor assumes the latter for every response stream and fails
   them ("'async for' requires an object with __aiter__ method", opentelemetry-python-contrib issue
   #3066, open in 0.66b2), so `_stream_safe_interceptor` gives those the span of a unary call, which
