@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 from conftest import RegisterFile, ServerFactory, national
@@ -138,3 +140,47 @@ def test_admin_and_lists_commands_find_the_server_like_every_command(server: Ser
     old = _nixlookup("admin", "history", "--server", server.target)
     assert old.returncode == 2
     assert "unrecognized arguments: --server" in old.stderr
+
+
+def test_check_min_version_reads_its_writes_through_a_follower(
+    server_factory: ServerFactory, small_register: RegisterFile, tmp_path: Path
+) -> None:
+    """`check --min-version` with the versions `admin apply-delta` and `lists add` printed, against a
+    follower: answers from at least those versions; a version no replica has exits 1 saying so; a list
+    name it cannot read exits 2 before any call."""
+    writer = server_factory(["--data-dir", str(tmp_path / "writer"), "--register", str(small_register.path)])
+    follower = server_factory(["--follow", writer.target, "--min-version-wait", "0.2"])
+    free = [k for k in range(46_701_000_000, 46_702_000_000) if k not in small_register.key_set][:2]
+    added = tmp_path / "added.txt"
+    added.write_text(f"+{free[0]}\n", encoding="ascii")
+    delta = _nixlookup("admin", "apply-delta", "--add", str(added), "--target", writer.target)
+    opt_out = _nixlookup("lists", "add", "--caller", "acme", "--list-kind", "opt-out", f"+{free[1]}",
+                         "--target", writer.target)  # fmt: skip
+    assert delta.returncode == 0, delta.stderr
+    assert opt_out.returncode == 0, opt_out.stderr
+    register_version = re.search(r"^register: version (\S+)", delta.stdout, re.MULTILINE)
+    list_version = re.search(r"^opt-out/acme: version (\S+)", opt_out.stdout, re.MULTILINE)
+    assert register_version is not None, delta.stdout
+    assert list_version is not None, opt_out.stdout
+    checked = _nixlookup(
+        "check", "--json", "--caller", "acme", f"+{free[0]}", f"+{free[1]}", "--target", follower.target,
+        "--min-version", register_version[1], "--min-version", f"opt-out/acme={list_version[1]}",
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    answers = [json.loads(line) for line in checked.stdout.splitlines()]
+    assert [(a["verdict"], a["reason"]) for a in answers] == [
+        ("BLOCKED", "NIX_REGISTERED"), ("BLOCKED", "COMPANY_OPT_OUT")
+    ]  # fmt: skip
+    assert all(answer["register_version"] >= register_version[1] for answer in answers)
+    used = {(item["kind"], item["caller"]): item["version"] for item in answers[1]["lists_used"]}
+    assert used[("opt-out", "acme")] >= list_version[1]
+    behind = _nixlookup(
+        "check", f"+{free[0]}", "--min-version", "999999-00000000", "--target", follower.target
+    )
+    assert behind.returncode == 1, behind.stdout
+    assert "no replica tried served the min_version" in behind.stderr
+    assert str(free[0])[-7:] not in behind.stderr
+    for wrong in ("sometimes/acme=000001-00000000", "register="):
+        refused = _nixlookup("check", "070-123 45 67", "--min-version", wrong, "--target", "127.0.0.1:1")
+        assert refused.returncode == 2, refused.stderr
+        assert "nixlookup check: --min-version" in refused.stderr

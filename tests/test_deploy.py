@@ -81,6 +81,7 @@ def test_services_select_the_pods_they_are_for() -> None:
         "nixlookup-headless": (follower,),
         "nixlookup-writer": (writer,),
         "nixlookup-admin": (writer,),
+        "nixlookup-metrics": (writer, follower),
     }
     for name, selected in expected.items():
         service = _one("Service", name)
@@ -94,6 +95,35 @@ def test_services_select_the_pods_they_are_for() -> None:
     for name, template in templates.items():
         ports = {port["name"] for c in template["spec"]["containers"] for port in c.get("ports", [])}
         assert {"grpc", "metrics"} <= ports, name
+
+
+def test_metrics_listen_on_the_named_port_the_pods_declare_and_annotate_and_one_service_reaches() -> None:
+    """Each pod's --metrics-listen port is its containerPort `metrics` and its prometheus.io/port (scheme
+    http: the metrics listener is plaintext, whatever TLS gRPC has); the headless nixlookup-metrics
+    Service reaches that port on every pod, not-ready followers too; no balanced Service carries it."""
+    service = _one("Service", "nixlookup-metrics")
+    assert service["spec"]["clusterIP"] == "None"  # Endpoints per pod: each one scraped on its own
+    assert service["spec"]["publishNotReadyAddresses"] is True  # a lagging follower reports its lag
+    (port,) = service["spec"]["ports"]
+    assert (port["name"], port["targetPort"]) == ("metrics", "metrics")
+    for name, template in _pod_templates():
+        container = template["spec"]["containers"][0]
+        config = _config(container)
+        assert config.metrics_listen is not None, name
+        listen_port = int(config.metrics_listen.rpartition(":")[2])
+        declared = {each["name"]: each["containerPort"] for each in container["ports"]}
+        assert declared["metrics"] == listen_port == port["port"], name
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/port"] == str(listen_port), name
+        assert (annotations["prometheus.io/scheme"], annotations["prometheus.io/path"]) == (
+            "http",
+            "/metrics",
+        )
+    for other in _by_kind("Service"):
+        if other["metadata"]["name"] != "nixlookup-metrics":
+            targets = {each["targetPort"] for each in other["spec"]["ports"]}
+            assert "metrics" not in targets, f"{other['metadata']['name']} balances scrapes over pods"
 
 
 def test_the_writer_is_one_pod_with_a_volume_and_followers_scale_with_a_budget() -> None:

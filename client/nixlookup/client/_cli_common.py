@@ -14,6 +14,9 @@
   handler's exceptions to those, one line on stderr, never a traceback.
 - `add_caller_purpose` and `describe_lists` are how check and wash take a caller and say which of its
   lists answered (a mistyped ``--caller`` shows as "no lists", not as silently fewer blocks).
+- `add_min_version` / `min_version_of`: ``--min-version [LIST=]VERSION`` (repeatable), read-your-writes
+  from the command line: the versions ``admin apply-delta``, ``admin reload`` and ``lists`` print, as the
+  client's `min_version` mapping; a list name it cannot parse is a usage error before any call.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nixlookup.client._base import min_positions
 from nixlookup.client.admin import AdminClient, list_name, list_ref
 from nixlookup.client.defaults import (
     DEFAULT_ADMIN_TIMEOUT,
@@ -50,11 +54,13 @@ __all__ = [
     "add_batch_size",
     "add_caller_purpose",
     "add_list_kind",
+    "add_min_version",
     "add_server_options",
     "admin_of",
     "client_of",
     "describe_lists",
     "guarded",
+    "min_version_of",
     "security_of",
     "target_of",
     "timeout_of",
@@ -161,6 +167,37 @@ def add_caller_purpose(parser: argparse.ArgumentParser) -> None:
         default=Purpose.SALES,
         help=", ".join(member.slug for member in Purpose) + " (default: sales)",
     )
+
+
+def add_min_version(parser: argparse.ArgumentParser) -> None:
+    """--min-version [LIST=]VERSION, repeatable (see the module doc)."""
+    parser.add_argument(
+        "--min-version",
+        action="append",
+        metavar="[LIST=]VERSION",
+        help="answer only from at least this version, as admin apply-delta/reload and lists print it "
+        "(read your writes on a follower): VERSION alone is the register's, LIST=VERSION names a list "
+        "(opt-out/acme=000003-1a2b3c4d); repeatable. A replica behind it is left for another; exit 1 "
+        "when every one tried is behind",
+    )
+
+
+def min_version_of(args: argparse.Namespace) -> dict[str, str] | None:
+    """The ``--min-version`` values as the client's `min_version` mapping (None: not given)."""
+    named: dict[str, str] = {}
+    for value in getattr(args, "min_version", None) or ():
+        name, equals, version = value.partition("=")
+        name, version = (name.strip(), version.strip()) if equals else ("register", name.strip())
+        if not version:
+            raise UsageError(f"--min-version {value!r}: give VERSION or LIST=VERSION")
+        if named.get(name, version) != version:
+            raise UsageError(f"--min-version names {name} twice ({named[name]}, {version}): give one")
+        named[name] = version
+    try:
+        min_positions(named)  # a list name it cannot read: exit 2 before any call
+    except ValueError as error:
+        raise UsageError(f"--min-version: {error}") from None
+    return named or None
 
 
 def describe_lists(caller: str, used: Sequence[ListVersion]) -> str:

@@ -8,7 +8,10 @@ Each number is one `Check` (with its `problem`, the code of why an invalid numbe
 SYNTHETIC flag comes from one `GetRegisterInfo` per command (asked again only if a reload brings a new
 version), since a CheckResponse does not carry it: every answer from a synthetic register is marked. After
 the answers, standard error says which of the caller's lists answered (or that the caller has none: a
-mistyped ``--caller``). ``--fail-on-blocked`` exits 3 when any number is BLOCKED.
+mistyped ``--caller``). ``--fail-on-blocked`` exits 3 when any number is BLOCKED. ``--min-version
+[LIST=]VERSION`` (what ``admin apply-delta`` printed) makes every answer rest on at least that version:
+on a follower that has not replayed it yet the check is retried on another replica, and the command
+exits 1 saying so when none had it (read your writes).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from nixlookup.client._cli_common import (
     SYNTHETIC_NOTE,
     UsageError,
     add_caller_purpose,
+    add_min_version,
     client_of,
     describe_lists,
+    min_version_of,
 )
 from nixlookup.client._files import STDIO
 from nixlookup.client.results import CheckResult, ListVersion
@@ -105,12 +110,13 @@ def _numbers(args: argparse.Namespace) -> list[str]:
 
 def _run_check(args: argparse.Namespace) -> int:
     numbers = _numbers(args)
+    min_version = min_version_of(args)
     answers: list[tuple[str, CheckResult, bool]] = []
     with client_of(args) as client:
         register = client.register_info().register
         synthetic = {register.version: register.synthetic}
         for number in numbers:
-            result = client.check(number, caller=args.caller, purpose=args.purpose)
+            result = client.check(number, caller=args.caller, purpose=args.purpose, min_version=min_version)
             if result.register_version not in synthetic:  # a reload between two checks
                 synthetic[result.register_version] = client.register_info().register.synthetic
             answers.append((number, result, synthetic[result.register_version]))
@@ -142,6 +148,7 @@ def add_check_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         help="numbers as written (quote spaces); - reads standard input",
     )
     add_caller_purpose(check)
+    add_min_version(check)
     check.add_argument("--json", action="store_true", help="one JSON object per line")
     check.add_argument("--fail-on-blocked", action="store_true", help="exit 3 when any number is BLOCKED")
     check.set_defaults(func=_run_check)

@@ -7,7 +7,8 @@
 - `start_server` builds the servicers once (`_build_services`, the one place a service is wired in) and a
   `grpc.aio` server per listener (`_listener`: the transport options of `_transport`, the `RpcGuard`
   interceptor (admission limits, authentication, error mapping), health, reflection listing only that
-  listener's services, TLS when configured; the `MetricsInterceptor` inside it with ``--metrics-listen``):
+  listener's services, TLS when configured; the `MetricsInterceptor` inside it with ``--metrics-listen``,
+  OpenTelemetry's outside it with ``--otel``, `_tracing`):
   ``--listen`` with Lookup (and Admin and Replication when `Security.plan` puts Admin there),
   ``--admin-listen`` with Admin and Replication, ``--health-listen`` with health only (plaintext, for
   probes that cannot speak TLS, answering what the Lookup listener's health says). Each is bound,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 import socket
 import tempfile
@@ -44,6 +46,7 @@ from nixlookup.server.app._mail import mail_lookup
 from nixlookup.server.app._metrics import MetricsEndpoint
 from nixlookup.server.app._security import Security
 from nixlookup.server.app._source import attach_register_source
+from nixlookup.server.app._tracing import Tracing
 from nixlookup.server.app._transport import server_options
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.logs import get_logger
@@ -369,14 +372,17 @@ async def _listener(
     admin: AdminServicer | ReadOnlyAdminServicer | None,
     replication: ReplicationServicer | None,
     metrics: MetricsEndpoint | None,
+    tracing: Tracing | None,
     reuse_port: bool = False,
     internal: bool = False,
 ) -> RunningServer:
     """One grpc.aio server bound to `address` with the given services, health and reflection (listing only
     what this listener serves), TLS when configured; started, health SERVING. `internal`: the private
-    replication socket of --processes (plaintext, anonymous)."""
+    replication socket of --processes (plaintext, anonymous, untraced)."""
     authenticator = Authenticator(None) if internal else security.authenticator
     interceptors: list[Any] = [RpcGuard(limiter, authenticator)]
+    if tracing is not None and not internal:  # outermost: a span covers admission and authentication too
+        interceptors.insert(0, tracing.interceptor())
     if metrics is not None:  # inside the guard: sees decoded messages and the errors handlers raise
         interceptors.append(metrics_interceptor(metrics.registry))
     server = aio.server(interceptors=interceptors, options=server_options(config, reuse_port=reuse_port))
@@ -414,10 +420,13 @@ async def start_server(
     security: Security,
     metrics: MetricsEndpoint | None = None,
     role: ProcessRole | None = None,
+    *,
+    tracing: Tracing | None = None,
 ) -> RunningServer:
     """Create, bind and start the grpc.aio server(s) on the running loop; health is SERVING on return.
     Admin is on --listen, on its own --admin-listen listener (`RunningServer.admin`), or nowhere. The
-    writer of --processes (`role`) listens on its replication socket instead of --listen."""
+    writer of --processes (`role`) listens on its replication socket instead of --listen. `tracing`: each
+    call's span (``--otel``)."""
     limits = service_limits(config)
     limiter = CallLimiter(limits)  # one count for every listener: the limits are the process's
     bulk = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="bulk")
@@ -426,44 +435,33 @@ async def start_server(
     services = _build_services(config, initial, security, limits=limits, bulk=bulk, admin=admin)
     plan = security.plan
     reuse_port = role is not None and role.reuse_port
+    listener = functools.partial(_listener, config, security, limiter, metrics=metrics, tracing=tracing)
     try:
         if role is not None and role.replication_listen is not None:
-            running = await _listener(
-                config,
-                security,
-                limiter,
+            running = await listener(
                 role.replication_listen,
                 lookup=None,
                 admin=None,
                 replication=services.replication,
-                metrics=metrics,
                 internal=True,
             )
         else:
-            running = await _listener(
-                config,
-                security,
-                limiter,
+            running = await listener(
                 config.listen,
                 lookup=services.lookup,
                 admin=services.admin if plan.admin_on_listen else None,
                 replication=services.replication if plan.admin_on_listen else None,
-                metrics=metrics,
                 reuse_port=reuse_port,
             )
         running.executors = executors
         running.lookup = services.lookup
         if plan.admin_listen is not None and services.admin is not None:
             try:
-                running.admin = await _listener(
-                    config,
-                    security,
-                    limiter,
+                running.admin = await listener(
                     plan.admin_listen,
                     lookup=None,
                     admin=services.admin,
                     replication=services.replication,  # locked down like Admin (role replicate)
-                    metrics=metrics,
                 )
             except ListenError:
                 await running.server.stop(None)

@@ -161,6 +161,7 @@ class ServerConfig:
     insecure: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     metrics_listen: str | None = None
+    otel: bool = False
     http_listen: str | None = None
     follow: str | None = None
     follow_token_file: Path | None = None
@@ -355,6 +356,9 @@ _SERVE_OPTIONS = (
     _Option("--metrics-listen", "NIXLOOKUP_METRICS_LISTEN", _listen_address, None,
             "serve Prometheus metrics over HTTP on HOST:PORT (needs the server extra: prometheus-client); "
             "none: no metrics endpoint"),
+    _Option("--otel", "NIXLOOKUP_OTEL", _boolean, False,
+            "trace every RPC with OpenTelemetry, exporting as the standard OTEL_* variables say (default "
+            "OTLP over gRPC to OTEL_EXPORTER_OTLP_ENDPOINT); needs pip install 'nixlookup[server,otel]'"),
     _Option("--http-listen", "NIXLOOKUP_HTTP_LISTEN", _listen_address, None,
             "also answer Check as JSON over HTTP on HOST:PORT (POST /v1/check, /v1/check:batch; "
             "docs/http.md): the same principals, TLS and --insecure rule as --listen; none: no HTTP"),

@@ -5,7 +5,8 @@ Theory of operation (``serve``):
    line naming ``--listen`` and exit 2), install the SIGTERM/SIGINT handlers (`_lifecycle`; they only
    record the signal, so one arriving during loading is honoured once it ends).
 2. `Security.from_config` (before the register loads) reads the auth file, checks the TLS files and
-   decides where Admin is served, refusing an unsafe exposure (docs/security.md). `load_initial_state`
+   decides where Admin is served, refusing an unsafe exposure (docs/security.md); with ``--otel`` the
+   tracer provider is built (`_tracing`; without the extra: exit 2 naming it). `load_initial_state`
    (`_assembly`) opens the Store that serves the register, synchronously, before any port is bound.
 3. On a uvloop event loop, the metrics endpoint starts (``--metrics-listen``), then `start_server` builds
    and starts the grpc.aio listener(s); SIGHUP also re-reads the auth file and the certificates; the port
@@ -57,6 +58,7 @@ from nixlookup.server.app._lifecycle import ShutdownSignals, serve_until_stopped
 from nixlookup.server.app._metrics import FollowerGauges, MetricsEndpoint, start_metrics
 from nixlookup.server.app._repair import repair
 from nixlookup.server.app._security import Security
+from nixlookup.server.app._tracing import Tracing, start_tracing
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.logs import configure_logging, get_logger
 from nixlookup.server.store import write_synthetic_file
@@ -128,6 +130,8 @@ async def _serve_on_loop(
     security: Security,
     signals: ShutdownSignals,
     role: ProcessRole | None = None,
+    *,
+    tracing: Tracing | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     signals.attach(loop)
@@ -137,7 +141,7 @@ async def _serve_on_loop(
         _log.error("startup_failed", step="metrics listen", error=str(error))
         return EXIT_CONFIG_ERROR
     try:
-        running = await start_server(config, initial, security, metrics, role)
+        running = await start_server(config, initial, security, metrics, role, tracing=tracing)
         start_http_front(config, running, security, initial.stop_hooks)  # --http-listen: docs/http.md
     except ListenError as error:
         _log.error("startup_failed", step="listen", error=str(error))
@@ -243,9 +247,16 @@ def serve(config: ServerConfig, role: ProcessRole | None = None) -> int:
         _log.error("startup_failed", step="security", error=str(error))
         return EXIT_START_FAILED
     try:
+        tracing = start_tracing() if config.otel else None
+    except NixlookupError as error:
+        _log.error("startup_failed", step="tracing", error=str(error))
+        return EXIT_CONFIG_ERROR
+    try:
         initial = load_initial_state(config, security.follow)
     except (NixlookupError, OSError) as error:
         _log.error("startup_failed", step="load register", error=str(error))
+        if tracing is not None:
+            tracing.close()
         return EXIT_START_FAILED
     try:
         if initial.description.get("synthetic"):
@@ -257,9 +268,11 @@ def serve(config: ServerConfig, role: ProcessRole | None = None) -> int:
             _log.info("stopped", reason=f"{signals.signal_name} during startup")
             return 0
         # uvloop: grpc.aio on it spent ~10% less server CPU per unary Check than on asyncio's own loop.
-        return uvloop.run(_serve_on_loop(config, initial, security, signals, role))
+        return uvloop.run(_serve_on_loop(config, initial, security, signals, role, tracing=tracing))
     finally:
         initial.close()
+        if tracing is not None:  # the listeners have stopped: export the spans still batched
+            tracing.close()
 
 
 def synth(config: SynthConfig) -> int:
