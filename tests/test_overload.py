@@ -113,8 +113,8 @@ def test_check_keeps_answering_with_hundreds_of_idle_stalled_and_watching_stream
     server_factory: ServerFactory, record_property: object
 ) -> None:
     """200 idle CheckStreams, 64 that send batches and never read, 50 Health/Watch: Check answers every
-    call (p99 recorded), the server's RSS grows less than the documented bound, and all 314 streams are really open
-    (the 315th is refused by --max-streams 314 with RESOURCE_EXHAUSTED naming it)."""
+    call (p99 recorded), the server's RSS grows less than the documented bound, and all 314 streams are
+    really open (the 315th is refused by --max-streams 314 with RESOURCE_EXHAUSTED naming it)."""
     server = server_factory(["--synthetic-size", "200000", "--max-streams", "314"])
     before_mb = _rss_mb(server.pid)
     with _hostile_client(server.target, idle=200, never_read=64, watch=50, channels=8):
