@@ -109,17 +109,11 @@ class ListTable:
                 index = state.list_for(*key)
                 if index is None:
                     continue  # dropped or created between the state read and now
-                meta = index.meta
                 described.append(
-                    ListDescription(
-                        key=key,
-                        version=meta.version,
-                        source=meta.source,
-                        count=meta.count,
-                        register_date=meta.register_date,
+                    ListDescription.of(
+                        key,
+                        index,
                         loaded_at=runtime.loaded_at,
-                        checksum=meta.checksum,
-                        synthetic=meta.synthetic,
                         index_bytes=runtime.bytes_of(index),
                         journal_records=runtime.writer.records_written,
                         history=tuple(runtime.history.newest_first()),
