@@ -285,6 +285,26 @@ def test_caller_lists_keep_end_days_through_restart_and_reload(open_store: Store
         store.close()
 
 
+def test_create_list_serves_a_built_index_durably_and_only_once(open_store: Store) -> None:
+    """`create_list` serves an in-memory index as a new list's version 1, kept across a restart, and
+    refuses a list that exists (its next version is a reload or a delta)."""
+    from nixlookup.server.index import Index
+
+    keys = make_mobile_keys(40, seed=7)
+    created = open_store.create_list(OPT_OUT, Index.build(keys, version="", source="built"))
+    assert created.meta.version.startswith("000001-")
+    assert _serving_keys(open_store, OPT_OUT) == set(keys.tolist())
+    assert open_store.history(OPT_OUT)[0].kind == "snapshot"
+    with pytest.raises(FailedPreconditionError, match="exists already"):
+        open_store.create_list(OPT_OUT, Index.build(keys[:3], version="", source="again"))
+    store = _reopen(open_store)
+    try:
+        assert _serving_keys(store, OPT_OUT) == set(keys.tolist())
+        assert store.describe()[1].version == created.meta.version
+    finally:
+        store.close()
+
+
 def test_one_writer_per_directory(open_store: Store) -> None:
     """A second store on the same directory is refused while the first holds it."""
     with pytest.raises(StoreError, match="in use by pid"):

@@ -20,7 +20,7 @@ Theory of operation:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import grpc
 from nixlookup.server.errors import NixlookupError
 from nixlookup.server.logs import get_logger
 
-__all__ = ["CertificateSource", "TlsError", "TlsFiles", "read_pem"]
+__all__ = ["CertificateSource", "FilesSignature", "TlsError", "TlsFiles", "files_signature", "read_pem"]
 
 _log = get_logger("nixlookup.tls")
 
@@ -51,7 +51,20 @@ class TlsFiles:
         return (*files, ("--tls-client-ca", self.client_ca)) if self.client_ca is not None else files
 
 
-_Signature = tuple[tuple[int, int], ...]
+FilesSignature = tuple[tuple[int, int], ...]
+"""Each file's (size, mtime in ns), (-1, -1) for one that cannot be read: changes when a file is replaced."""
+
+
+def files_signature(paths: Iterable[Path]) -> FilesSignature:
+    """What tells a renewed certificate from the one in force without reading it: a ``stat`` per file."""
+    signature = []
+    for path in paths:
+        try:
+            status = path.stat()
+            signature.append((status.st_size, status.st_mtime_ns))
+        except OSError:
+            signature.append((-1, -1))
+    return tuple(signature)
 
 
 def read_pem(flag: str, path: Path, marker: bytes) -> bytes:
@@ -83,15 +96,8 @@ class CertificateSource:
     def mutual(self) -> bool:
         return self.files.client_ca is not None
 
-    def _stat(self) -> _Signature:
-        signature = []
-        for _flag, path in self.files.named():
-            try:
-                status = path.stat()
-                signature.append((status.st_size, status.st_mtime_ns))
-            except OSError:
-                signature.append((-1, -1))
-        return tuple(signature)
+    def _stat(self) -> FilesSignature:
+        return files_signature(path for _flag, path in self.files.named())
 
     def _configuration(self) -> grpc.ServerCertificateConfiguration:
         cert = read_pem("--tls-cert", self.files.cert, b"CERTIFICATE-----")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from nixlookup.server.errors import FailedPreconditionError
 from nixlookup.server.rpc._replication import have_map
-from nixlookup.server.store import Behind, ListKey, ServingState, StateHolder, behind
+from nixlookup.server.store import Behind, ListKey, ServingState, StateHolder, behind, list_name
 from nixlookup.v1 import lookup_pb2
 from nixlookup.v1.vocabulary import BEHIND_DETAIL_PREFIX
 
@@ -40,8 +40,7 @@ class BehindError(FailedPreconditionError):
 
 def _describe(lagging: Sequence[Behind]) -> str:
     first = lagging[0]
-    kind, caller = first.key
-    name = kind.slug if not caller else f"{kind.slug}/{caller}"
+    name = list_name(first.key)
     serving = f"version {first.serving}" if first.serving else "no such list yet"
     more = f" (and {len(lagging) - 1} more lists)" if len(lagging) > 1 else ""
     return (

@@ -68,6 +68,7 @@ from nixlookup.server.store._state import (
     PerStateMemo,
     ServingState,
     StateHolder,
+    list_name,
 )
 from nixlookup.server.store._store import (
     ListDescription,
@@ -132,6 +133,7 @@ __all__ = [
     "generate_queries",
     "generate_register",
     "is_snapshot",
+    "list_name",
     "load_register_file",
     "open_address_register",
     "read_snapshot",

@@ -27,7 +27,6 @@ from nixlookup.server.addressing import (
 )
 from nixlookup.server.index import Index
 from nixlookup.server.logs import get_logger
-from nixlookup.server.store._feed import ListChange
 from nixlookup.server.store._registerfile import shown_path
 from nixlookup.server.store._state import ADDRESS_REGISTER_KEY
 from nixlookup.server.store._store import Store
@@ -79,10 +78,5 @@ def open_address_register(
         return
     size = synthetic_size or DEFAULT_SYNTHETIC_ADDRESS_SIZE
     index = synthetic_address_index(size, seed)
-    # A brand-new list at sequence 1, as `Store.reload` makes one (Store's own steps: _store.py is over its
-    # size budget, so the seeding lives here rather than as another Store method).
-    with store.holder.write_lock:
-        created = store._create_list(ADDRESS_REGISTER_KEY, index, event="snapshot", source=index.meta.source)
-        store._swap(ADDRESS_REGISTER_KEY, created)
-        store.feed.publish(ListChange.snapshot(ADDRESS_REGISTER_KEY, created))
+    store.create_list(ADDRESS_REGISTER_KEY, index)
     _log.info("address_register_seeded", source=index.meta.source, count=index.meta.count)

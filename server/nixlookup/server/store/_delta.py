@@ -22,7 +22,13 @@ from nixlookup.server.lists import Register, spec_of
 from nixlookup.server.numbering import classify_keys, parse_numbers
 from nixlookup.server.store._state import ListKey, ListKind
 
-__all__ = ["check_list_key", "delta_effect", "valid_delta"]
+__all__ = ["check_list_key", "delta_effect", "empty_index", "valid_delta"]
+
+
+def empty_index(key: ListKey) -> Index:
+    """What a delta to a list the store does not hold applies to: no keys (and no end days, if dated)."""
+    values = np.zeros(0, np.uint32) if spec_of(key[0]).dated else None
+    return Index.build(np.zeros(0, np.uint64), values=values, version="", source="empty")
 
 
 def check_list_key(kind: ListKind, caller: str) -> ListKey:

@@ -51,7 +51,7 @@ from nixlookup.server.store._recovery import (
     recovery_chain,
 )
 from nixlookup.server.store._snapshot import read_snapshot
-from nixlookup.server.store._state import REGISTER_KEY, ListKey, ListKind
+from nixlookup.server.store._state import REGISTER_KEY, ListKey, ListKind, list_name
 
 __all__ = ["ListRepair", "RepairReport", "repair_data_dir"]
 
@@ -79,7 +79,7 @@ class ListRepair:
 
     def describe(self) -> list[str]:
         """Lines for the repair's report."""
-        name = self.directory.name if self.key is None else _describe_key(self.key)
+        name = self.directory.name if self.key is None else list_name(self.key)
         if self.damage is None:
             return [f"{name}: ok ({self.keeps})" if self.keeps else f"{name}: ok"]
         lines = [f"{name}: DAMAGED: {self.damage}", f"  keeps: {self.keeps}"]
@@ -355,11 +355,6 @@ def _apply_one(root: Path, plan: ListRepair) -> list[str]:
         )
     )
     return [
-        f"{_describe_key(plan.key)}: now serves version {index.meta.version} ({index.meta.count:,} numbers); "
+        f"{list_name(plan.key)}: now serves version {index.meta.version} ({index.meta.count:,} numbers); "
         f"the files it had are in {folder}"
     ]
-
-
-def _describe_key(key: ListKey) -> str:
-    kind, caller = key
-    return kind.slug if not caller else f"{kind.slug}/{caller}"

@@ -160,21 +160,7 @@ class Replica:
                 with self._lock:
                     self._index_bytes = {k: v for k, v in self._index_bytes.items() if k[0] != key}
                     self._index_bytes[(key, meta.version)] = size
-            described.append(
-                ListDescription(
-                    key=key,
-                    version=meta.version,
-                    source=meta.source,
-                    count=meta.count,
-                    register_date=meta.register_date,
-                    loaded_at=loaded_at,
-                    checksum=meta.checksum,
-                    synthetic=meta.synthetic,
-                    index_bytes=size,
-                    journal_records=0,
-                    history=(),
-                )
-            )
+            described.append(ListDescription.of(key, index, loaded_at=loaded_at, index_bytes=size))
         return described
 
     @staticmethod

@@ -27,7 +27,16 @@ from nixlookup.server.errors import UnavailableError
 from nixlookup.server.index import Index
 from nixlookup.v1.vocabulary import ListKind
 
-__all__ = ["ListKey", "ListKind", "PerStateMemo", "ServingState", "StateHolder"]
+__all__ = [
+    "ADDRESS_REGISTER_KEY",
+    "REGISTER_KEY",
+    "ListKey",
+    "ListKind",
+    "PerStateMemo",
+    "ServingState",
+    "StateHolder",
+    "list_name",
+]
 
 
 ListKey = tuple[ListKind, str]
@@ -37,6 +46,14 @@ REGISTER_KEY: ListKey = (ListKind.REGISTER, "")
 ADDRESS_REGISTER_KEY: ListKey = (ListKind.ADDRESS_REGISTER, "")
 """NIX-Adresserat's register: a list of the state's `lists`, like a caller's (only NIX-Telefon's is
 `ServingState.register`)."""
+
+
+def list_name(key: ListKey) -> str:
+    """How logs and errors name a list: its kind's slug, then ``/caller`` for a caller's own list."""
+    kind, caller = key
+    return kind.slug if not caller else f"{kind.slug}/{caller}"
+
+
 _log = structlog.get_logger("nixlookup.state")
 
 

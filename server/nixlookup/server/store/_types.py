@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from nixlookup.server.index import Index
 from nixlookup.server.store._history import VersionRecord
 from nixlookup.server.store._state import ListKey
 
@@ -27,7 +28,7 @@ class StoreSettings:
     compact_after_bytes: int = 64 * 1024 * 1024
     """...or journal bytes, whichever comes first (a few huge deltas)."""
     build_in_child_from_bytes: int = 4 * 1024 * 1024
-    """Text and CSV files from this size up are parsed and built in a child process (`_store_build`): a
+    """Text and CSV files from this size up are parsed and built in a child process (`_build`): a
     1.5M-line register holds the GIL long enough in places to raise Check's p99 ~10x if built in-process.
     Smaller files, and snapshots (which load in milliseconds), are built in-process."""
     build_timeout_seconds: float = 300.0
@@ -54,6 +55,33 @@ class ListDescription:
     journal_records: int
     history: tuple[VersionRecord, ...]
     """Newest first."""
+
+    @classmethod
+    def of(
+        cls,
+        key: ListKey,
+        index: Index,
+        *,
+        loaded_at: datetime,
+        index_bytes: int,
+        journal_records: int = 0,
+        history: tuple[VersionRecord, ...] = (),
+    ) -> ListDescription:
+        """A list's description: its serving `index`'s metadata, and what the index does not know."""
+        meta = index.meta
+        return cls(
+            key=key,
+            version=meta.version,
+            source=meta.source,
+            count=meta.count,
+            register_date=meta.register_date,
+            loaded_at=loaded_at,
+            checksum=meta.checksum,
+            synthetic=meta.synthetic,
+            index_bytes=index_bytes,
+            journal_records=journal_records,
+            history=history,
+        )
 
 
 @dataclass(frozen=True, slots=True)
